@@ -1,0 +1,81 @@
+"""Litestar app factory: routes, middleware, problem handlers, and the lifespan that owns the pools."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.idempotency import CommandAcceptor
+from gateway.problems import EXCEPTION_HANDLERS
+from gateway.routes import bookings, health, jobs
+from shared.broker import AsyncEnqueuer
+from shared.config import Settings
+from shared.db import open_async_pool
+from shared.logs import configure_logging
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Give every request an id (or keep the caller's X-Request-Id), echo it, and bind it to the logs."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    return middleware
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, "gateway")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # The transaction is the idempotency key's in-flight lease: a stuck one is cut off by Postgres.
+        lease_ms = str(int(settings.idempotency_lease_seconds * 1000))
+        pool = await open_async_pool(settings.database_url, max_size=settings.db_pool_max,
+                                     session={"idle_in_transaction_session_timeout": lease_ms})
+        enqueuer = AsyncEnqueuer(settings)
+        app.state.pool = pool
+        app.state.enqueuer = enqueuer
+        app.state.acceptor = CommandAcceptor(pool, enqueuer, settings)
+        try:
+            yield
+        finally:
+            await enqueuer.close()
+            await pool.close()
+
+    prometheus = PrometheusConfig(app_name="totem_gateway", group_path=True, exclude=["/metrics"])
+    return Litestar(
+        route_handlers=[bookings.create_booking, bookings.get_booking, jobs.get_job,
+                        health.healthz, health.readyz, PrometheusController],
+        middleware=[request_id_middleware, prometheus.middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        openapi_config=OpenAPIConfig(title="Totem", version="0.1.0",
+                                     description="Booking-and-payments backend: thin ingress gateway."),
+        debug=False,
+    )

@@ -1,0 +1,140 @@
+"""The Idempotency-Key protocol (IETF draft "The Idempotency-Key HTTP Header Field", Stripe), in one place.
+
+Accepting a command is ONE transaction: take the key's advisory lock, look the key up, run the caller's
+checks, insert the job row and store the key with its fingerprint and the 202 response; commit; then
+enqueue. So:
+
+* the key, the job and the response are durable together, before the client hears anything;
+* a repeat with the same fingerprint replays the stored response (``Idempotent-Replayed: true``);
+* the same key with another fingerprint is refused with 422 ``IDEMPOTENCY_KEY_REUSED``;
+* while a request holding the key is still in its transaction, a second one gets 409
+  ``IDEMPOTENCY_KEY_IN_FLIGHT`` (``pg_try_advisory_xact_lock``; it never waits);
+* the in-flight lease is the transaction itself: if the gateway crashes, Postgres rolls it back when the
+  connection drops, and a frozen gateway loses it after ``idle_in_transaction_session_timeout``
+  (``IDEMPOTENCY_LEASE_SECONDS``); either way nothing was stored and the retry takes the key over;
+* a request refused by validation or by a check never reaches the insert, so nothing is stored under its
+  key and a corrected retry goes through;
+* keys live 24 h (``IDEMPOTENCY_TTL_SECONDS``); the scheduler purges expired ones and an expired key is
+  free for reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import psycopg
+from litestar import Request, Response
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.problems import Problem, request_id_of
+from shared.broker import AsyncEnqueuer, build_message, ROUTES
+from shared.config import Settings
+from shared.db import QUERIES
+from shared.schemas import Accepted
+
+log = logging.getLogger("totem.gateway")
+
+MAX_KEY_LENGTH = 255
+Check = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedCommand:
+    scope: str
+    key: str
+    fingerprint: bytes
+    method: str
+    path: str
+
+
+def keyed_command(request: Request[Any, Any, Any], body: msgspec.Struct | None) -> KeyedCommand:
+    """Read and check the Idempotency-Key header; fingerprint method, path and the canonical body."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        raise Problem("IDEMPOTENCY_KEY_MISSING", "this request needs an Idempotency-Key header")
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise Problem("IDEMPOTENCY_KEY_INVALID", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
+    canonical = msgspec.json.encode(msgspec.to_builtins(body), order="sorted") if body is not None else b""
+    method, path = request.method, request.url.path
+    fingerprint = hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).digest()
+    return KeyedCommand(scope=caller_scope(request), key=key, fingerprint=fingerprint, method=method, path=path)
+
+
+def caller_scope(request: Request[Any, Any, Any]) -> str:
+    """Keys are scoped to the caller: its credential (hashed), or the anonymous scope."""
+    credential = request.headers.get("authorization") or request.headers.get("x-system-token")
+    if not credential:
+        return "anonymous"
+    return "cred:" + hashlib.sha256(credential.encode()).hexdigest()
+
+
+def _replay(row: dict[str, Any]) -> Response[bytes]:
+    body = msgspec.json.encode(row["response_body"])
+    headers = {"Idempotent-Replayed": "true"}
+    if isinstance(row["response_body"], dict) and "status_url" in row["response_body"]:
+        headers["Location"] = row["response_body"]["status_url"]
+    return Response(content=body, status_code=row["response_status"], headers=headers,
+                    media_type="application/json")
+
+
+class CommandAcceptor:
+    """Accept a state-changing command as a durable job, exactly once per idempotency key."""
+
+    def __init__(self, pool: AsyncConnectionPool, enqueuer: AsyncEnqueuer, settings: Settings) -> None:
+        self.pool = pool
+        self.enqueuer = enqueuer
+        self.settings = settings
+
+    async def accept(
+        self, request: Request[Any, Any, Any], command: KeyedCommand, *, job_type: str,
+        payload: msgspec.Struct, check: Check | None = None,
+    ) -> Response[bytes]:
+        job_id = uuid.uuid4()
+        accepted = Accepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}")
+        queue, actor = ROUTES[job_type]
+        key_params = {"scope": command.scope, "key": command.key}
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(QUERIES["lock_idempotency_key"], key_params)
+            if not (await cur.fetchone())["locked"]:  # type: ignore[index]
+                raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT",
+                              "a request with this Idempotency-Key is still being processed; retry shortly",
+                              headers={"Retry-After": "1"})
+            cur = await conn.execute(QUERIES["get_idempotency_key"], key_params)
+            stored = await cur.fetchone()
+            if stored is not None:
+                if bytes(stored["fingerprint"]) != command.fingerprint:
+                    raise Problem("IDEMPOTENCY_KEY_REUSED",
+                                  "this Idempotency-Key was used with a different request")
+                return _replay(stored)
+            if check is not None:
+                await check(conn)
+            await conn.execute(QUERIES["insert_job"], {
+                "id": job_id, "type": job_type, "queue": queue, "actor": actor,
+                "payload": Jsonb(msgspec.to_builtins(payload)), "max_attempts": self.settings.job_max_attempts,
+                "request_id": request_id_of(request),
+            })
+            await conn.execute(QUERIES["store_idempotency_key"], {
+                **key_params, "fingerprint": command.fingerprint, "method": command.method,
+                "path": command.path, "job_id": job_id, "response_status": 202,
+                "response_body": Jsonb(msgspec.to_builtins(accepted)),
+                "ttl_seconds": self.settings.idempotency_ttl_seconds,
+            })
+        await self._enqueue(job_type, job_id)
+        return Response(content=msgspec.json.encode(accepted), status_code=202,
+                        headers={"Location": accepted.status_url}, media_type="application/json")
+
+    async def _enqueue(self, job_type: str, job_id: uuid.UUID) -> None:
+        """Best effort: the job row is already durable; if Redis is down the sweeper enqueues it later."""
+        try:
+            await asyncio.wait_for(self.enqueuer.enqueue(build_message(job_type, job_id)), timeout=2.0)
+        except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job for the sweeper
+            log.warning("enqueue failed; the sweeper will enqueue the job", extra={
+                "job_id": str(job_id), "error": type(exc).__name__})

@@ -1,0 +1,127 @@
+"""RFC 9457 problem details: the stable error codes, their HTTP statuses, and the exception handlers.
+
+Every error leaves the gateway as ``application/problem+json`` with ``{type, title, status, detail, code,
+request_id}``; nothing else (no stack trace, no driver message) ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from shared.errors import DomainError
+
+log = logging.getLogger("totem.gateway")
+
+STATUS_BY_CODE: dict[str, int] = {
+    "VALIDATION_FAILED": 400,
+    "IDEMPOTENCY_KEY_MISSING": 400,
+    "IDEMPOTENCY_KEY_INVALID": 400,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+    "IDEMPOTENCY_KEY_IN_FLIGHT": 409,
+    "BOOKING_SLOT_TAKEN": 409,
+    "BOOKING_INVALID_TRANSITION": 409,
+    "IDEMPOTENCY_KEY_REUSED": 422,
+    "RATE_LIMITED": 429,
+    "INTERNAL_ERROR": 500,
+    "SERVICE_UNAVAILABLE": 503,
+}
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise anywhere in the gateway to answer with a problem document."""
+
+    def __init__(self, code: str, detail: str, *, errors: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+    @property
+    def status(self) -> int:
+        return STATUS_BY_CODE[self.code]
+
+
+class ProblemDocument(msgspec.Struct, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str
+    errors: list[dict[str, str]] | None = None
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
+    doc = ProblemDocument(
+        type=f"https://totem.dev/problems/{problem.code.lower().replace('_', '-')}",
+        title=HTTPStatus(problem.status).phrase,
+        status=problem.status,
+        detail=problem.detail,
+        code=problem.code,
+        request_id=request_id_of(request),
+        errors=problem.errors,
+    )
+    return Response(
+        content=msgspec.json.encode(doc), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE,
+        headers=problem.headers,
+    )
+
+
+def handle_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[bytes]:
+    return problem_response(request, exc)
+
+
+def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+    return problem_response(request, Problem(exc.code, exc.detail))
+
+
+def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    errors = [
+        {key: str(value) for key, value in item.items()} for item in (exc.extra or []) if isinstance(item, dict)
+    ]
+    detail = "; ".join(e.get("message", "") for e in errors) or str(exc.detail)
+    return problem_response(request, Problem("VALIDATION_FAILED", detail, errors=errors or None))
+
+
+_CODE_BY_STATUS = {400: "VALIDATION_FAILED", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+                   405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE", 429: "RATE_LIMITED",
+                   503: "SERVICE_UNAVAILABLE"}
+
+
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    code = _CODE_BY_STATUS.get(exc.status_code, "INTERNAL_ERROR")
+    detail = exc.detail if exc.status_code < 500 else "the server could not complete the request"
+    problem = Problem(code, detail, headers=dict(exc.headers or {}))
+    return problem_response(request, problem)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error", extra={"request_id": request_id_of(request)})
+    return problem_response(request, Problem("INTERNAL_ERROR", "the server could not complete the request"))
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    Problem: handle_problem,
+    DomainError: handle_domain_error,
+    ValidationException: handle_validation,
+    HTTPException: handle_http,
+    Exception: handle_unexpected,
+}

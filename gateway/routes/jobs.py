@@ -1,0 +1,22 @@
+"""Job status: what clients poll after a 202."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import get
+from litestar.datastructures import State
+
+from gateway.problems import Problem
+from shared.db import QUERIES
+from shared.schemas import JobView
+
+
+@get("/v1/jobs/{job_id:uuid}", summary="Poll a job until it is succeeded or failed")
+async def get_job(state: State, job_id: UUID) -> JobView:
+    async with state.pool.connection() as conn:
+        cur = await conn.execute(QUERIES["get_job"], {"id": job_id})
+        row = await cur.fetchone()
+    if row is None:
+        raise Problem("NOT_FOUND", f"job {job_id} does not exist")
+    return JobView(**row)

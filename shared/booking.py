@@ -1,0 +1,67 @@
+"""Booking rules as plain functions over a connection. The database enforces the guarantees:
+``bookings_no_overlap`` (EXCLUDE) refuses double booking, ``bookings_valid_transition`` (trigger over
+``booking_transitions``) refuses illegal status changes; this module only translates their refusals.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+
+from shared.db import QUERIES, ConstraintViolation, translate_errors
+from shared.errors import BookingInvalidTransition, BookingSlotTaken, NotFound
+from shared.schemas import AuditEntry, BookingCreated, BookingView, SlotBookingRequest
+
+_CONSTRAINT_ERRORS = {
+    "bookings_no_overlap": (BookingSlotTaken, "the requested time overlaps an existing booking"),
+    "bookings_valid_transition": (BookingInvalidTransition, "that status change is not allowed"),
+}
+
+
+def _domain_error(exc: ConstraintViolation) -> Exception:
+    known = _CONSTRAINT_ERRORS.get(exc.constraint)
+    if known is None:
+        return exc
+    error_class, detail = known
+    return error_class(detail)
+
+
+def create_slot_booking(
+    conn: psycopg.Connection[Any], request: SlotBookingRequest, *, job_id: uuid.UUID,
+    default_hold_ttl_seconds: int, actor: str = "customer",
+) -> BookingCreated:
+    """Place a hold on the slot (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
+    params = {
+        "id": uuid.uuid4(), "job_id": job_id, "actor": actor,
+        "resource_id": request.resource_id, "service_id": request.service_id, "start_at": request.start_at,
+        "customer": Jsonb(msgspec.to_builtins(request.customer)),
+        "default_hold_ttl_seconds": default_hold_ttl_seconds,
+    }
+    try:
+        with translate_errors():
+            row = conn.execute(QUERIES["insert_slot_booking"], params).fetchone()
+    except ConstraintViolation as exc:
+        raise _domain_error(exc) from exc
+    if row is None:
+        raise NotFound("the resource no longer offers that service")
+    return BookingCreated(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"])
+
+
+def expire_overdue_holds(conn: psycopg.Connection[Any], *, limit: int = 500) -> int:
+    with conn.transaction():
+        row = conn.execute(QUERIES["expire_overdue_holds"], {"limit": limit}).fetchone()
+    return int(row["expired"]) if row else 0
+
+
+async def read_booking(conn: psycopg.AsyncConnection[Any], booking_id: uuid.UUID) -> BookingView | None:
+    cur = await conn.execute(QUERIES["get_booking"], {"id": booking_id})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    cur = await conn.execute(QUERIES["get_booking_audit"], {"id": booking_id})
+    audit = [AuditEntry(**entry) for entry in await cur.fetchall()]
+    return BookingView(**row, audit=audit)

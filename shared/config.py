@@ -1,0 +1,41 @@
+"""Settings from the environment: one msgspec Struct, built once by each entry point and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str
+    redis_url: str
+    redis_namespace: str = "totem"
+    port: int = 8000
+    system_token: str = "dev-system-token"
+    booking_hold_ttl_seconds: int = 900
+    scheduler_interval_seconds: float = 5.0
+    scheduler_lease_seconds: float = 15.0
+    job_lease_seconds: float = 30.0
+    job_requeue_after_seconds: float = 30.0
+    job_max_attempts: int = 5
+    idempotency_ttl_seconds: int = 86_400
+    idempotency_lease_seconds: float = 10.0
+    db_pool_max: int = 10
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read TOTEM settings; DATABASE_URL and REDIS_URL are required (the CLI fills them in embedded mode)."""
+        env = os.environ if env is None else env
+        fields: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            value = env.get(name.upper())
+            if value is not None and value != "":
+                fields[name] = value
+        if "database_url" not in fields or "redis_url" not in fields:
+            raise RuntimeError(
+                "DATABASE_URL and REDIS_URL must be set (run `totem up` for the embedded default)"
+            )
+        return msgspec.convert(fields, cls, strict=False)

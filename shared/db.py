@@ -1,0 +1,92 @@
+"""Postgres access: named-query loader, pools, and the one place psycopg errors are translated.
+
+Queries live in ``sql/queries/<domain>.sql`` as named blocks::
+
+    -- claim_job --
+    -- Take a queued job (or one whose lease ran out) for this worker.
+    UPDATE jobs ...;
+
+They are parsed once at import into ``QUERIES`` and executed with ``%(name)s`` parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import LiteralString, cast
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_BLOCK = re.compile(r"^-- ([a-z_][a-z0-9_]*) --\s*$", re.MULTILINE)
+
+
+def load_queries(directory: Path = SQL_DIR / "queries") -> dict[str, LiteralString]:
+    queries: dict[str, LiteralString] = {}
+    for path in sorted(directory.glob("*.sql")):
+        parts = _BLOCK.split(path.read_text())
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in queries:
+                raise ValueError(f"query {name!r} defined twice (second time in {path.name})")
+            lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
+            queries[name] = cast(LiteralString, "\n".join(lines).strip().rstrip(";"))
+    return queries
+
+
+QUERIES = load_queries()
+
+
+class ConstraintViolation(Exception):
+    """A database constraint refused a change; ``constraint`` names which one."""
+
+    def __init__(self, constraint: str, message: str) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise integrity errors as ConstraintViolation keyed by constraint name; the domain maps names."""
+    try:
+        yield
+    except psycopg.errors.IntegrityError as exc:
+        raise ConstraintViolation(exc.diag.constraint_name or "", str(exc).splitlines()[0]) from exc
+
+
+def _options(settings: dict[str, str]) -> str:
+    return " ".join(f"-c {key}={value}" for key, value in settings.items())
+
+
+def open_pool(
+    url: str, *, max_size: int = 10, name: str = "totem", session: dict[str, str] | None = None
+) -> ConnectionPool:
+    pool = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"row_factory": dict_row, "application_name": name, "options": _options({"TimeZone": "UTC", **(session or {})})},
+        name=name,
+        open=False,
+    )
+    pool.open(wait=True, timeout=30)
+    return pool
+
+
+async def open_async_pool(
+    url: str, *, max_size: int = 10, name: str = "totem-gateway", session: dict[str, str] | None = None
+) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        url,
+        min_size=2,
+        max_size=max_size,
+        kwargs={"row_factory": dict_row, "application_name": name, "options": _options({"TimeZone": "UTC", **(session or {})})},
+        name=name,
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool

@@ -1,0 +1,122 @@
+"""The job-row protocol that makes at-least-once delivery exactly-once in effect.
+
+Phase 1 (claim) commits ``status = running`` with a fresh ``claim_token`` and a lease. Phase 2 runs the
+handler and ``finish_job`` in ONE transaction; ``finish_job`` matches only while we still hold the token,
+so if the lease ran out and another worker took the job over, phase 2 rolls back whole. Hence:
+
+* a duplicate delivery finds the job running (lease live) or finished and does nothing;
+* a worker killed mid-job leaves the job running; when its lease runs out the scheduler's sweeper puts it
+  back to queued and re-enqueues it, and the next claim runs it once (phase 2 never committed);
+* a job is claimed at most ``max_attempts`` times, then fails with ``JOB_ATTEMPTS_EXHAUSTED``, so every
+  accepted job reaches a terminal status.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from shared.db import QUERIES
+from shared.errors import DomainError, JobAttemptsExhausted
+
+log = logging.getLogger("totem.jobs")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    request_id: str | None
+    token: uuid.UUID
+
+
+Handler = Callable[[psycopg.Connection[Any], ClaimedJob], msgspec.Struct]
+
+
+def claim_job(conn: psycopg.Connection[Any], job_id: uuid.UUID, lease_seconds: float) -> ClaimedJob | None:
+    token = uuid.uuid4()
+    with conn.transaction():
+        # Losing this commit in a crash is harmless: phase 2's synchronous commit flushes it first.
+        conn.execute("SET LOCAL synchronous_commit = off")
+        row = conn.execute(
+            QUERIES["claim_job"], {"id": job_id, "token": token, "lease_seconds": lease_seconds}
+        ).fetchone()
+    if row is None:
+        return None
+    return ClaimedJob(token=token, **row)
+
+
+def finish_job(
+    conn: psycopg.Connection[Any], job: ClaimedJob, *, result: msgspec.Struct | None = None,
+    error: DomainError | None = None,
+) -> bool:
+    params = {
+        "id": job.id, "token": job.token,
+        "status": "failed" if error else "succeeded",
+        "result": Jsonb(msgspec.to_builtins(result)) if result is not None else None,
+        "error": Jsonb(error.as_dict()) if error else None,
+    }
+    return conn.execute(QUERIES["finish_job"], params).rowcount == 1
+
+
+class LeaseLost(Exception):
+    """Our claim was taken over (lease ran out); this attempt's work must not commit."""
+
+
+def run_job(pool: ConnectionPool, job_id: uuid.UUID, handler: Handler, *, lease_seconds: float) -> str:
+    """Run one job to a terminal state at most once; returns what happened, for logs and metrics."""
+    with pool.connection() as conn:
+        job = claim_job(conn, job_id, lease_seconds)
+        if job is None:
+            return "skipped"
+        if job.attempts > job.max_attempts:
+            with conn.transaction():
+                finish_job(conn, job, error=JobAttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
+            return "exhausted"
+        try:
+            with conn.transaction():
+                result = handler(conn, job)
+                if not finish_job(conn, job, result=result):
+                    raise LeaseLost(str(job.id))
+            return "succeeded"
+        except DomainError as exc:
+            with conn.transaction():
+                finish_job(conn, job, error=exc)
+            return "failed"
+        except LeaseLost:
+            log.warning("job lease lost; another worker owns it now", extra={"job_id": str(job.id)})
+            return "lease_lost"
+        except Exception:
+            _release_quietly(conn, job)
+            raise
+
+
+def _release_quietly(conn: psycopg.Connection[Any], job: ClaimedJob) -> None:
+    """After a transient failure hand the job back at once; if even that fails, the lease expiry does it."""
+    try:
+        if conn.closed or conn.broken:
+            return
+        with conn.transaction():
+            conn.execute(QUERIES["release_job"], {"id": job.id, "token": job.token})
+    except psycopg.Error:
+        log.warning("could not release job; its lease will expire", extra={"job_id": str(job.id)})
+
+
+def requeue_stale_jobs(
+    conn: psycopg.Connection[Any], *, after_seconds: float, limit: int = 1000
+) -> list[dict[str, Any]]:
+    with conn.transaction():
+        return conn.execute(
+            QUERIES["requeue_stale_jobs"], {"after_seconds": after_seconds, "limit": limit}
+        ).fetchall()

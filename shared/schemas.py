@@ -1,0 +1,98 @@
+"""msgspec Structs for every request, job payload and response that crosses a process boundary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+
+Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9 ()-]{4,32}$")]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+BookingStatus = Literal["pending_payment", "paid", "expired", "cancelled", "completed"]
+
+
+class Customer(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    email: Email
+    phone: Phone | None = None
+
+
+class SlotBookingRequest(msgspec.Struct, tag_field="kind", tag="slot", forbid_unknown_fields=True):
+    """Book a resource's slot: start_at plus the service's duration."""
+
+    resource_id: UUID
+    service_id: UUID
+    start_at: AwareDatetime
+    customer: Customer
+
+
+BookingRequest = SlotBookingRequest
+
+
+class Accepted(msgspec.Struct):
+    """202 body: the job that will carry the request out, and where to poll it."""
+
+    job_id: UUID
+    status_url: str
+
+
+class JobError(msgspec.Struct):
+    code: str
+    detail: str
+
+
+class JobView(msgspec.Struct):
+    id: UUID
+    type: str
+    status: JobStatus
+    attempts: int
+    result: dict[str, Any] | None
+    error: JobError | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AuditEntry(msgspec.Struct):
+    actor: str
+    from_status: BookingStatus | None
+    to_status: BookingStatus
+    reason: str | None
+    job_id: UUID | None
+    created_at: datetime
+
+
+class BookingView(msgspec.Struct):
+    id: UUID
+    kind: Literal["slot", "stay"]
+    status: BookingStatus
+    resource_id: UUID
+    provider_id: UUID
+    start_at: datetime
+    end_at: datetime
+    amount: int
+    currency: str
+    service_snapshot: dict[str, Any]
+    customer: dict[str, Any]
+    hold_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    audit: list[AuditEntry]
+
+
+class BookingCreated(msgspec.Struct):
+    """Result of a booking.create job."""
+
+    booking_id: UUID
+    status: BookingStatus
+    hold_expires_at: datetime
+
+
+class JobMessage(msgspec.Struct, frozen=True):
+    """What a worker needs to find its job: the id. Everything else is re-read from Postgres."""
+
+    job_id: UUID

@@ -1,0 +1,45 @@
+-- insert_job --
+-- Record an accepted job; it is durable before the client hears 202.
+INSERT INTO jobs (id, type, queue, actor, payload, max_attempts, request_id)
+VALUES (%(id)s, %(type)s, %(queue)s, %(actor)s, %(payload)s, %(max_attempts)s, %(request_id)s);
+
+-- get_job --
+-- One job as the status endpoint shows it.
+SELECT id, type, status, attempts, result, error, created_at, updated_at
+FROM jobs WHERE id = %(id)s;
+
+-- claim_job --
+-- Take a queued job for this worker with a lease; a running job whose lease ran out may be taken over.
+-- The row lock makes two deliveries of one message race on this UPDATE: exactly one wins.
+UPDATE jobs
+SET status = 'running', attempts = attempts + 1, claim_token = %(token)s,
+    claimed_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
+WHERE id = %(id)s
+  AND (status = 'queued' OR (status = 'running' AND claimed_until < now()))
+RETURNING id, type, payload, attempts, max_attempts, request_id;
+
+-- finish_job --
+-- Close a job we still hold; 0 rows means our lease was taken over and the caller must roll back.
+UPDATE jobs
+SET status = %(status)s, result = %(result)s, error = %(error)s,
+    claim_token = NULL, claimed_until = NULL, updated_at = now()
+WHERE id = %(id)s AND claim_token = %(token)s;
+
+-- release_job --
+-- Give a job back to the queue after a transient failure, so a retry can claim it at once.
+UPDATE jobs
+SET status = 'queued', claim_token = NULL, claimed_until = NULL, enqueued_at = now(), updated_at = now()
+WHERE id = %(id)s AND claim_token = %(token)s;
+
+-- requeue_stale_jobs --
+-- Jobs queued too long (enqueue lost: Redis down, gateway died) or whose worker lease ran out
+-- (worker killed): put them back to queued and hand them to the caller to enqueue again.
+UPDATE jobs
+SET status = 'queued', claim_token = NULL, claimed_until = NULL, enqueued_at = now(), updated_at = now()
+WHERE id IN (
+  SELECT id FROM jobs WHERE status = 'queued' AND enqueued_at < now() - make_interval(secs => %(after_seconds)s)
+  UNION ALL
+  SELECT id FROM jobs WHERE status = 'running' AND claimed_until < now()
+  LIMIT %(limit)s
+)
+RETURNING id, queue, actor;

@@ -1,0 +1,145 @@
+"""``totem``: the one command line for every process type and for the embedded default."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+
+# Worker pools: name -> (module that declares its actors, queues it consumes).
+POOLS: dict[str, tuple[str, list[str]]] = {
+    "bookings": ("workers.bookings", ["bookings"]),
+}
+
+
+def say(message: str) -> None:
+    print(f"totem: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from totem.migrate import migrate
+
+    applied = migrate(_require("DATABASE_URL"))
+    say(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from totem.seed import seed
+
+    print(json.dumps(seed(_require("DATABASE_URL")), indent=2))
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="totem-metrics-")
+    port = args.port or int(os.environ.get("PORT", "8000"))
+    say(f"gateway on http://{args.host}:{port} ({args.workers} worker process(es))")
+    uvicorn.run("gateway.app:create_app", factory=True, host=args.host, port=port, workers=args.workers,
+                loop="uvloop", http="httptools", access_log=False, log_level="warning",
+                timeout_graceful_shutdown=20)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    module, queues = POOLS[args.pool]
+    os.environ.setdefault("dramatiq_queue_prefetch", str(max(2, args.threads * 2)))
+    argv = [sys.executable, "-m", "dramatiq", module, "--queues", *queues, "--processes", str(args.processes),
+            "--threads", str(args.threads), "--skip-logging", "--worker-shutdown-timeout", "30000"]
+    say(f"worker pool {args.pool}: {args.processes} process(es) x {args.threads} thread(s) on {queues}")
+    os.execv(argv[0], argv)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from workers.scheduler import main
+
+    main()
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.run import main
+
+    return main(args)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from totem.up import up
+
+    return up(args)
+
+
+def _require(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        say(f"{name} is not set (run `totem up` for the embedded default)")
+        raise SystemExit(2)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="totem", description="Totem booking-and-payments backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply SQL migrations to DATABASE_URL").set_defaults(func=cmd_migrate)
+    sub.add_parser("seed", help="create the demo catalog and print it as JSON").set_defaults(func=cmd_seed)
+
+    gw = sub.add_parser("gateway", help="run the HTTP gateway (uvicorn) on $PORT")
+    gw.add_argument("--host", default="0.0.0.0")
+    gw.add_argument("--port", type=int, default=None)
+    gw.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    gw.set_defaults(func=cmd_gateway)
+
+    wk = sub.add_parser("worker", help="run one worker pool (Dramatiq)")
+    wk.add_argument("pool", choices=sorted(POOLS))
+    wk.add_argument("--processes", "-p", type=int, default=int(os.environ.get("WORKER_PROCESSES", "1")))
+    wk.add_argument("--threads", "-t", type=int, default=int(os.environ.get("WORKER_THREADS", "8")))
+    wk.set_defaults(func=cmd_worker)
+
+    sub.add_parser("scheduler", help="run the single-leader scheduler").set_defaults(func=cmd_scheduler)
+
+    upp = sub.add_parser("up", help="run the whole fleet; embedded Postgres/Redis when no URLs are given")
+    upp.add_argument("--data-dir", default=os.environ.get("TOTEM_DATA_DIR", ".totem-data"))
+    upp.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    upp.add_argument("--web-workers", type=int, default=2)
+    upp.set_defaults(func=cmd_up)
+
+    bn = sub.add_parser("bench", help="benchmark: pgbench ceiling vs end-to-end bookings/s")
+    bn.add_argument("--requests", "-n", type=int, default=4000)
+    bn.add_argument("--concurrency", "-c", type=int, default=32)
+    bn.add_argument("--pgbench-seconds", type=int, default=10)
+    bn.add_argument("--web-workers", type=int, default=2)
+    bn.add_argument("--worker-processes", type=int, default=2)
+    bn.add_argument("--worker-threads", type=int, default=8)
+    bn.add_argument("--out", default="bench/results/latest.json")
+    bn.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def wait_ready(url: str, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

@@ -1,0 +1,87 @@
+"""Supervise the fleet's processes for ``totem up``: start each with its log file and PID file, stop them
+all on exit, and clean up what a crashed earlier run left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _terminate_group(pid: int, timeout: float) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Fleet:
+    run_dir: Path
+    log_dir: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def reap_stale(self) -> list[str]:
+        """Stop processes a crashed earlier ``totem up`` left running (their PID files are still here)."""
+        reaped = []
+        for pid_file in self.run_dir.glob("*.pid"):
+            try:
+                pid = int(pid_file.read_text().strip())
+            except ValueError:
+                pid = 0
+            if pid and _alive(pid):
+                _terminate_group(pid, timeout=10)
+                reaped.append(pid_file.stem)
+            pid_file.unlink(missing_ok=True)
+        return reaped
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it for its life
+        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
+        self.procs[name] = proc
+        return proc
+
+    def exited(self) -> dict[str, int]:
+        return {name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None}
+
+    def stop(self, timeout: float = 30) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _terminate_group(proc.pid, timeout=1)
+            (self.run_dir / f"{name}.pid").unlink(missing_ok=True)

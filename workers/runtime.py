@@ -1,0 +1,80 @@
+"""Worker process bootstrap: settings, broker and a Postgres pool per process, and the job actor decorator.
+
+Dramatiq's CLI imports a worker module in every worker process; importing it calls ``boot()`` once, which
+builds the settings from the environment and installs the broker. The pool opens after the process boots
+(never across a fork) and closes when the worker shuts down.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import dramatiq
+import structlog
+from psycopg_pool import ConnectionPool
+
+from shared.broker import make_broker
+from shared.config import Settings
+from shared.db import open_pool
+from shared.jobs import Handler, run_job
+from shared.logs import configure_logging
+
+log = logging.getLogger("totem.worker")
+
+
+class PoolMiddleware(dramatiq.Middleware):
+    """Own this process's Postgres pool: open on boot, close on shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: ConnectionPool | None = None
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        self.pool = open_pool(self.settings.database_url, max_size=self.settings.db_pool_max, name="totem-worker")
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self.pools: PoolMiddleware | None = None
+
+    def boot(self) -> Settings:
+        if self.settings is None:
+            settings = Settings.from_env()
+            configure_logging(settings.log_level, "worker")
+            self.pools = PoolMiddleware(settings)
+            dramatiq.set_broker(make_broker(settings, [self.pools]))
+            self.settings = settings
+        return self.settings
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self.pools is None or self.pools.pool is None:
+            raise RuntimeError("worker pool not open: the process has not booted")
+        return self.pools.pool
+
+
+runtime = Runtime()
+
+
+def job_actor(queue: str, name: str, handler: Handler, **options: Any) -> dramatiq.Actor[[str], None]:
+    """A Dramatiq actor that runs ``handler`` under the job-row protocol (see shared/jobs.py)."""
+    settings = runtime.boot()
+
+    def run(job_id: str) -> None:
+        structlog.contextvars.bind_contextvars(job_id=job_id)
+        try:
+            outcome = run_job(runtime.pool, uuid.UUID(job_id), handler, lease_seconds=settings.job_lease_seconds)
+            log.info("job %s", outcome, extra={"queue": queue, "actor": name})
+        finally:
+            structlog.contextvars.unbind_contextvars("job_id")
+
+    run.__name__ = name
+    options = {"max_retries": 5, "min_backoff": 250, "max_backoff": 10_000, **options}
+    return dramatiq.actor(run, queue_name=queue, actor_name=name, **options)

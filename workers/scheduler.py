@@ -1,0 +1,118 @@
+"""The scheduler: exactly one leader among any number of instances runs the periodic work.
+
+Leadership is a TTL lease row (``scheduler_leases``), renewed every tick; a crashed leader is replaced
+within ``SCHEDULER_LEASE_SECONDS``. Every periodic task is idempotent, so the brief overlap possible when
+a paused leader resumes after losing its lease does no harm: a job re-enqueued twice is claimed once, a
+hold expires once (the transition trigger refuses a second change), a purged key is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from dramatiq.brokers.redis import RedisBroker
+from psycopg_pool import ConnectionPool
+
+from shared.booking import expire_overdue_holds
+from shared.broker import make_broker, message_for
+from shared.config import Settings
+from shared.db import QUERIES, open_pool
+from shared.jobs import requeue_stale_jobs
+from shared.logs import configure_logging
+
+log = logging.getLogger("totem.scheduler")
+LEASE_NAME = "scheduler"
+
+
+@dataclass
+class Scheduler:
+    settings: Settings
+    pool: ConnectionPool
+    broker: RedisBroker
+    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}")
+    stopping: threading.Event = field(default_factory=threading.Event)
+    is_leader: bool = False
+
+    def acquire_leadership(self, conn: psycopg.Connection[Any]) -> bool:
+        with conn.transaction():
+            row = conn.execute(QUERIES["acquire_leadership"], {
+                "name": LEASE_NAME, "holder": self.holder, "ttl_seconds": self.settings.scheduler_lease_seconds,
+            }).fetchone()
+        leader = row is not None
+        if leader != self.is_leader:
+            log.info("leadership %s", "acquired" if leader else "lost", extra={"holder": self.holder})
+        self.is_leader = leader
+        return leader
+
+    def requeue_stale_jobs(self, conn: psycopg.Connection[Any]) -> int:
+        jobs = requeue_stale_jobs(conn, after_seconds=self.settings.job_requeue_after_seconds)
+        sent = 0
+        for job in jobs:
+            try:
+                self.broker.enqueue(message_for(job["queue"], job["actor"], job["id"]))
+                sent += 1
+            except Exception as exc:  # noqa: BLE001 - Redis down: the job stays queued for the next pass
+                log.warning("re-enqueue failed; will retry", extra={"job_id": str(job["id"]), "error": repr(exc)})
+                break
+        return sent
+
+    def run_once(self) -> dict[str, int] | None:
+        """One tick: renew or take the lease; if leading, run every periodic task once."""
+        with self.pool.connection() as conn:
+            if not self.acquire_leadership(conn):
+                return None
+            done = {
+                "requeued_jobs": self.requeue_stale_jobs(conn),
+                "expired_holds": expire_overdue_holds(conn),
+                "purged_idempotency_keys": self._purge_keys(conn),
+            }
+        if any(done.values()):
+            log.info("scheduler tick", extra=done)
+        return done
+
+    def _purge_keys(self, conn: psycopg.Connection[Any]) -> int:
+        with conn.transaction():
+            return conn.execute(QUERIES["purge_expired_idempotency_keys"], {"limit": 5000}).rowcount
+
+    def run(self) -> None:
+        interval = min(self.settings.scheduler_interval_seconds, self.settings.scheduler_lease_seconds / 3)
+        log.info("scheduler started", extra={"holder": self.holder, "interval": interval})
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - a failed tick (DB/Redis restart) is retried next tick
+                log.exception("scheduler tick failed")
+            self.stopping.wait(max(0.0, interval - (time.monotonic() - started)))
+        self._step_down()
+
+    def _step_down(self) -> None:
+        if not self.is_leader:
+            return
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute(QUERIES["release_leadership"], {"name": LEASE_NAME, "holder": self.holder})
+            log.info("leadership released", extra={"holder": self.holder})
+        except psycopg.Error:
+            log.warning("could not release leadership; it expires with its lease")
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, "scheduler")
+    pool = open_pool(settings.database_url, max_size=2, name="totem-scheduler")
+    scheduler = Scheduler(settings=settings, pool=pool, broker=make_broker(settings))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: scheduler.stopping.set())
+    try:
+        scheduler.run()
+    finally:
+        pool.close()
