@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await enqueuer.close()
             await pool.close()
 
-    prometheus = PrometheusConfig(app_name="totem_gateway", group_path=True, exclude=["/metrics"])
+    prometheus = PrometheusConfig(app_name="totem_gateway", prefix="totem_http", group_path=True, exclude=["/metrics"])
     return Litestar(
         route_handlers=[bookings.create_booking, bookings.get_booking, jobs.get_job,
                         health.healthz, health.readyz, PrometheusController],

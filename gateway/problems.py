@@ -7,6 +7,7 @@ request_id}``; nothing else (no stack trace, no driver message) ever reaches a c
 from __future__ import annotations
 
 import logging
+import uuid
 from http import HTTPStatus
 from typing import Any
 
@@ -70,18 +71,23 @@ def request_id_of(request: Request[Any, Any, Any]) -> str:
 
 
 def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
+    headers = dict(problem.headers)
+    request_id = request_id_of(request)
+    if not request_id:  # unrouted paths (404/405) never pass through the route middleware
+        request_id = uuid.uuid4().hex
+        headers["x-request-id"] = request_id
     doc = ProblemDocument(
         type=f"https://totem.dev/problems/{problem.code.lower().replace('_', '-')}",
         title=HTTPStatus(problem.status).phrase,
         status=problem.status,
         detail=problem.detail,
         code=problem.code,
-        request_id=request_id_of(request),
+        request_id=request_id,
         errors=problem.errors,
     )
     return Response(
         content=msgspec.json.encode(doc), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE,
-        headers=problem.headers,
+        headers=headers,
     )
 
 
@@ -97,8 +103,13 @@ def handle_validation(request: Request[Any, Any, Any], exc: ValidationException)
     errors = [
         {key: str(value) for key, value in item.items()} for item in (exc.extra or []) if isinstance(item, dict)
     ]
-    detail = "; ".join(e.get("message", "") for e in errors) or str(exc.detail)
+    detail = "; ".join(_describe(e) for e in errors) or str(exc.detail)
     return problem_response(request, Problem("VALIDATION_FAILED", detail, errors=errors or None))
+
+
+def _describe(error: dict[str, str]) -> str:
+    message, key = error.get("message", ""), error.get("key", "")
+    return f"{message} (at {key})" if key and key != "data" and key not in message else message
 
 
 _CODE_BY_STATUS = {400: "VALIDATION_FAILED", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",

@@ -9,7 +9,7 @@ from litestar import Response, get
 from litestar.datastructures import State
 
 
-class Health(msgspec.Struct):
+class Health(msgspec.Struct, omit_defaults=True):
     status: str
     postgres: str | None = None
     redis: str | None = None

@@ -1,0 +1,151 @@
+"""Test support: the test run's own database and Redis namespace, a fleet of real processes, a catalog."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from shared.db import QUERIES
+from totem.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Short timings so recovery paths are exercised in seconds, not minutes.
+FAST_TIMINGS = {
+    "SCHEDULER_INTERVAL_SECONDS": "0.5",
+    "SCHEDULER_LEASE_SECONDS": "3",
+    "JOB_LEASE_SECONDS": "4",
+    "JOB_REQUEUE_AFTER_SECONDS": "2",
+    "IDEMPOTENCY_LEASE_SECONDS": "3",
+    "SYSTEM_TOKEN": "test-system-token",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def reachable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Fleet:
+    """Real gateway / worker / scheduler processes, as `totem up` runs them."""
+
+    env: dict[str, str]
+    log_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    base_url: str = ""
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "totem.cli", *args], env=self.env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_gateway(self, workers: int = 1) -> str:
+        port = free_port()
+        self.start("web", "gateway", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
+        self.base_url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _ok(self.base_url + "/healthz"), 30, f"gateway up (log {self.log_dir}/web.log)")
+        return self.base_url
+
+    def start_worker(self, pool: str = "bookings", name: str | None = None, threads: int = 4) -> None:
+        self.start(name or pool, "worker", pool, "--processes", "1", "--threads", str(threads))
+
+    def start_scheduler(self, name: str = "scheduler") -> None:
+        self.start(name, "scheduler")
+
+    def kill(self, name: str, sig: int) -> None:
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                os.killpg(proc.pid, 15)
+        time.sleep(0)
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    def terminal() -> dict[str, Any] | None:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    return wait_for(terminal, timeout, f"job {job_id} terminal", interval=0.05)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    provider_id: str
+    resource_id: str
+    service_id: str
+    duration_minutes: int = 30
+    price: int = 2500
+
+    def slot_body(self, start_at: datetime, **overrides: Any) -> dict[str, Any]:
+        body = {"kind": "slot", "resource_id": self.resource_id, "service_id": self.service_id,
+                "start_at": start_at.isoformat(),
+                "customer": {"name": "Grace Hopper", "email": "grace@example.com"}}
+        return {**body, **overrides}
+
+
+def make_catalog(database_url: str, *, hold_ttl_seconds: int | None = None) -> Catalog:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        provider = conn.execute(QUERIES["insert_provider"], {
+            "slug": f"p-{uuid.uuid4().hex[:12]}", "name": "Test Salon", "time_zone": "Europe/Berlin",
+            "currency": "EUR", "commission_bps": 1000, "hold_ttl_seconds": hold_ttl_seconds}).fetchone()
+        assert provider
+        resource = conn.execute(QUERIES["insert_resource"], {
+            "provider_id": provider["id"], "kind": "slot", "name": "Master", "nightly_price": None}).fetchone()
+        service = conn.execute(QUERIES["insert_service"], {
+            "provider_id": provider["id"], "name": "Cut", "duration_minutes": 30, "price": 2500,
+            "currency": "EUR"}).fetchone()
+        assert resource and service
+        conn.execute(QUERIES["offer_service"], {"resource_id": resource["id"], "service_id": service["id"]})
+    return Catalog(str(provider["id"]), str(resource["id"]), str(service["id"]))
+
+
+def future(days: int = 30, hour: int = 10) -> datetime:
+    base = datetime.now(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return base + timedelta(days=days)
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex

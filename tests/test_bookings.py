@@ -1,0 +1,140 @@
+"""Booking creation end to end, and the guarantee it rests on: no double booking, ever."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.support import Catalog, future, new_key, wait_job
+
+
+def book(client: httpx.Client, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+    return client.post("/v1/bookings", json=body, headers={"Idempotency-Key": key or new_key()})
+
+
+def test_a_booking_request_becomes_a_held_booking(client: httpx.Client, catalog: Catalog) -> None:
+    start = future(days=10)
+    accepted = book(client, catalog.slot_body(start))
+    assert accepted.status_code == 202
+    job = wait_job(client, accepted.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    assert job["type"] == "booking.create" and job["attempts"] == 1 and job["error"] is None
+    result = job["result"]
+    assert result["status"] == "pending_payment" and result["hold_expires_at"]
+
+    booking = client.get(f"/v1/bookings/{result['booking_id']}").json()
+    assert booking["status"] == "pending_payment"
+    assert booking["kind"] == "slot" and booking["resource_id"] == catalog.resource_id
+    assert booking["provider_id"] == catalog.provider_id
+    assert booking["amount"] == 2500 and booking["currency"] == "EUR"
+    assert booking["service_snapshot"] == {"service_id": catalog.service_id, "name": "Cut",
+                                           "duration_minutes": 30, "price": 2500, "currency": "EUR"}
+    assert booking["customer"]["email"] == "grace@example.com"
+    assert booking["start_at"].startswith(start.strftime("%Y-%m-%dT%H:%M"))
+    assert [(a["from_status"], a["to_status"]) for a in booking["audit"]] == [(None, "pending_payment")]
+    assert booking["audit"][0]["job_id"] == job["id"]
+
+
+def test_hold_uses_the_default_ttl(client: httpx.Client, db: Any, catalog: Catalog) -> None:
+    job = wait_job(client, book(client, catalog.slot_body(future(days=11))).json()["job_id"])
+    row = db.execute("SELECT hold_expires_at - created_at AS ttl FROM bookings WHERE id = %s",
+                     (job["result"]["booking_id"],)).fetchone()
+    assert row["ttl"].total_seconds() == pytest.approx(900, abs=5)
+
+
+def test_creation_writes_audit_and_outbox_in_the_same_transaction(client: httpx.Client, db: Any,
+                                                                   catalog: Catalog) -> None:
+    job = wait_job(client, book(client, catalog.slot_body(future(days=12))).json()["job_id"])
+    booking_id = job["result"]["booking_id"]
+    event = db.execute("SELECT topic, payload FROM outbox WHERE aggregate_id = %s", (booking_id,)).fetchone()
+    assert event["topic"] == "booking_created"
+    assert event["payload"]["link"] == f"/booking/{booking_id}" and event["payload"]["amount"] == 2500
+    stamps = db.execute("""SELECT b.created_at = a.created_at AND a.created_at = o.created_at AS same_tx
+                           FROM bookings b JOIN booking_audit_log a ON a.booking_id = b.id
+                           JOIN outbox o ON o.aggregate_id = b.id WHERE b.id = %s""", (booking_id,)).fetchone()
+    assert stamps["same_tx"]  # now() is the transaction's start time: one transaction wrote all three
+
+
+def test_an_overlapping_request_fails_with_slot_taken(client: httpx.Client, catalog: Catalog) -> None:
+    start = future(days=13)
+    first = wait_job(client, book(client, catalog.slot_body(start)).json()["job_id"])
+    assert first["status"] == "succeeded"
+    overlapping = wait_job(client, book(client, catalog.slot_body(start + timedelta(minutes=15))).json()["job_id"])
+    assert overlapping["status"] == "failed"
+    assert overlapping["error"]["code"] == "BOOKING_SLOT_TAKEN"
+    adjacent = wait_job(client, book(client, catalog.slot_body(start + timedelta(minutes=30))).json()["job_id"])
+    assert adjacent["status"] == "succeeded"  # [start, end) ranges: back-to-back is fine
+
+
+def test_fifty_concurrent_requests_book_the_slot_once(client: httpx.Client, db: Any, catalog: Catalog) -> None:
+    start = future(days=14)
+    bodies = [catalog.slot_body(start + timedelta(minutes=i % 3 * 10)) for i in range(50)]
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        responses = list(pool.map(lambda b: book(client, b), bodies))
+    assert all(r.status_code == 202 for r in responses)
+    jobs = [wait_job(client, r.json()["job_id"]) for r in responses]
+    succeeded = [j for j in jobs if j["status"] == "succeeded"]
+    assert len(succeeded) == 1
+    assert {j["error"]["code"] for j in jobs if j["status"] == "failed"} == {"BOOKING_SLOT_TAKEN"}
+    held = db.execute("SELECT count(*) AS n FROM bookings WHERE resource_id = %s", (catalog.resource_id,)).fetchone()
+    assert held["n"] == 1
+
+
+def test_the_database_itself_refuses_an_overlap(db: Any, catalog: Catalog) -> None:
+    insert = """INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
+                  service_snapshot, customer, hold_expires_at, created_by_job)
+                VALUES (%s, 'slot', 'pending_payment', %s, %s, tstzrange(%s, %s, '[)'), 100, 'EUR', '{}', '{}',
+                        now() + interval '5 minutes', %s)"""
+    start = future(days=15)
+    db.execute(insert, (uuid.uuid4(), catalog.resource_id, catalog.provider_id, start, start + timedelta(hours=1),
+                        uuid.uuid4()))
+    with pytest.raises(psycopg.errors.ExclusionViolation) as refused:
+        db.execute(insert, (uuid.uuid4(), catalog.resource_id, catalog.provider_id, start + timedelta(minutes=59),
+                            start + timedelta(hours=2), uuid.uuid4()))
+    assert refused.value.diag.constraint_name == "bookings_no_overlap"
+
+
+@pytest.mark.parametrize("path, legal", [
+    (["paid", "completed"], True),
+    (["paid", "cancelled"], True),
+    (["cancelled"], True),
+    (["expired"], True),
+    (["completed"], False),
+    (["expired", "paid"], False),
+    (["cancelled", "paid"], False),
+    (["paid", "completed", "cancelled"], False),
+    (["paid", "pending_payment"], False),
+])
+def test_transitions_are_enforced_by_the_database(client: httpx.Client, db: Any, catalog: Catalog,
+                                                  path: list[str], legal: bool) -> None:
+    job = wait_job(client, book(client, catalog.slot_body(future(days=16))).json()["job_id"])
+    booking_id = job["result"]["booking_id"]
+    update = "UPDATE bookings SET status = %s WHERE id = %s"
+    if legal:
+        for status in path:
+            db.execute(update, (status, booking_id))
+        return
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        for status in path:
+            db.execute(update, (status, booking_id))
+    assert refused.value.diag.constraint_name == "bookings_valid_transition"
+
+
+def test_expired_hold_frees_the_slot(client: httpx.Client, db: Any, catalog: Catalog) -> None:
+    start = future(days=17)
+    first = wait_job(client, book(client, catalog.slot_body(start)).json()["job_id"])
+    booking_id = first["result"]["booking_id"]
+    db.execute("UPDATE bookings SET hold_expires_at = now() - interval '1 second' WHERE id = %s", (booking_id,))
+    from tests.support import wait_for
+
+    wait_for(lambda: client.get(f"/v1/bookings/{booking_id}").json()["status"] == "expired", 10, "hold expiry")
+    audit = client.get(f"/v1/bookings/{booking_id}").json()["audit"]
+    assert audit[-1]["actor"] == "scheduler" and audit[-1]["to_status"] == "expired"
+    again = wait_job(client, book(client, catalog.slot_body(start)).json()["job_id"])
+    assert again["status"] == "succeeded"
