@@ -68,6 +68,18 @@ def database_url(server_urls: tuple[str, str], run_id: str) -> Iterator[str]:
     drop_database(admin_url, name)
 
 
+@pytest.fixture(scope="module")
+def isolated_database_url(server_urls: tuple[str, str], run_id: str) -> Iterator[str]:
+    """A database no shared fleet process touches (its scheduler would sweep this module's jobs)."""
+    admin_url, _ = server_urls
+    name = f"totem_test_{run_id}_{uuid.uuid4().hex[:6]}"
+    create_database(admin_url, name)
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    yield url
+    drop_database(admin_url, name)
+
+
 @pytest.fixture(scope="session")
 def redis_url(server_urls: tuple[str, str]) -> str:
     return server_urls[1]

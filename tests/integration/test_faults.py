@@ -1,0 +1,93 @@
+"""Nothing accepted is lost: a worker killed with SIGKILL mid-job, Redis stopped while clients post."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from tests.support import Fleet, future, make_catalog, new_key, wait_for, wait_job
+from totem.embedded import PrivateRedis
+
+pytestmark = __import__("pytest").mark.fault
+
+
+def _query(url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_a_worker_killed_mid_job_leaves_the_job_to_complete_once(
+    fault_fleet: Fleet, isolated_database_url: str,
+) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker(name="bookings-1")
+    fault_fleet.start_scheduler()
+    start = future(days=20)
+
+    # Park the worker inside its job: an uncommitted overlapping booking makes its INSERT wait on us.
+    blocker = psycopg.connect(url)
+    blocker.execute(
+        """INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
+                                 service_snapshot, customer, hold_expires_at, created_by_job)
+           VALUES (%s, 'slot', 'pending_payment', %s, %s, tstzrange(%s, %s, '[)'), 1, 'EUR', '{}', '{}',
+                   now() + interval '1 hour', %s)""",
+        (uuid.uuid4(), catalog.resource_id, catalog.provider_id, start, start + timedelta(minutes=30), uuid.uuid4()))
+    with httpx.Client(base_url=base, timeout=10) as client:
+        accepted = client.post("/v1/bookings", json=catalog.slot_body(start), headers={"Idempotency-Key": new_key()})
+        assert accepted.status_code == 202
+        job_id = accepted.json()["job_id"]
+        wait_for(lambda: _query(url, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'totem-worker' "
+                                     "AND wait_event_type = 'Lock'"), 20, "the worker to block mid-job")
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
+
+        fault_fleet.kill("bookings-1", signal.SIGKILL)
+        blocker.rollback()
+        blocker.close()
+        fault_fleet.start_worker(name="bookings-2")
+
+        job = wait_job(client, job_id, timeout=60)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 2  # the killed attempt, then the one after the lease ran out
+    bookings = _query(url, "SELECT id FROM bookings WHERE created_by_job = %s", job_id)
+    assert len(bookings) == 1 and str(bookings[0]["id"]) == job["result"]["booking_id"]
+    audit = _query(url, "SELECT count(*) AS n FROM booking_audit_log WHERE job_id = %s", job_id)
+    assert audit[0]["n"] == 1
+
+
+def test_requests_posted_while_redis_is_down_are_accepted_and_completed(
+    fault_fleet: Fleet, isolated_database_url: str, private_redis: PrivateRedis,
+) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker()
+    fault_fleet.start_scheduler()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        before = client.post("/v1/bookings", json=catalog.slot_body(future(days=21)),
+                             headers={"Idempotency-Key": new_key()})
+        assert wait_job(client, before.json()["job_id"])["status"] == "succeeded"
+
+        port = private_redis.port
+        private_redis.stop()
+        assert client.get("/readyz").status_code == 503
+        accepted = []
+        for i in range(12):
+            response = client.post("/v1/bookings", json=catalog.slot_body(future(days=21, hour=11) + timedelta(hours=i)),
+                                   headers={"Idempotency-Key": new_key()})
+            assert response.status_code == 202, response.text
+            accepted.append(response.json()["job_id"])
+        statuses = _query(url, "SELECT status FROM jobs WHERE id = ANY(%s::uuid[])", accepted)
+        assert {row["status"] for row in statuses} == {"queued"} and len(statuses) == 12
+
+        private_redis.start(port=port)  # an empty Redis: every message it held is gone too
+        jobs = [wait_job(client, job_id, timeout=90) for job_id in accepted]
+    assert [job["status"] for job in jobs] == ["succeeded"] * 12
+    assert len(_query(url, "SELECT 1 FROM bookings WHERE created_by_job = ANY(%s::uuid[])", accepted)) == 12

@@ -1,0 +1,144 @@
+"""The job-row claim: a redelivered message never runs a job twice; a dead worker's job runs once more."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from shared.db import QUERIES, open_pool
+from shared.errors import BookingSlotTaken
+from shared.jobs import ClaimedJob, claim_job, requeue_stale_jobs, run_job
+
+
+class Done(msgspec.Struct):
+    ok: bool
+
+
+@pytest.fixture
+def pool(isolated_database_url: str) -> Iterator[ConnectionPool]:
+    pool = open_pool(isolated_database_url, max_size=4, name="test-jobs")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def db(isolated_database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(isolated_database_url, row_factory=dict_row, autocommit=True) as conn:
+        yield conn
+
+
+def new_job(db: Any, max_attempts: int = 5) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    db.execute(QUERIES["insert_job"], {"id": job_id, "type": "test.noop", "queue": "test-nowhere",
+                                       "actor": "noop", "payload": Jsonb({}), "max_attempts": max_attempts,
+                                       "request_id": None})
+    return job_id
+
+
+def job_row(db: Any, job_id: uuid.UUID) -> dict[str, Any]:
+    return db.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()  # type: ignore[no-any-return]
+
+
+def test_a_second_delivery_finds_the_job_claimed_or_done(pool: ConnectionPool, db: Any) -> None:
+    job_id = new_job(db)
+    runs: list[uuid.UUID] = []
+
+    def handler(conn: psycopg.Connection[Any], job: ClaimedJob) -> Done:
+        runs.append(job.id)
+        return Done(ok=True)
+
+    with pool.connection() as conn:
+        assert claim_job(conn, job_id, lease_seconds=30) is not None
+        assert claim_job(conn, job_id, lease_seconds=30) is None  # in flight elsewhere: skip
+    db.execute("UPDATE jobs SET status = 'queued', claim_token = NULL, claimed_until = NULL WHERE id = %s", (job_id,))
+    assert run_job(pool, job_id, handler, lease_seconds=30) == "succeeded"
+    assert run_job(pool, job_id, handler, lease_seconds=30) == "skipped"
+    assert runs == [job_id]
+    row = job_row(db, job_id)
+    assert row["status"] == "succeeded" and row["result"] == {"ok": True} and row["claim_token"] is None
+
+
+def test_a_worker_whose_lease_was_taken_over_commits_nothing(pool: ConnectionPool, db: Any) -> None:
+    job_id = new_job(db)
+    with pool.connection() as zombie_conn, pool.connection() as other_conn:
+        zombie = claim_job(zombie_conn, job_id, lease_seconds=30)
+        assert zombie is not None
+        db.execute("UPDATE jobs SET claimed_until = now() - interval '1 second' WHERE id = %s", (job_id,))
+        takeover = claim_job(other_conn, job_id, lease_seconds=30)
+        assert takeover is not None and takeover.attempts == 2
+        # The zombie wakes up and tries to finish inside its work transaction: the fence refuses it.
+        from shared.jobs import finish_job
+
+        with zombie_conn.transaction():
+            zombie_conn.execute("CREATE TEMP TABLE IF NOT EXISTS side_effect (x int)")
+            assert finish_job(zombie_conn, zombie, result=Done(ok=False)) is False
+        with other_conn.transaction():
+            assert finish_job(other_conn, takeover, result=Done(ok=True)) is True
+    assert job_row(db, job_id)["result"] == {"ok": True}
+
+
+def test_run_job_rolls_back_the_work_of_a_lost_lease(pool: ConnectionPool, db: Any) -> None:
+    job_id = new_job(db)
+    marker = uuid.uuid4().hex
+
+    def slow_handler(conn: psycopg.Connection[Any], job: ClaimedJob) -> Done:
+        conn.execute("INSERT INTO outbox (topic, aggregate_id, payload) VALUES (%s, %s, '{}')", (marker, job.id))
+        # Meanwhile the lease runs out and the sweeper hands the job to someone else.
+        with psycopg.connect(db.info.dsn, autocommit=True) as other:
+            other.execute("UPDATE jobs SET status = 'queued', claim_token = NULL, claimed_until = NULL "
+                          "WHERE id = %s", (job.id,))
+        return Done(ok=True)
+
+    assert run_job(pool, job_id, slow_handler, lease_seconds=30) == "lease_lost"
+    assert db.execute("SELECT count(*) AS n FROM outbox WHERE topic = %s", (marker,)).fetchone()["n"] == 0
+    assert job_row(db, job_id)["status"] == "queued"
+
+
+def test_a_domain_error_fails_the_job_with_its_code(pool: ConnectionPool, db: Any) -> None:
+    job_id = new_job(db)
+
+    def handler(conn: psycopg.Connection[Any], job: ClaimedJob) -> Done:
+        raise BookingSlotTaken("taken")
+
+    assert run_job(pool, job_id, handler, lease_seconds=30) == "failed"
+    row = job_row(db, job_id)
+    assert row["status"] == "failed" and row["error"] == {"code": "BOOKING_SLOT_TAKEN", "detail": "taken"}
+
+
+def test_a_transient_error_hands_the_job_back_then_attempts_run_out(pool: ConnectionPool, db: Any) -> None:
+    job_id = new_job(db, max_attempts=2)
+
+    def flaky(conn: psycopg.Connection[Any], job: ClaimedJob) -> Done:
+        raise ConnectionError("outside service down")
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            run_job(pool, job_id, flaky, lease_seconds=30)
+        assert job_row(db, job_id)["status"] == "queued"
+    assert run_job(pool, job_id, flaky, lease_seconds=30) == "exhausted"
+    row = job_row(db, job_id)
+    assert row["status"] == "failed" and row["error"]["code"] == "JOB_ATTEMPTS_EXHAUSTED"
+    assert row["attempts"] == 3
+
+
+def test_the_sweeper_requeues_lost_enqueues_and_expired_leases(pool: ConnectionPool, db: Any) -> None:
+    lost, dead, fresh = new_job(db), new_job(db), new_job(db)
+    db.execute("UPDATE jobs SET enqueued_at = now() - interval '1 hour' WHERE id = %s", (lost,))
+    with pool.connection() as conn:
+        assert claim_job(conn, dead, lease_seconds=30) is not None
+    db.execute("UPDATE jobs SET claimed_until = now() - interval '1 second' WHERE id = %s", (dead,))
+    with pool.connection() as conn:
+        requeued = {row["id"] for row in requeue_stale_jobs(conn, after_seconds=60)}
+    assert {lost, dead} <= requeued and fresh not in requeued
+    assert job_row(db, dead)["status"] == "queued" and job_row(db, dead)["claim_token"] is None
+    with pool.connection() as conn:  # just re-enqueued: not picked again on the next pass
+        again = {row["id"] for row in requeue_stale_jobs(conn, after_seconds=60)}
+    assert not {lost, dead} & again
