@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -63,6 +63,20 @@ def _chown_for_postgres(path: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+def _let_postgres_reach(path: Path) -> list[Path]:
+    """As root, Postgres runs as `postgres`, which must traverse every parent of the data folder
+    (root's home and pytest's temp folders are 0700): grant search (o+x) only, never listing."""
+    if os.geteuid() != 0:
+        return []
+    granted = []
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o001)
+            granted.append(parent)
+    return granted
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -78,6 +92,7 @@ class PrivatePostgres:
     root: Path
     preferred_port: int | None = None
     port: int = 0
+    granted: list[Path] = field(default_factory=list)
 
     @property
     def pgdata(self) -> Path:
@@ -91,7 +106,10 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*_as_postgres_user(), *args], capture_output=True, text=True, check=check)
+        result = subprocess.run([*_as_postgres_user(), *args], capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise ServerError(f"{Path(args[0]).name} failed: {(result.stderr or result.stdout).strip()}")
+        return result
 
     def running_port(self) -> int | None:
         pid_file = self.pgdata / "postmaster.pid"
@@ -105,6 +123,7 @@ class PrivatePostgres:
     def start(self) -> PrivatePostgres:
         self.root.mkdir(parents=True, exist_ok=True)
         _chown_for_postgres(self.root)
+        self.granted = _let_postgres_reach(self.root)
         bindir = pg_bindir()
         if not (self.pgdata / "PG_VERSION").exists():
             self._run(str(bindir / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",

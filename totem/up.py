@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from totem.cli import POOLS, say, wait_ready
-from totem.embedded import PrivatePostgres, PrivateRedis
+from totem.embedded import PrivatePostgres, PrivateRedis, ServerError
 from totem.fleet import Fleet
 from totem.migrate import create_database, migrate
 from totem.seed import seed
@@ -33,52 +33,62 @@ def up(args: argparse.Namespace) -> int:
     if reaped:
         say(f"stopped processes left by an earlier run: {', '.join(reaped)}")
     try:
-        if not env.get("DATABASE_URL"):
-            say(f"no DATABASE_URL: starting a private PostgreSQL under {data_dir / 'postgres'} ...")
-            pg = PrivatePostgres(data_dir, preferred_port=55432).start()
-            servers.append(pg)
-            create_database(pg.url(), "totem")
-            env["DATABASE_URL"] = pg.url("totem")
-            say(f"postgres ready on 127.0.0.1:{pg.port} (log: {pg.log_file})")
-        if not env.get("REDIS_URL"):
-            say(f"no REDIS_URL: starting a private Redis under {data_dir / 'redis'} ...")
-            rd = PrivateRedis(data_dir, preferred_port=56379).start()
-            servers.append(rd)
-            env["REDIS_URL"] = rd.url()
-            say(f"redis ready on 127.0.0.1:{rd.port}")
-        env.setdefault("PORT", str(args.port))
-        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "metrics"))
-        _fresh_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
-
-        say("migrating ...")
-        applied = migrate(env["DATABASE_URL"])
-        say(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
-        catalog = seed(env["DATABASE_URL"])
-        (data_dir / "seed.json").write_text(json.dumps(catalog, indent=2))
-        say(f"demo catalog seeded ({data_dir / 'seed.json'})")
-
-        totem = [sys.executable, "-m", "totem.cli"]
-        fleet.start("web", [*totem, "gateway", "--port", env["PORT"], "--workers", str(args.web_workers)])
-        for pool in POOLS:
-            fleet.start(pool, [*totem, "worker", pool])
-        fleet.start("scheduler", [*totem, "scheduler"])
-        base = f"http://127.0.0.1:{env['PORT']}"
-        if not wait_ready(f"{base}/readyz", timeout=60):
-            say(f"the gateway did not become ready; see {fleet.log_dir / 'web.log'}")
-            return 1
-        _print_welcome(base, catalog, fleet.log_dir)
-        while not stop.wait(1.0):
-            exited = fleet.exited()
-            if exited:
-                say(f"process(es) exited unexpectedly: {exited}; see {fleet.log_dir}; stopping")
-                return 1
-        return 0
+        return _run(args, data_dir, env, fleet, servers, stop)
+    except (ServerError, OSError) as exc:
+        say(f"error: {exc}")
+        return 1
     finally:
         say("stopping the fleet ...")
         fleet.stop()
         for server in reversed(servers):
             server.stop()
         say("stopped")
+
+
+def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str], fleet: Fleet,
+         servers: list[PrivatePostgres | PrivateRedis], stop: threading.Event) -> int:
+    if not env.get("DATABASE_URL"):
+        say(f"no DATABASE_URL: starting a private PostgreSQL under {data_dir / 'postgres'} ...")
+        pg = PrivatePostgres(data_dir, preferred_port=55432).start()
+        servers.append(pg)
+        if pg.granted:
+            say(f"let the postgres user traverse (o+x): {', '.join(map(str, pg.granted))}")
+        create_database(pg.url(), "totem")
+        env["DATABASE_URL"] = pg.url("totem")
+        say(f"postgres ready on 127.0.0.1:{pg.port} (log: {pg.log_file})")
+    if not env.get("REDIS_URL"):
+        say(f"no REDIS_URL: starting a private Redis under {data_dir / 'redis'} ...")
+        rd = PrivateRedis(data_dir, preferred_port=56379).start()
+        servers.append(rd)
+        env["REDIS_URL"] = rd.url()
+        say(f"redis ready on 127.0.0.1:{rd.port}")
+    env.setdefault("PORT", str(args.port))
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "metrics"))
+    _fresh_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+
+    say("migrating ...")
+    applied = migrate(env["DATABASE_URL"])
+    say(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    catalog = seed(env["DATABASE_URL"])
+    (data_dir / "seed.json").write_text(json.dumps(catalog, indent=2))
+    say(f"demo catalog seeded ({data_dir / 'seed.json'})")
+
+    totem = [sys.executable, "-m", "totem.cli"]
+    fleet.start("web", [*totem, "gateway", "--port", env["PORT"], "--workers", str(args.web_workers)])
+    for pool in POOLS:
+        fleet.start(pool, [*totem, "worker", pool])
+    fleet.start("scheduler", [*totem, "scheduler"])
+    base = f"http://127.0.0.1:{env['PORT']}"
+    if not wait_ready(f"{base}/readyz", timeout=60):
+        say(f"the gateway did not become ready; see {fleet.log_dir / 'web.log'}")
+        return 1
+    _print_welcome(base, catalog, fleet.log_dir)
+    while not stop.wait(1.0):
+        exited = fleet.exited()
+        if exited:
+            say(f"process(es) exited unexpectedly: {exited}; see {fleet.log_dir}; stopping")
+            return 1
+    return 0
 
 
 def _fresh_dir(path: Path) -> None:

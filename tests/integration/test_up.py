@@ -1,0 +1,98 @@
+"""`totem up` on the embedded default: it starts its own Postgres and Redis, stops everything it started on
+SIGTERM, and a second `totem up` after a crash recovers (orphaned processes, servers left running)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import ROOT, future, new_key, wait_for, wait_job
+from totem.embedded import PrivatePostgres, PrivateRedis, free_port
+
+pytestmark = pytest.mark.fault
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _up(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith(("PROMETHEUS_", "dramatiq_"))}
+    env["SCHEDULER_INTERVAL_SECONDS"] = "0.5"
+    return subprocess.Popen([sys.executable, "-m", "totem.cli", "up", "--data-dir", str(data_dir), "--port",
+                             str(port), "--web-workers", "1"], cwd=ROOT, env=env,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_crash(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "up.log"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    first = _up(data_dir, port, log)
+    try:
+        wait_for(lambda: first.poll() is not None or _ready(base), 120, f"totem up (log {log})", interval=0.5)
+        assert first.poll() is None, log.read_text()
+        catalog = json.loads((data_dir / "seed.json").read_text())
+        resource = next(r for r in catalog["resources"] if r["kind"] == "slot")
+        body = {"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
+                "start_at": future(days=5).isoformat(), "customer": {"name": "Ada", "email": "ada@example.com"}}
+        with httpx.Client(base_url=base, timeout=10) as client:
+            job = wait_job(client, client.post("/v1/bookings", json=body,
+                                               headers={"Idempotency-Key": new_key()}).json()["job_id"])
+        assert job["status"] == "succeeded"
+        assert "Totem is up" in log.read_text() and "curl" in log.read_text()
+
+        # Crash: the supervisor dies, its processes and servers are orphaned.
+        orphans = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
+        assert len(orphans) >= 3
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert all(_alive(pid) for pid in orphans)
+
+        second = _up(data_dir, port, log)
+        try:
+            wait_for(lambda: "stopped processes left by an earlier run" in log.read_text(), 60, "stale reaping")
+            wait_for(lambda: second.poll() is not None or _ready(base), 120, f"second totem up (log {log})",
+                     interval=0.5)
+            assert second.poll() is None, log.read_text()
+            assert not any(_alive(pid) for pid in orphans)
+            with httpx.Client(base_url=base, timeout=10) as client:  # the data survived
+                assert client.get(f"/v1/bookings/{job['result']['booking_id']}").status_code == 200
+            fleet_pids = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(90) == 0
+        assert not any(_alive(pid) for pid in fleet_pids)
+        assert PrivatePostgres(data_dir).running_port() is None
+        assert PrivateRedis(data_dir).running_pid() is None
+        assert "stopped" in log.read_text().splitlines()[-1]
+    finally:
+        if first.poll() is None:
+            first.kill()
+        PrivatePostgres(data_dir).stop(mode="immediate")
+        PrivateRedis(data_dir).stop()
+        time.sleep(0)
