@@ -1,0 +1,244 @@
+"""`totem bench`: in one run on one Postgres, measure
+  (a)  pgbench TPS for the SQL one booking job commits (claim + booking/audit/outbox + finish): the ceiling;
+  (a') pgbench TPS for ALL the SQL one booking costs end to end (the gateway's accept transaction too);
+  (b)  our end-to-end bookings/s: N requests posted at concurrency C through the gateway, until every job
+       is terminal;
+and print b/a and b/a', with p50/p99 of accept latency and of accept-to-terminal time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import psycopg
+from psycopg.rows import dict_row
+
+from bench.load import build_post, percentile, run_load
+from shared.db import QUERIES
+from totem.cli import wait_ready
+from totem.embedded import PrivatePostgres, PrivateRedis, free_port, pg_bindir
+from totem.fleet import Fleet
+from totem.migrate import create_database, drop_database, migrate
+
+RESOURCES = 64
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    work = Path(os.environ.get("TOTEM_DATA_DIR", ".totem-data")).resolve() / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    servers: list[PrivatePostgres | PrivateRedis] = []
+    admin_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    if not admin_url:
+        say(f"no DATABASE_URL: private PostgreSQL under {work}")
+        pg = PrivatePostgres(work).start()
+        servers.append(pg)
+        admin_url = pg.url()
+    if not redis_url:
+        rd = PrivateRedis(work).start()
+        servers.append(rd)
+        redis_url = rd.url()
+    name = f"totem_bench_{uuid.uuid4().hex[:8]}"
+    create_database(admin_url, name)
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    fleet = Fleet(run_dir=work / "run", log_dir=work / "logs", env={})
+    try:
+        migrate(url)
+        resources = _catalog(url)
+        report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                                  "params": {k: v for k, v in vars(args).items() if k != "func"}}
+        report["pgbench_job"] = _pgbench(url, "job.sql", args.pgbench_seconds, resources)
+        report["pgbench_full"] = _pgbench(url, "full.sql", args.pgbench_seconds, resources)
+        _reset(url)
+        report["e2e"] = asyncio.run(_end_to_end(args, url, redis_url, resources, fleet))
+        _print(report)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, default=str))
+        say(f"results written to {out} (fleet logs: {fleet.log_dir})")
+        return 0
+    finally:
+        fleet.stop()
+        drop_database(admin_url, name)
+        for server in servers:
+            server.stop()
+
+
+def _catalog(url: str) -> list[dict[str, str]]:
+    """One provider, RESOURCES masters each offering one 30-minute service."""
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        provider = conn.execute(QUERIES["insert_provider"], {
+            "slug": "bench-salon", "name": "Bench Salon", "time_zone": "Europe/Berlin", "currency": "EUR",
+            "commission_bps": 1000, "hold_ttl_seconds": None}).fetchone()
+        assert provider
+        service = conn.execute(QUERIES["insert_service"], {
+            "provider_id": provider["id"], "name": "Cut", "duration_minutes": 30, "price": 2500,
+            "currency": "EUR"}).fetchone()
+        assert service
+        conn.execute("CREATE TABLE bench_resources (n int PRIMARY KEY, resource_id uuid NOT NULL)")
+        conn.execute("CREATE TABLE bench_clients (client_id int PRIMARY KEY, job_id uuid NOT NULL)")
+        out = []
+        for n in range(1, RESOURCES + 1):
+            resource = conn.execute(QUERIES["insert_resource"], {
+                "provider_id": provider["id"], "kind": "slot", "name": f"Master {n}", "nightly_price": None}).fetchone()
+            assert resource
+            conn.execute(QUERIES["offer_service"], {"resource_id": resource["id"], "service_id": service["id"]})
+            conn.execute("INSERT INTO bench_resources VALUES (%s, %s)", (n, resource["id"]))
+            out.append({"resource_id": str(resource["id"]), "service_id": str(service["id"])})
+        for client in range(256):  # one job row per pgbench client, re-claimed and finished each round
+            job_id = uuid.uuid4()
+            conn.execute("INSERT INTO jobs (id, type, queue, actor, payload) VALUES (%s, 'bench', 'bench', 'bench', '{}')",
+                         (job_id,))
+            conn.execute("INSERT INTO bench_clients VALUES (%s, %s)", (client, job_id))
+    return out
+
+
+def _pgbench(url: str, script: str, seconds: int, resources: list[dict[str, str]]) -> dict[str, Any]:
+    parsed = urlparse(url)
+    binary = shutil.which("pgbench") or str(pg_bindir() / "pgbench")
+    argv = [binary, "-n", "-M", "prepared", "-f", str(SQL_DIR / script), "-c", "16", "-j", "2",
+            "-T", str(seconds), "-P", "5", "-D", f"nres={len(resources)}",
+            "-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 5432),
+            "-U", parsed.username or "postgres", parsed.path.lstrip("/")]
+    say(f"pgbench {script}: 16 clients for {seconds}s (the same SQL our pipeline commits per booking) ...")
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    for line in proc.stderr.splitlines():
+        if line.startswith("progress"):
+            say("  " + line)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {proc.stderr[-2000:]}")
+    tps = float(re.search(r"tps = ([0-9.]+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    latency = re.search(r"latency average = ([0-9.]+) ms", proc.stdout)
+    return {"script": script, "tps": tps, "latency_avg_ms": float(latency.group(1)) if latency else None}
+
+
+def _reset(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE idempotency_keys, booking_audit_log, outbox, bookings")
+        conn.execute("DELETE FROM jobs WHERE type <> 'bench'")
+        conn.execute("VACUUM ANALYZE")
+
+
+def _requests(resources: list[dict[str, str]], count: int, first_day: datetime, host: str) -> list[bytes]:
+    out = []
+    for i in range(count):
+        res = resources[i % len(resources)]
+        start = first_day + timedelta(minutes=30 * (i // len(resources)))
+        body = json.dumps({"kind": "slot", "resource_id": res["resource_id"], "service_id": res["service_id"],
+                           "start_at": start.isoformat(),
+                           "customer": {"name": "Bench Customer", "email": "bench@example.com"}}).encode()
+        out.append(build_post(host, "/v1/bookings", body, {"Idempotency-Key": uuid.uuid4().hex}))
+    return out
+
+
+async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resources: list[dict[str, str]],
+                      fleet: Fleet) -> dict[str, Any]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "dramatiq_"))}
+    env.update(DATABASE_URL=url, REDIS_URL=redis_url, REDIS_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
+               PORT=str(port), LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="totem-bench-"),
+               DB_POOL_MAX=str(max(10, args.worker_threads + 2)))
+    fleet.env = env
+    fleet.reap_stale()
+    totem = [sys.executable, "-m", "totem.cli"]
+    fleet.start("web", [*totem, "gateway", "--host", "127.0.0.1", "--port", str(port),
+                        "--workers", str(args.web_workers)])
+    fleet.start("bookings", [*totem, "worker", "bookings", "--processes", str(args.worker_processes),
+                             "--threads", str(args.worker_threads)])
+    fleet.start("scheduler", [*totem, "scheduler"])
+    if not wait_ready(f"http://127.0.0.1:{port}/readyz", 60):
+        raise RuntimeError(f"gateway not ready; see {fleet.log_dir}")
+    host = f"127.0.0.1:{port}"
+    warm_day = datetime(2031, 1, 1, 8, tzinfo=UTC)
+    say(f"fleet up: gateway x{args.web_workers}, bookings worker {args.worker_processes}x{args.worker_threads}; warming up")
+    await run_load("127.0.0.1", port, _requests(resources, 500, warm_day, host), args.concurrency)
+    async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
+        await _wait_terminal(conn, "1970-01-01", 500, quiet=True)
+        run_start = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
+        requests = _requests(resources, args.requests, datetime(2032, 1, 1, 8, tzinfo=UTC), host)
+        say(f"posting {args.requests} bookings at concurrency {args.concurrency} ...")
+        ticker = asyncio.create_task(_progress(conn, run_start, args.requests))
+        load = await run_load("127.0.0.1", port, requests, args.concurrency)
+        ticker.cancel()
+        say(f"all {args.requests} answered in {load.finished - load.started:.1f}s; waiting for every job to be terminal")
+        await _wait_terminal(conn, run_start, args.requests)
+        row = await (await conn.execute("""
+            SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+                   count(*) FILTER (WHERE status = 'failed') AS failed,
+                   extract(epoch FROM max(updated_at) - min(created_at)) AS span,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p50,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p99
+            FROM jobs WHERE created_at >= %s AND type = 'booking.create'""", (run_start,))).fetchone()
+    assert row is not None
+    accepted = load.statuses.get(202, 0)
+    return {
+        "requests": args.requests, "concurrency": args.concurrency, "statuses": load.statuses,
+        "accepted_per_s": accepted / (load.finished - load.started),
+        "accept_p50_ms": percentile(load.latencies, 50) * 1000, "accept_p99_ms": percentile(load.latencies, 99) * 1000,
+        "succeeded": row["succeeded"], "failed": row["failed"],
+        "bookings_per_s": row["succeeded"] / float(row["span"]),
+        "accept_to_terminal_p50_ms": float(row["p50"]) * 1000, "accept_to_terminal_p99_ms": float(row["p99"]) * 1000,
+    }
+
+
+async def _progress(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> None:
+    while True:
+        await asyncio.sleep(2)
+        await _report(conn, since, total)
+
+
+async def _report(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> int:
+    row = await (await conn.execute(
+        "SELECT count(*) AS accepted, count(*) FILTER (WHERE status IN ('succeeded', 'failed')) AS terminal "
+        "FROM jobs WHERE created_at >= %s AND type = 'booking.create'", (since,))).fetchone()
+    assert row is not None
+    say(f"  accepted {row['accepted']}/{total}, terminal {row['terminal']}")
+    return int(row["terminal"])
+
+
+async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: int, quiet: bool = False) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        row = await (await conn.execute(
+            "SELECT count(*) AS n FROM jobs WHERE created_at >= %s AND type = 'booking.create' "
+            "AND status IN ('succeeded', 'failed')", (since,))).fetchone()
+        if row and row["n"] >= total:
+            return
+        if not quiet:
+            await _report(conn, since, total)
+        await asyncio.sleep(1 if not quiet else 0.2)
+    raise RuntimeError("jobs did not all become terminal within 300 s")
+
+
+def _print(report: dict[str, Any]) -> None:
+    e2e, job, full = report["e2e"], report["pgbench_job"], report["pgbench_full"]
+    print(f"""
+Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
+  (a)  pgbench, the booking job's SQL             {job['tps']:8.0f} tps   (avg {job['latency_avg_ms']} ms)
+  (a') pgbench, all SQL per booking (accept+job)  {full['tps']:8.0f} tps   (avg {full['latency_avg_ms']} ms)
+  (b)  end-to-end bookings/s through the gateway  {e2e['bookings_per_s']:8.0f} /s    ({e2e['succeeded']} succeeded, {e2e['failed']} failed)
+       accepts/s (202s answered)                  {e2e['accepted_per_s']:8.0f} /s
+  b / a   = {e2e['bookings_per_s'] / job['tps']:.0%}   (target >= 30%, goal 50%)
+  b / a'  = {e2e['bookings_per_s'] / full['tps']:.0%}
+  accept latency        p50 {e2e['accept_p50_ms']:.1f} ms   p99 {e2e['accept_p99_ms']:.1f} ms   (concurrency {e2e['concurrency']}; target p99 < 25 ms)
+  accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms
+""", flush=True)
