@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 import psycopg
 from psycopg.rows import dict_row
 
+from bench.cpu import cpu_by_part, delta
 from bench.load import build_post, percentile, run_load
 from shared.db import QUERIES
 from totem.cli import wait_ready
@@ -176,11 +177,14 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
         run_start = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
         requests = _requests(resources, args.requests, datetime(2032, 1, 1, 8, tzinfo=UTC), host)
         say(f"posting {args.requests} bookings at concurrency {args.concurrency} ...")
+        sessions = {name: proc.pid for name, proc in fleet.procs.items()}
+        cpu_before = cpu_by_part(sessions)
         ticker = asyncio.create_task(_progress(conn, run_start, args.requests))
         load = await run_load("127.0.0.1", port, requests, args.concurrency)
         ticker.cancel()
         say(f"all {args.requests} answered in {load.finished - load.started:.1f}s; waiting for every job to be terminal")
         await _wait_terminal(conn, run_start, args.requests)
+        cpu = delta(cpu_before, cpu_by_part(sessions))
         row = await (await conn.execute("""
             SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
                    count(*) FILTER (WHERE status = 'failed') AS failed,
@@ -197,6 +201,7 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
         "succeeded": row["succeeded"], "failed": row["failed"],
         "bookings_per_s": row["succeeded"] / float(row["span"]),
         "accept_to_terminal_p50_ms": float(row["p50"]) * 1000, "accept_to_terminal_p99_ms": float(row["p99"]) * 1000,
+        "cpu_seconds": cpu, "cpu_ms_per_booking": {k: round(v * 1000 / max(1, row["succeeded"]), 3) for k, v in cpu.items()},
     }
 
 
@@ -241,4 +246,5 @@ Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
   b / a'  = {e2e['bookings_per_s'] / full['tps']:.0%}
   accept latency        p50 {e2e['accept_p50_ms']:.1f} ms   p99 {e2e['accept_p99_ms']:.1f} ms   (concurrency {e2e['concurrency']}; target p99 < 25 ms)
   accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms
+  CPU ms per booking    {'  '.join(f"{k} {v}" for k, v in e2e['cpu_ms_per_booking'].items())}
 """, flush=True)

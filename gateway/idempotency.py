@@ -1,8 +1,8 @@
 """The Idempotency-Key protocol (IETF draft "The Idempotency-Key HTTP Header Field", Stripe), in one place.
 
-Accepting a command is ONE transaction: take the key's advisory lock, look the key up, run the caller's
-checks, insert the job row and store the key with its fingerprint and the 202 response; commit; then
-enqueue. So:
+Accepting a command is ONE statement, so ONE transaction (``accept_command`` in sql/queries): try the
+key's advisory lock, run the command's check, store the key with its fingerprint and the 202 response,
+insert the job row; commit; then enqueue. So:
 
 * the key, the job and the response are durable together, before the client hears anything;
 * a repeat with the same fingerprint replays the stored response (``Idempotent-Replayed: true``);
@@ -10,8 +10,8 @@ enqueue. So:
 * while a request holding the key is still in its transaction, a second one gets 409
   ``IDEMPOTENCY_KEY_IN_FLIGHT`` (``pg_try_advisory_xact_lock``; it never waits);
 * the in-flight lease is the transaction itself: if the gateway crashes, Postgres rolls it back when the
-  connection drops, and a frozen gateway loses it after ``idle_in_transaction_session_timeout``
-  (``IDEMPOTENCY_LEASE_SECONDS``); either way nothing was stored and the retry takes the key over;
+  connection drops (and ``idle_in_transaction_session_timeout``, ``IDEMPOTENCY_LEASE_SECONDS``, bounds any
+  transaction a frozen client leaves open); either way nothing was stored and the retry takes the key over;
 * a request refused by validation or by a check never reaches the insert, so nothing is stored under its
   key and a corrected retry goes through;
 * keys live 24 h (``IDEMPOTENCY_TTL_SECONDS``); the scheduler purges expired ones and an expired key is
@@ -24,18 +24,17 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import psycopg
 from litestar import Request, Response
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.problems import Problem, request_id_of
-from shared.broker import AsyncEnqueuer, build_message, ROUTES
+from shared.broker import ROUTES, AsyncEnqueuer, build_message
 from shared.config import Settings
 from shared.db import QUERIES
 from shared.schemas import Accepted
@@ -43,7 +42,6 @@ from shared.schemas import Accepted
 log = logging.getLogger("totem.gateway")
 
 MAX_KEY_LENGTH = 255
-Check = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +83,15 @@ def _replay(row: dict[str, Any]) -> Response[bytes]:
                     media_type="application/json")
 
 
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A command's precondition: a named query used as an EXISTS subquery, and the problem if it fails."""
+
+    query: str
+    params: dict[str, Any]
+    problem: Problem
+
+
 class CommandAcceptor:
     """Accept a state-changing command as a durable job, exactly once per idempotency key."""
 
@@ -92,6 +99,13 @@ class CommandAcceptor:
         self.pool = pool
         self.enqueuer = enqueuer
         self.settings = settings
+        self._statements: dict[str, sql.Composed] = {}
+
+    def _statement(self, check_query: str) -> sql.Composed:
+        if check_query not in self._statements:
+            self._statements[check_query] = sql.SQL(QUERIES["accept_command"]).format(
+                check=sql.SQL(QUERIES[check_query]))
+        return self._statements[check_query]
 
     async def accept(
         self, request: Request[Any, Any, Any], command: KeyedCommand, *, job_type: str,
@@ -101,32 +115,34 @@ class CommandAcceptor:
         accepted = Accepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}")
         queue, actor = ROUTES[job_type]
         key_params = {"scope": command.scope, "key": command.key}
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(QUERIES["lock_idempotency_key"], key_params)
-            if not (await cur.fetchone())["locked"]:  # type: ignore[index]
-                raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT",
-                              "a request with this Idempotency-Key is still being processed; retry shortly",
+        params = {
+            **key_params, **(check.params if check else {}),
+            "fingerprint": command.fingerprint, "method": command.method, "path": command.path,
+            "job_id": job_id, "response_body": Jsonb(msgspec.to_builtins(accepted)),
+            "ttl_seconds": self.settings.idempotency_ttl_seconds, "type": job_type, "queue": queue,
+            "actor": actor, "payload": Jsonb(msgspec.to_builtins(payload)),
+            "max_attempts": self.settings.job_max_attempts, "request_id": request_id_of(request),
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self._statement(check.query if check else "no_check"), params)
+            outcome = await cur.fetchone()
+            assert outcome is not None
+            if not outcome["created"]:
+                if not outcome["locked"]:
+                    raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT",
+                                  "a request with this Idempotency-Key is still being processed; retry shortly",
+                                  headers={"Retry-After": "1"})
+                cur = await conn.execute(QUERIES["get_idempotency_key"], key_params)
+                stored = await cur.fetchone()
+                if stored is not None:
+                    if bytes(stored["fingerprint"]) != command.fingerprint:
+                        raise Problem("IDEMPOTENCY_KEY_REUSED",
+                                      "this Idempotency-Key was used with a different request")
+                    return _replay(stored)
+                if not outcome["checked"] and check is not None:
+                    raise check.problem
+                raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT", "the Idempotency-Key changed hands; retry shortly",
                               headers={"Retry-After": "1"})
-            cur = await conn.execute(QUERIES["get_idempotency_key"], key_params)
-            stored = await cur.fetchone()
-            if stored is not None:
-                if bytes(stored["fingerprint"]) != command.fingerprint:
-                    raise Problem("IDEMPOTENCY_KEY_REUSED",
-                                  "this Idempotency-Key was used with a different request")
-                return _replay(stored)
-            if check is not None:
-                await check(conn)
-            await conn.execute(QUERIES["insert_job"], {
-                "id": job_id, "type": job_type, "queue": queue, "actor": actor,
-                "payload": Jsonb(msgspec.to_builtins(payload)), "max_attempts": self.settings.job_max_attempts,
-                "request_id": request_id_of(request),
-            })
-            await conn.execute(QUERIES["store_idempotency_key"], {
-                **key_params, "fingerprint": command.fingerprint, "method": command.method,
-                "path": command.path, "job_id": job_id, "response_status": 202,
-                "response_body": Jsonb(msgspec.to_builtins(accepted)),
-                "ttl_seconds": self.settings.idempotency_ttl_seconds,
-            })
         await self._enqueue(job_type, job_id)
         return Response(content=msgspec.json.encode(accepted), status_code=202,
                         headers={"Location": accepted.status_url}, media_type="application/json")

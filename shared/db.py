@@ -69,7 +69,7 @@ def open_pool(
         url,
         min_size=1,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "application_name": name, "options": _options({"TimeZone": "UTC", **(session or {})})},
+        kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True, "options": _options({"TimeZone": "UTC", **(session or {})})},
         name=name,
         open=False,
     )
@@ -84,7 +84,7 @@ async def open_async_pool(
         url,
         min_size=2,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "application_name": name, "options": _options({"TimeZone": "UTC", **(session or {})})},
+        kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True, "options": _options({"TimeZone": "UTC", **(session or {})})},
         name=name,
         open=False,
     )

@@ -1,7 +1,8 @@
 """The job-row protocol that makes at-least-once delivery exactly-once in effect.
 
-Phase 1 (claim) commits ``status = running`` with a fresh ``claim_token`` and a lease. Phase 2 runs the
-handler and ``finish_job`` in ONE transaction; ``finish_job`` matches only while we still hold the token,
+Connections are in autocommit mode: a lone statement is its own transaction. Phase 1 (claim) commits
+``status = running`` with a fresh ``claim_token`` and a lease. Phase 2 runs the handler and ``finish_job``
+in ONE transaction; ``finish_job`` matches only while we still hold the token,
 so if the lease ran out and another worker took the job over, phase 2 rolls back whole. Hence:
 
 * a duplicate delivery finds the job running (lease live) or finished and does nothing;
@@ -46,12 +47,7 @@ Handler = Callable[[psycopg.Connection[Any], ClaimedJob], msgspec.Struct]
 
 def claim_job(conn: psycopg.Connection[Any], job_id: uuid.UUID, lease_seconds: float) -> ClaimedJob | None:
     token = uuid.uuid4()
-    with conn.transaction():
-        # Losing this commit in a crash is harmless: phase 2's synchronous commit flushes it first.
-        conn.execute("SET LOCAL synchronous_commit = off")
-        row = conn.execute(
-            QUERIES["claim_job"], {"id": job_id, "token": token, "lease_seconds": lease_seconds}
-        ).fetchone()
+    row = conn.execute(QUERIES["claim_job"], {"id": job_id, "token": token, "lease_seconds": lease_seconds}).fetchone()
     if row is None:
         return None
     return ClaimedJob(token=token, **row)
@@ -67,7 +63,7 @@ def finish_job(
         "result": Jsonb(msgspec.to_builtins(result)) if result is not None else None,
         "error": Jsonb(error.as_dict()) if error else None,
     }
-    return conn.execute(QUERIES["finish_job"], params).rowcount == 1
+    return conn.execute(QUERIES["finish_job"], params).fetchone() is not None
 
 
 class LeaseLost(Exception):
@@ -81,18 +77,16 @@ def run_job(pool: ConnectionPool, job_id: uuid.UUID, handler: Handler, *, lease_
         if job is None:
             return "skipped"
         if job.attempts > job.max_attempts:
-            with conn.transaction():
-                finish_job(conn, job, error=JobAttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
+            finish_job(conn, job, error=JobAttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
             return "exhausted"
         try:
-            with conn.transaction():
+            with conn.pipeline(), conn.transaction():  # BEGIN rides with the first statement, COMMIT with the last
                 result = handler(conn, job)
                 if not finish_job(conn, job, result=result):
                     raise LeaseLost(str(job.id))
             return "succeeded"
         except DomainError as exc:
-            with conn.transaction():
-                finish_job(conn, job, error=exc)
+            finish_job(conn, job, error=exc)
             return "failed"
         except LeaseLost:
             log.warning("job lease lost; another worker owns it now", extra={"job_id": str(job.id)})
@@ -107,8 +101,7 @@ def _release_quietly(conn: psycopg.Connection[Any], job: ClaimedJob) -> None:
     try:
         if conn.closed or conn.broken:
             return
-        with conn.transaction():
-            conn.execute(QUERIES["release_job"], {"id": job.id, "token": job.token})
+        conn.execute(QUERIES["release_job"], {"id": job.id, "token": job.token})
     except psycopg.Error:
         log.warning("could not release job; its lease will expire", extra={"job_id": str(job.id)})
 
@@ -116,7 +109,4 @@ def _release_quietly(conn: psycopg.Connection[Any], job: ClaimedJob) -> None:
 def requeue_stale_jobs(
     conn: psycopg.Connection[Any], *, after_seconds: float, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    with conn.transaction():
-        return conn.execute(
-            QUERIES["requeue_stale_jobs"], {"after_seconds": after_seconds, "limit": limit}
-        ).fetchall()
+    return conn.execute(QUERIES["requeue_stale_jobs"], {"after_seconds": after_seconds, "limit": limit}).fetchall()

@@ -6,14 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 
-from gateway.idempotency import keyed_command
+from gateway.idempotency import Check, keyed_command
 from gateway.problems import Problem
 from shared.booking import read_booking
-from shared.db import QUERIES
 from shared.schemas import Accepted, BookingRequest, BookingView
 
 
@@ -27,15 +25,11 @@ async def create_booking(request: Request[Any, Any, Any], state: State, data: Bo
         raise Problem("VALIDATION_FAILED", "start_at must be in the future",
                       errors=[{"field": "start_at", "message": "must be in the future"}])
 
-    async def offer_exists(conn: psycopg.AsyncConnection[Any]) -> None:
-        cur = await conn.execute(QUERIES["check_slot_offer"],
-                                 {"resource_id": data.resource_id, "service_id": data.service_id})
-        if await cur.fetchone() is None:
-            raise Problem("NOT_FOUND", f"resource {data.resource_id} does not exist or does not offer "
-                                       f"service {data.service_id}")
-
+    offer = Check("check_slot_offer", {"resource_id": data.resource_id, "service_id": data.service_id},
+                  Problem("NOT_FOUND", f"resource {data.resource_id} does not exist or does not offer "
+                                       f"service {data.service_id}"))
     return await state.acceptor.accept(  # type: ignore[no-any-return]
-        request, command, job_type="booking.create", payload=data, check=offer_exists)
+        request, command, job_type="booking.create", payload=data, check=offer)
 
 
 @get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail")

@@ -1,6 +1,6 @@
 -- check_slot_offer --
 -- Gateway-side check that a slot request names a live resource offering a live service.
-SELECT r.id
+SELECT 1
 FROM resources r
 JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
 JOIN resource_services rs ON rs.resource_id = r.id

@@ -11,11 +11,15 @@ FROM jobs WHERE id = %(id)s;
 -- claim_job --
 -- Take a queued job for this worker with a lease; a running job whose lease ran out may be taken over.
 -- The row lock makes two deliveries of one message race on this UPDATE: exactly one wins.
+-- Run alone (its own transaction) with an asynchronous commit: losing this commit in a crash is harmless,
+-- because the work transaction's synchronous commit flushes the WAL up to and including it.
+WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true) AS done)
 UPDATE jobs
 SET status = 'running', attempts = attempts + 1, claim_token = %(token)s,
     claimed_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
 WHERE id = %(id)s
   AND (status = 'queued' OR (status = 'running' AND claimed_until < now()))
+  AND EXISTS (SELECT 1 FROM async_commit)
 RETURNING id, type, payload, attempts, max_attempts, request_id;
 
 -- finish_job --
@@ -23,7 +27,8 @@ RETURNING id, type, payload, attempts, max_attempts, request_id;
 UPDATE jobs
 SET status = %(status)s, result = %(result)s, error = %(error)s,
     claim_token = NULL, claimed_until = NULL, updated_at = now()
-WHERE id = %(id)s AND claim_token = %(token)s;
+WHERE id = %(id)s AND claim_token = %(token)s
+RETURNING id;
 
 -- release_job --
 -- Give a job back to the queue after a transient failure, so a retry can claim it at once.
