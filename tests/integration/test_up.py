@@ -91,6 +91,9 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
         assert PrivateRedis(data_dir).running_pid() is None
         assert "stopped" in log.read_text().splitlines()[-1]
     finally:
+        print(log.read_text(errors="replace"))  # pytest shows it only when the test fails
+        for fleet_log in sorted((data_dir / "logs").glob("*.log")):
+            print(f"--- {fleet_log.name}\n{fleet_log.read_text(errors='replace')[-3000:]}")
         if first.poll() is None:
             first.kill()
         PrivatePostgres(data_dir).stop(mode="immediate")
