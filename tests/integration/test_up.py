@@ -96,6 +96,11 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
             print(f"--- {fleet_log.name}\n{fleet_log.read_text(errors='replace')[-3000:]}")
         if first.poll() is None:
             first.kill()
+        for pid_file in (data_dir / "run").glob("*.pid"):  # never leave a fleet behind, even on failure
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
         PrivatePostgres(data_dir).stop(mode="immediate")
         PrivateRedis(data_dir).stop()
         time.sleep(0)
