@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -192,9 +193,11 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p50,
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p99
             FROM jobs WHERE created_at >= %s AND type = 'booking.create'""", (run_start,))).fetchone()
+        accept_only = await _accept_only(args, port, host, resources, fleet, conn)
     assert row is not None
     accepted = load.statuses.get(202, 0)
     return {
+        "accept_only": accept_only,
         "requests": args.requests, "concurrency": args.concurrency, "statuses": load.statuses,
         "accepted_per_s": accepted / (load.finished - load.started),
         "accept_p50_ms": percentile(load.latencies, 50) * 1000, "accept_p99_ms": percentile(load.latencies, 99) * 1000,
@@ -203,6 +206,26 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
         "accept_to_terminal_p50_ms": float(row["p50"]) * 1000, "accept_to_terminal_p99_ms": float(row["p99"]) * 1000,
         "cpu_seconds": cpu, "cpu_ms_per_booking": {k: round(v * 1000 / max(1, row["succeeded"]), 3) for k, v in cpu.items()},
     }
+
+
+async def _accept_only(args: argparse.Namespace, port: int, host: str, resources: list[dict[str, str]],
+                       fleet: Fleet, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    """The gateway alone: the worker pool is paused (SIGSTOP), so accepts do not share the CPU with jobs."""
+    count = max(1000, args.requests // 2)
+    say(f"accept-only: pausing the bookings pool, posting {count} bookings at concurrency {args.concurrency} ...")
+    since = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
+    pool_pgid = fleet.procs["bookings"].pid
+    os.killpg(pool_pgid, signal.SIGSTOP)
+    try:
+        load = await run_load("127.0.0.1", port, _requests(resources, count, datetime(2033, 1, 1, 8, tzinfo=UTC), host),
+                              args.concurrency)
+    finally:
+        os.killpg(pool_pgid, signal.SIGCONT)
+    say("accept-only: resumed the pool; waiting for those jobs to be terminal")
+    await _wait_terminal(conn, since, count)
+    return {"requests": count, "accepted_per_s": load.statuses.get(202, 0) / (load.finished - load.started),
+            "accept_p50_ms": percentile(load.latencies, 50) * 1000,
+            "accept_p99_ms": percentile(load.latencies, 99) * 1000}
 
 
 async def _progress(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> None:
@@ -247,4 +270,5 @@ Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
   accept latency        p50 {e2e['accept_p50_ms']:.1f} ms   p99 {e2e['accept_p99_ms']:.1f} ms   (concurrency {e2e['concurrency']}; target p99 < 25 ms)
   accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms
   CPU ms per booking    {'  '.join(f"{k} {v}" for k, v in e2e['cpu_ms_per_booking'].items())}
+  accept-only (workers paused)  {e2e['accept_only']['accepted_per_s']:.0f} accepts/s   p50 {e2e['accept_only']['accept_p50_ms']:.1f} ms   p99 {e2e['accept_only']['accept_p99_ms']:.1f} ms
 """, flush=True)

@@ -2,7 +2,7 @@
 
 Accepting a command is ONE statement, so ONE transaction (``accept_command`` in sql/queries): try the
 key's advisory lock, run the command's check, store the key with its fingerprint and the 202 response,
-insert the job row; commit; then enqueue. So:
+insert the job row; commit; answer 202 and hand the job id to the batching enqueuer. So:
 
 * the key, the job and the response are durable together, before the client hears anything;
 * a repeat with the same fingerprint replays the stored response (``Idempotent-Replayed: true``);
@@ -20,7 +20,6 @@ insert the job row; commit; then enqueue. So:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import uuid
@@ -60,7 +59,7 @@ def keyed_command(request: Request[Any, Any, Any], body: msgspec.Struct | None) 
         raise Problem("IDEMPOTENCY_KEY_MISSING", "this request needs an Idempotency-Key header")
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
         raise Problem("IDEMPOTENCY_KEY_INVALID", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
-    canonical = msgspec.json.encode(msgspec.to_builtins(body), order="sorted") if body is not None else b""
+    canonical = msgspec.json.encode(body, order="sorted") if body is not None else b""
     method, path = request.method, request.url.path
     fingerprint = hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).digest()
     return KeyedCommand(scope=caller_scope(request), key=key, fingerprint=fingerprint, method=method, path=path)
@@ -118,9 +117,9 @@ class CommandAcceptor:
         params = {
             **key_params, **(check.params if check else {}),
             "fingerprint": command.fingerprint, "method": command.method, "path": command.path,
-            "job_id": job_id, "response_body": Jsonb(msgspec.to_builtins(accepted)),
+            "job_id": job_id, "response_body": Jsonb(accepted),
             "ttl_seconds": self.settings.idempotency_ttl_seconds, "type": job_type, "queue": queue,
-            "actor": actor, "payload": Jsonb(msgspec.to_builtins(payload)),
+            "actor": actor, "payload": Jsonb(payload),
             "max_attempts": self.settings.job_max_attempts, "request_id": request_id_of(request),
         }
         async with self.pool.connection() as conn:
@@ -143,14 +142,6 @@ class CommandAcceptor:
                     raise check.problem
                 raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT", "the Idempotency-Key changed hands; retry shortly",
                               headers={"Retry-After": "1"})
-        await self._enqueue(job_type, job_id)
+        self.enqueuer.submit(build_message(job_type, job_id))
         return Response(content=msgspec.json.encode(accepted), status_code=202,
                         headers={"Location": accepted.status_url}, media_type="application/json")
-
-    async def _enqueue(self, job_type: str, job_id: uuid.UUID) -> None:
-        """Best effort: the job row is already durable; if Redis is down the sweeper enqueues it later."""
-        try:
-            await asyncio.wait_for(self.enqueuer.enqueue(build_message(job_type, job_id)), timeout=2.0)
-        except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job for the sweeper
-            log.warning("enqueue failed; the sweeper will enqueue the job", extra={
-                "job_id": str(job_id), "error": type(exc).__name__})

@@ -38,7 +38,7 @@ def create_slot_booking(
     params = {
         "id": uuid.uuid4(), "job_id": job_id, "actor": actor,
         "resource_id": request.resource_id, "service_id": request.service_id, "start_at": request.start_at,
-        "customer": Jsonb(msgspec.to_builtins(request.customer)),
+        "customer": Jsonb(request.customer),
         "default_hold_ttl_seconds": default_hold_ttl_seconds,
     }
     try:

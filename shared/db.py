@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import LiteralString, cast
 
+import msgspec
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -58,6 +60,12 @@ def translate_errors() -> Iterator[None]:
         raise ConstraintViolation(exc.diag.constraint_name or "", str(exc).splitlines()[0]) from exc
 
 
+def use_msgspec_json() -> None:
+    """jsonb in and out through msgspec (Structs encode directly; several times faster than stdlib json)."""
+    set_json_dumps(msgspec.json.encode)
+    set_json_loads(msgspec.json.decode)
+
+
 def _options(settings: dict[str, str]) -> str:
     return " ".join(f"-c {key}={value}" for key, value in settings.items())
 
@@ -65,6 +73,7 @@ def _options(settings: dict[str, str]) -> str:
 def open_pool(
     url: str, *, max_size: int = 10, name: str = "totem", session: dict[str, str] | None = None
 ) -> ConnectionPool:
+    use_msgspec_json()
     pool = ConnectionPool(
         url,
         min_size=1,
@@ -80,6 +89,7 @@ def open_pool(
 async def open_async_pool(
     url: str, *, max_size: int = 10, name: str = "totem-gateway", session: dict[str, str] | None = None
 ) -> AsyncConnectionPool:
+    use_msgspec_json()
     pool = AsyncConnectionPool(
         url,
         min_size=2,

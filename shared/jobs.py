@@ -60,7 +60,7 @@ def finish_job(
     params = {
         "id": job.id, "token": job.token,
         "status": "failed" if error else "succeeded",
-        "result": Jsonb(msgspec.to_builtins(result)) if result is not None else None,
+        "result": Jsonb(result) if result is not None else None,
         "error": Jsonb(error.as_dict()) if error else None,
     }
     return conn.execute(QUERIES["finish_job"], params).fetchone() is not None

@@ -50,7 +50,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     module, queues = POOLS[args.pool]
-    os.environ.setdefault("dramatiq_queue_prefetch", str(max(2, args.threads * 2)))
+    os.environ.setdefault("dramatiq_queue_prefetch", str(max(2, args.threads * 4)))
     argv = [sys.executable, "-m", "dramatiq", module, "--queues", *queues, "--processes", str(args.processes),
             "--threads", str(args.threads), "--skip-logging", "--worker-shutdown-timeout", "30000"]
     say(f"worker pool {args.pool}: {args.processes} process(es) x {args.threads} thread(s) on {queues}")
@@ -111,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     upp.set_defaults(func=cmd_up)
 
     bn = sub.add_parser("bench", help="benchmark: pgbench ceiling vs end-to-end bookings/s")
-    bn.add_argument("--requests", "-n", type=int, default=4000)
+    bn.add_argument("--requests", "-n", type=int, default=6000)
     bn.add_argument("--concurrency", "-c", type=int, default=32)
     bn.add_argument("--pgbench-seconds", type=int, default=10)
-    bn.add_argument("--web-workers", type=int, default=2)
+    bn.add_argument("--web-workers", type=int, default=1)
     bn.add_argument("--worker-processes", type=int, default=2)
     bn.add_argument("--worker-threads", type=int, default=8)
     bn.add_argument("--out", default="bench/results/latest.json")

@@ -122,7 +122,6 @@ CREATE TABLE bookings (
     WHERE (status IN ('pending_payment', 'paid', 'completed'))
 );
 CREATE INDEX bookings_provider_id_idx ON bookings (provider_id, created_at);
-CREATE INDEX bookings_resource_period_idx ON bookings USING gist (resource_id, period);
 CREATE INDEX bookings_pending_hold_idx ON bookings (hold_expires_at) WHERE status = 'pending_payment';
 
 -- Every status change goes through this table: the database itself refuses an illegal transition.
