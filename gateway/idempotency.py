@@ -30,12 +30,11 @@ import msgspec
 from litestar import Request, Response
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from gateway.problems import Problem, request_id_of
 from shared.broker import ROUTES, AsyncEnqueuer, build_message
 from shared.config import Settings
-from shared.db import QUERIES
+from shared.db import QUERIES, AsyncPool
 from shared.schemas import Accepted
 
 log = logging.getLogger("totem.gateway")
@@ -94,7 +93,7 @@ class Check:
 class CommandAcceptor:
     """Accept a state-changing command as a durable job, exactly once per idempotency key."""
 
-    def __init__(self, pool: AsyncConnectionPool, enqueuer: AsyncEnqueuer, settings: Settings) -> None:
+    def __init__(self, pool: AsyncPool, enqueuer: AsyncEnqueuer, settings: Settings) -> None:
         self.pool = pool
         self.enqueuer = enqueuer
         self.settings = settings
@@ -124,7 +123,7 @@ class CommandAcceptor:
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(self._statement(check.query if check else "no_check"), params)
-            outcome = await cur.fetchone()
+            outcome: dict[str, Any] | None = await cur.fetchone()
             assert outcome is not None
             if not outcome["created"]:
                 if not outcome["locked"]:
@@ -132,7 +131,7 @@ class CommandAcceptor:
                                   "a request with this Idempotency-Key is still being processed; retry shortly",
                                   headers={"Retry-After": "1"})
                 cur = await conn.execute(QUERIES["get_idempotency_key"], key_params)
-                stored = await cur.fetchone()
+                stored: dict[str, Any] | None = await cur.fetchone()
                 if stored is not None:
                     if bytes(stored["fingerprint"]) != command.fingerprint:
                         raise Problem("IDEMPOTENCY_KEY_REUSED",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 

@@ -20,7 +20,7 @@ from typing import LiteralString, cast
 import msgspec
 import psycopg
 import psycopg.errors
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -41,6 +41,9 @@ def load_queries(directory: Path = SQL_DIR / "queries") -> dict[str, LiteralStri
 
 
 QUERIES = load_queries()
+
+Pool = ConnectionPool[psycopg.Connection[DictRow]]
+AsyncPool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 
 
 class ConstraintViolation(Exception):
@@ -72,10 +75,11 @@ def _options(settings: dict[str, str]) -> str:
 
 def open_pool(
     url: str, *, max_size: int = 10, name: str = "totem", session: dict[str, str] | None = None
-) -> ConnectionPool:
+) -> Pool:
     use_msgspec_json()
-    pool = ConnectionPool(
+    pool = Pool(
         url,
+        connection_class=psycopg.Connection[DictRow],
         min_size=1,
         max_size=max_size,
         kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True, "options": _options({"TimeZone": "UTC", **(session or {})})},
@@ -88,10 +92,11 @@ def open_pool(
 
 async def open_async_pool(
     url: str, *, max_size: int = 10, name: str = "totem-gateway", session: dict[str, str] | None = None
-) -> AsyncConnectionPool:
+) -> AsyncPool:
     use_msgspec_json()
-    pool = AsyncConnectionPool(
+    pool = AsyncPool(
         url,
+        connection_class=psycopg.AsyncConnection[DictRow],
         min_size=2,
         max_size=max_size,
         kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True, "options": _options({"TimeZone": "UTC", **(session or {})})},

@@ -23,9 +23,8 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
-from shared.db import QUERIES
+from shared.db import QUERIES, Pool
 from shared.errors import DomainError, JobAttemptsExhausted
 
 log = logging.getLogger("totem.jobs")
@@ -70,7 +69,7 @@ class LeaseLost(Exception):
     """Our claim was taken over (lease ran out); this attempt's work must not commit."""
 
 
-def run_job(pool: ConnectionPool, job_id: uuid.UUID, handler: Handler, *, lease_seconds: float) -> str:
+def run_job(pool: Pool, job_id: uuid.UUID, handler: Handler, *, lease_seconds: float) -> str:
     """Run one job to a terminal state at most once; returns what happened, for logs and metrics."""
     with pool.connection() as conn:
         job = claim_job(conn, job_id, lease_seconds)

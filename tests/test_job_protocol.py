@@ -11,9 +11,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
-from shared.db import QUERIES, open_pool
+from shared.db import QUERIES, Pool, open_pool
 from shared.errors import BookingSlotTaken
 from shared.jobs import ClaimedJob, claim_job, requeue_stale_jobs, run_job
 
@@ -23,7 +22,7 @@ class Done(msgspec.Struct):
 
 
 @pytest.fixture
-def pool(isolated_database_url: str) -> Iterator[ConnectionPool]:
+def pool(isolated_database_url: str) -> Iterator[Pool]:
     pool = open_pool(isolated_database_url, max_size=4, name="test-jobs")
     yield pool
     pool.close()
@@ -47,7 +46,7 @@ def job_row(db: Any, job_id: uuid.UUID) -> dict[str, Any]:
     return db.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()  # type: ignore[no-any-return]
 
 
-def test_a_second_delivery_finds_the_job_claimed_or_done(pool: ConnectionPool, db: Any) -> None:
+def test_a_second_delivery_finds_the_job_claimed_or_done(pool: Pool, db: Any) -> None:
     job_id = new_job(db)
     runs: list[uuid.UUID] = []
 
@@ -66,7 +65,7 @@ def test_a_second_delivery_finds_the_job_claimed_or_done(pool: ConnectionPool, d
     assert row["status"] == "succeeded" and row["result"] == {"ok": True} and row["claim_token"] is None
 
 
-def test_a_worker_whose_lease_was_taken_over_commits_nothing(pool: ConnectionPool, db: Any) -> None:
+def test_a_worker_whose_lease_was_taken_over_commits_nothing(pool: Pool, db: Any) -> None:
     job_id = new_job(db)
     with pool.connection() as zombie_conn, pool.connection() as other_conn:
         zombie = claim_job(zombie_conn, job_id, lease_seconds=30)
@@ -85,7 +84,7 @@ def test_a_worker_whose_lease_was_taken_over_commits_nothing(pool: ConnectionPoo
     assert job_row(db, job_id)["result"] == {"ok": True}
 
 
-def test_run_job_rolls_back_the_work_of_a_lost_lease(pool: ConnectionPool, db: Any) -> None:
+def test_run_job_rolls_back_the_work_of_a_lost_lease(pool: Pool, db: Any) -> None:
     job_id = new_job(db)
     marker = uuid.uuid4().hex
 
@@ -102,7 +101,7 @@ def test_run_job_rolls_back_the_work_of_a_lost_lease(pool: ConnectionPool, db: A
     assert job_row(db, job_id)["status"] == "queued"
 
 
-def test_a_domain_error_fails_the_job_with_its_code(pool: ConnectionPool, db: Any) -> None:
+def test_a_domain_error_fails_the_job_with_its_code(pool: Pool, db: Any) -> None:
     job_id = new_job(db)
 
     def handler(conn: psycopg.Connection[Any], job: ClaimedJob) -> Done:
@@ -113,7 +112,7 @@ def test_a_domain_error_fails_the_job_with_its_code(pool: ConnectionPool, db: An
     assert row["status"] == "failed" and row["error"] == {"code": "BOOKING_SLOT_TAKEN", "detail": "taken"}
 
 
-def test_a_transient_error_hands_the_job_back_then_attempts_run_out(pool: ConnectionPool, db: Any) -> None:
+def test_a_transient_error_hands_the_job_back_then_attempts_run_out(pool: Pool, db: Any) -> None:
     job_id = new_job(db, max_attempts=2)
 
     def flaky(conn: psycopg.Connection[Any], job: ClaimedJob) -> Done:
@@ -129,7 +128,7 @@ def test_a_transient_error_hands_the_job_back_then_attempts_run_out(pool: Connec
     assert row["attempts"] == 3
 
 
-def test_the_sweeper_requeues_lost_enqueues_and_expired_leases(pool: ConnectionPool, db: Any) -> None:
+def test_the_sweeper_requeues_lost_enqueues_and_expired_leases(pool: Pool, db: Any) -> None:
     lost, dead, fresh = new_job(db), new_job(db), new_job(db)
     db.execute("UPDATE jobs SET enqueued_at = now() - interval '1 hour' WHERE id = %s", (lost,))
     with pool.connection() as conn:

@@ -13,11 +13,10 @@ from typing import Any
 
 import dramatiq
 import structlog
-from psycopg_pool import ConnectionPool
 
 from shared.broker import make_broker
 from shared.config import Settings
-from shared.db import open_pool
+from shared.db import Pool, open_pool
 from shared.jobs import Handler, run_job
 from shared.logs import configure_logging
 
@@ -29,7 +28,7 @@ class PoolMiddleware(dramatiq.Middleware):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pool: ConnectionPool | None = None
+        self.pool: Pool | None = None
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         self.pool = open_pool(self.settings.database_url, max_size=self.settings.db_pool_max, name="totem-worker")
@@ -54,7 +53,7 @@ class Runtime:
         return self.settings
 
     @property
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> Pool:
         if self.pools is None or self.pools.pool is None:
             raise RuntimeError("worker pool not open: the process has not booted")
         return self.pools.pool
@@ -77,4 +76,4 @@ def job_actor(queue: str, name: str, handler: Handler, **options: Any) -> dramat
 
     run.__name__ = name
     options = {"max_retries": 5, "min_backoff": 250, "max_backoff": 10_000, **options}
-    return dramatiq.actor(run, queue_name=queue, actor_name=name, **options)
+    return dramatiq.actor(queue_name=queue, actor_name=name, **options)(run)

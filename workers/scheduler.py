@@ -19,12 +19,11 @@ from typing import Any
 
 import psycopg
 from dramatiq.brokers.redis import RedisBroker
-from psycopg_pool import ConnectionPool
 
 from shared.booking import expire_overdue_holds
 from shared.broker import make_broker, message_for
 from shared.config import Settings
-from shared.db import QUERIES, open_pool
+from shared.db import QUERIES, Pool, open_pool
 from shared.jobs import requeue_stale_jobs
 from shared.logs import configure_logging
 
@@ -35,7 +34,7 @@ LEASE_NAME = "scheduler"
 @dataclass
 class Scheduler:
     settings: Settings
-    pool: ConnectionPool
+    pool: Pool
     broker: RedisBroker
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}")
     stopping: threading.Event = field(default_factory=threading.Event)

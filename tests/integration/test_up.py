@@ -3,6 +3,7 @@ SIGTERM, and a second `totem up` after a crash recovers (orphaned processes, ser
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -97,10 +98,8 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
         if first.poll() is None:
             first.kill()
         for pid_file in (data_dir / "run").glob("*.pid"):  # never leave a fleet behind, even on failure
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
         PrivatePostgres(data_dir).stop(mode="immediate")
         PrivateRedis(data_dir).stop()
         time.sleep(0)
