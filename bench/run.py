@@ -31,6 +31,7 @@ from psycopg.rows import dict_row
 
 from bench.cpu import cpu_by_part, delta
 from bench.load import build_post, percentile, run_load
+from bench.pgbench import PRESEED_JOBS, write_scripts
 from shared.db import QUERIES
 from totem.cli import wait_ready
 from totem.embedded import PrivatePostgres, PrivateRedis, free_port, pg_bindir
@@ -38,7 +39,7 @@ from totem.fleet import Fleet
 from totem.migrate import create_database, drop_database, migrate
 
 RESOURCES = 64
-SQL_DIR = Path(__file__).resolve().parent / "sql"
+PGBENCH_CLIENTS = 16
 
 
 def say(message: str) -> None:
@@ -68,8 +69,11 @@ def main(args: argparse.Namespace) -> int:
         resources = _catalog(url)
         report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                                   "params": {k: v for k, v in vars(args).items() if k != "func"}}
-        report["pgbench_job"] = _pgbench(url, "job.sql", args.pgbench_seconds, resources)
-        report["pgbench_full"] = _pgbench(url, "full.sql", args.pgbench_seconds, resources)
+        scripts = write_scripts(work / "pgbench", resources[0]["service_id"])
+        with psycopg.connect(url, autocommit=True) as conn:  # the queued job rows job.sql claims
+            conn.execute(PRESEED_JOBS, {"clients": PGBENCH_CLIENTS, "per_client": 10_000 * args.pgbench_seconds // 10 + 5000})
+        report["pgbench_job"] = _pgbench(url, scripts["job"], args.pgbench_seconds, resources)
+        report["pgbench_full"] = _pgbench(url, scripts["full"], args.pgbench_seconds, resources)
         _reset(url)
         report["e2e"] = asyncio.run(_end_to_end(args, url, redis_url, resources, fleet))
         _print(report)
@@ -97,7 +101,6 @@ def _catalog(url: str) -> list[dict[str, str]]:
             "currency": "EUR"}).fetchone()
         assert service
         conn.execute("CREATE TABLE bench_resources (n int PRIMARY KEY, resource_id uuid NOT NULL)")
-        conn.execute("CREATE TABLE bench_clients (client_id int PRIMARY KEY, job_id uuid NOT NULL)")
         out = []
         for n in range(1, RESOURCES + 1):
             resource = conn.execute(QUERIES["insert_resource"], {
@@ -106,22 +109,17 @@ def _catalog(url: str) -> list[dict[str, str]]:
             conn.execute(QUERIES["offer_service"], {"resource_id": resource["id"], "service_id": service["id"]})
             conn.execute("INSERT INTO bench_resources VALUES (%s, %s)", (n, resource["id"]))
             out.append({"resource_id": str(resource["id"]), "service_id": str(service["id"])})
-        for client in range(256):  # one job row per pgbench client, re-claimed and finished each round
-            job_id = uuid.uuid4()
-            conn.execute("INSERT INTO jobs (id, type, queue, actor, payload) VALUES (%s, 'bench', 'bench', 'bench', '{}')",
-                         (job_id,))
-            conn.execute("INSERT INTO bench_clients VALUES (%s, %s)", (client, job_id))
     return out
 
 
-def _pgbench(url: str, script: str, seconds: int, resources: list[dict[str, str]]) -> dict[str, Any]:
+def _pgbench(url: str, script: Path, seconds: int, resources: list[dict[str, str]]) -> dict[str, Any]:
     parsed = urlparse(url)
     binary = shutil.which("pgbench") or str(pg_bindir() / "pgbench")
-    argv = [binary, "-n", "-M", "prepared", "-f", str(SQL_DIR / script), "-c", "16", "-j", "2",
-            "-T", str(seconds), "-P", "5", "-D", f"nres={len(resources)}",
+    argv = [binary, "-n", "-M", "prepared", "-f", str(script), "-c", str(PGBENCH_CLIENTS), "-j", "2",
+            "-T", str(seconds), "-P", "5", "-D", f"nres={len(resources)}", "-D", "n=0",
             "-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 5432),
             "-U", parsed.username or "postgres", parsed.path.lstrip("/")]
-    say(f"pgbench {script}: 16 clients for {seconds}s (the same SQL our pipeline commits per booking) ...")
+    say(f"pgbench {script.name}: {PGBENCH_CLIENTS} clients for {seconds}s (rendered from sql/queries) ...")
     proc = subprocess.run(argv, capture_output=True, text=True)
     for line in proc.stderr.splitlines():
         if line.startswith("progress"):
@@ -130,7 +128,7 @@ def _pgbench(url: str, script: str, seconds: int, resources: list[dict[str, str]
         raise RuntimeError(f"pgbench failed: {proc.stderr[-2000:]}")
     tps = float(re.search(r"tps = ([0-9.]+)", proc.stdout).group(1))  # type: ignore[union-attr]
     latency = re.search(r"latency average = ([0-9.]+) ms", proc.stdout)
-    return {"script": script, "tps": tps, "latency_avg_ms": float(latency.group(1)) if latency else None}
+    return {"script": script.name, "tps": tps, "latency_avg_ms": float(latency.group(1)) if latency else None}
 
 
 def _reset(url: str) -> None:

@@ -1,0 +1,88 @@
+"""pgbench scripts rendered from the very named queries the gateway and workers run (sql/queries), with
+each ``%(param)s`` bound to a pgbench expression, so the ceiling is provably the same SQL.
+
+Every pgbench client counts its transactions in ``:n`` (``-D n=0`` then ``\\set n :n + 1``), so each
+transaction works on a job row of its own: ``job_key = client_id * 1e6 + n`` names a uuid.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from shared.db import QUERIES
+
+_JOB = "('00000000-0000-4000-8000-' || lpad(to_hex(((:client_id * 1000000 + :n) + {space})::bigint), 12, '0'))::uuid"
+_TOKEN = "md5(:client_id || '-' || :n || '-{space}')::uuid"
+_START = "(timestamptz '2030-01-01 00:00Z' + ((:client_id * 1000000 + :n) * 30 + {space}) * interval '1 minute')"
+_CUSTOMER = "'{\"name\": \"Bench Customer\", \"email\": \"bench@example.com\", \"phone\": null}'::jsonb"
+_PAYLOAD = ("'{\"kind\": \"slot\", \"resource_id\": \"00000000-0000-0000-0000-000000000000\", \"service_id\": "
+            "\"00000000-0000-0000-0000-000000000000\", \"start_at\": \"2031-06-02T10:00:00+02:00\", \"customer\": "
+            "{\"name\": \"Bench Customer\", \"email\": \"bench@example.com\", \"phone\": null}}'::jsonb")
+_RESULT = ("'{\"booking_id\": \"00000000-0000-0000-0000-000000000000\", \"status\": \"pending_payment\", "
+           "\"hold_expires_at\": \"2030-01-01T00:15:00Z\"}'::jsonb")
+_HEADER = ["\\set r random(1, :nres)", "\\set n :n + 1"]
+
+
+def render(query: str, bindings: dict[str, str]) -> str:
+    def bind(match: re.Match[str]) -> str:
+        return bindings[match.group(1)]
+
+    return re.sub(r"%\((\w+)\)s", bind, QUERIES[query]) + ";"
+
+
+def _job_statements(space: int, service_id: str) -> list[str]:
+    job, token = _JOB.format(space=space), _TOKEN.format(space=space)
+    return [
+        render("claim_job", {"id": job, "token": token, "lease_seconds": "30"}),
+        "BEGIN;",
+        render("insert_slot_booking", {
+            "id": "gen_random_uuid()", "job_id": job, "actor": "'customer'",
+            "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)",
+            "service_id": f"'{service_id}'::uuid", "start_at": _START.format(space=space // 1000), "customer": _CUSTOMER,
+            "default_hold_ttl_seconds": "900"}),
+        render("finish_job", {"id": job, "token": token, "status": "'succeeded'", "result": _RESULT,
+                              "error": "NULL"}),
+        "COMMIT;",
+    ]
+
+
+def _accept_statement(space: int, service_id: str) -> str:
+    check = QUERIES["check_slot_offer"]
+    key = "('k' || :client_id || '-' || :n)"
+    template = QUERIES["accept_command"].replace("{check}", check)
+    bindings = {
+        "scope": "'anonymous'", "key": key, "fingerprint": f"sha256({key}::bytea)", "method": "'POST'",
+        "path": "'/v1/bookings'", "job_id": _JOB.format(space=space),
+        "response_body": "'{\"job_id\": \"00000000-0000-0000-0000-000000000000\"}'::jsonb",
+        "ttl_seconds": "86400", "type": "'booking.create'", "queue": "'bookings'", "actor": "'create_booking'",
+        "payload": _PAYLOAD, "max_attempts": "5", "request_id": "'bench'",
+        "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)",
+        "service_id": f"'{service_id}'::uuid",
+    }
+    return re.sub(r"%\((\w+)\)s", lambda m: bindings[m.group(1)], template) + ";"
+
+
+JOB_SPACE, FULL_SPACE = 0, 500_000_000_000
+
+
+def write_scripts(directory: Path, service_id: str) -> dict[str, Path]:
+    """job.sql: the SQL a booking job commits (claim, then booking + audit + outbox + finish).
+    full.sql: all the SQL a booking costs (the gateway's accept statement, then that job)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    scripts = {
+        "job": [*_HEADER, *_job_statements(JOB_SPACE, service_id)],
+        "full": [*_HEADER, _accept_statement(FULL_SPACE, service_id), *_job_statements(FULL_SPACE, service_id)],
+    }
+    paths = {}
+    for name, lines in scripts.items():
+        paths[name] = directory / f"{name}.sql"
+        paths[name].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+PRESEED_JOBS = (
+    "INSERT INTO jobs (id, type, queue, actor, payload) "
+    "SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(c * 1000000 + n), 12, '0'))::uuid, "
+    "'bench', 'bench', 'bench', '{}' FROM generate_series(0, %(clients)s) c, generate_series(1, %(per_client)s) n"
+)
