@@ -34,7 +34,7 @@ from psycopg.types.json import Jsonb
 from gateway.problems import Problem, request_id_of
 from shared.broker import ROUTES, AsyncEnqueuer, build_message
 from shared.config import Settings
-from shared.db import QUERIES, AsyncPool
+from shared.db import QUERIES, AsyncPool, with_reconnect
 from shared.schemas import Accepted
 
 log = logging.getLogger("totem.gateway")
@@ -105,22 +105,9 @@ class CommandAcceptor:
                 check=sql.SQL(QUERIES[check_query]))
         return self._statements[check_query]
 
-    async def accept(
-        self, request: Request[Any, Any, Any], command: KeyedCommand, *, job_type: str,
-        payload: msgspec.Struct, check: Check | None = None,
-    ) -> Response[bytes]:
-        job_id = uuid.uuid4()
-        accepted = Accepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}")
-        queue, actor = ROUTES[job_type]
-        key_params = {"scope": command.scope, "key": command.key}
-        params = {
-            **key_params, **(check.params if check else {}),
-            "fingerprint": command.fingerprint, "method": command.method, "path": command.path,
-            "job_id": job_id, "response_body": Jsonb(accepted),
-            "ttl_seconds": self.settings.idempotency_ttl_seconds, "type": job_type, "queue": queue,
-            "actor": actor, "payload": Jsonb(payload),
-            "max_attempts": self.settings.job_max_attempts, "request_id": request_id_of(request),
-        }
+    async def _record(self, command: KeyedCommand, key_params: dict[str, Any], params: dict[str, Any],
+                      check: Check | None) -> Response[bytes] | None:
+        """The accept statement; a replayed response if the key was already used, None if recorded now."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(self._statement(check.query if check else "no_check"), params)
             outcome: dict[str, Any] | None = await cur.fetchone()
@@ -141,6 +128,27 @@ class CommandAcceptor:
                     raise check.problem
                 raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT", "the Idempotency-Key changed hands; retry shortly",
                               headers={"Retry-After": "1"})
+        return None
+
+    async def accept(
+        self, request: Request[Any, Any, Any], command: KeyedCommand, *, job_type: str,
+        payload: msgspec.Struct, check: Check | None = None,
+    ) -> Response[bytes]:
+        job_id = uuid.uuid4()
+        accepted = Accepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}")
+        queue, actor = ROUTES[job_type]
+        key_params = {"scope": command.scope, "key": command.key}
+        params = {
+            **key_params, **(check.params if check else {}),
+            "fingerprint": command.fingerprint, "method": command.method, "path": command.path,
+            "job_id": job_id, "response_body": Jsonb(accepted),
+            "ttl_seconds": self.settings.idempotency_ttl_seconds, "type": job_type, "queue": queue,
+            "actor": actor, "payload": Jsonb(payload),
+            "max_attempts": self.settings.job_max_attempts, "request_id": request_id_of(request),
+        }
+        replay = await with_reconnect(lambda: self._record(command, key_params, params, check))
+        if replay is not None:
+            return replay
         self.enqueuer.submit(build_message(job_type, job_id))
         return Response(content=msgspec.json.encode(accepted), status_code=202,
                         headers={"Location": accepted.status_url}, media_type="application/json")

@@ -12,8 +12,10 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from psycopg_pool import PoolTimeout
 
 from shared.errors import DomainError
 
@@ -124,6 +126,12 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return problem_response(request, problem)
 
 
+def handle_database_down(request: Request[Any, Any, Any], exc: psycopg.OperationalError) -> Response[bytes]:
+    log.warning("database unavailable", extra={"request_id": request_id_of(request), "error": type(exc).__name__})
+    return problem_response(request, Problem("SERVICE_UNAVAILABLE", "the database is unavailable; retry shortly",
+                                             headers={"Retry-After": "1"}))
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
     return problem_response(request, Problem("INTERNAL_ERROR", "the server could not complete the request"))
@@ -134,5 +142,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: handle_domain_error,
     ValidationException: handle_validation,
     HTTPException: handle_http,
+    psycopg.OperationalError: handle_database_down,
+    PoolTimeout: handle_database_down,
     Exception: handle_unexpected,
 }

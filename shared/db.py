@@ -12,10 +12,10 @@ They are parsed once at import into ``QUERIES`` and executed with ``%(name)s`` p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import LiteralString, cast
+from typing import LiteralString, TypeVar, cast
 
 import msgspec
 import psycopg
@@ -44,6 +44,19 @@ QUERIES = load_queries()
 
 Pool = ConnectionPool[psycopg.Connection[DictRow]]
 AsyncPool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+
+T = TypeVar("T")
+
+
+async def with_reconnect(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run a database operation, once more on a fresh connection if the first one was dead (Postgres
+    restarted since it was pooled). Only for operations that are safe twice: reads, and the accept
+    statement, whose idempotency key turns a repeat into a replay."""
+    try:
+        return await operation()
+    except psycopg.OperationalError:
+        return await operation()
 
 
 class ConstraintViolation(Exception):
@@ -91,12 +104,15 @@ def open_pool(
 
 
 async def open_async_pool(
-    url: str, *, max_size: int = 10, name: str = "totem-gateway", session: dict[str, str] | None = None
+    url: str, *, max_size: int = 10, name: str = "totem-gateway", session: dict[str, str] | None = None,
+    wait_seconds: float = 2.0,
 ) -> AsyncPool:
+    """A request waits at most ``wait_seconds`` for a connection (Postgres down: a fast 503, not a hang)."""
     use_msgspec_json()
     pool = AsyncPool(
         url,
         connection_class=psycopg.AsyncConnection[DictRow],
+        timeout=wait_seconds,
         min_size=2,
         max_size=max_size,
         kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True, "options": _options({"TimeZone": "UTC", **(session or {})})},

@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+import structlog
 from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES, Pool
@@ -75,6 +76,7 @@ def run_job(pool: Pool, job_id: uuid.UUID, handler: Handler, *, lease_seconds: f
         job = claim_job(conn, job_id, lease_seconds)
         if job is None:
             return "skipped"
+        structlog.contextvars.bind_contextvars(request_id=job.request_id)  # gateway -> job -> worker
         if job.attempts > job.max_attempts:
             finish_job(conn, job, error=JobAttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
             return "exhausted"

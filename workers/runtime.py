@@ -72,7 +72,7 @@ def job_actor(queue: str, name: str, handler: Handler, **options: Any) -> dramat
             outcome = run_job(runtime.pool, uuid.UUID(job_id), handler, lease_seconds=settings.job_lease_seconds)
             log.info("job %s", outcome, extra={"queue": queue, "actor": name})
         finally:
-            structlog.contextvars.unbind_contextvars("job_id")
+            structlog.contextvars.unbind_contextvars("job_id", "request_id")
 
     run.__name__ = name
     options = {"max_retries": 5, "min_backoff": 250, "max_backoff": 10_000, **options}

@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from gateway.idempotency import Check, keyed_command
 from gateway.problems import Problem
 from shared.booking import read_booking
+from shared.db import with_reconnect
 from shared.schemas import Accepted, BookingRequest, BookingView
 
 
@@ -34,8 +35,11 @@ async def create_booking(request: Request[Any, Any, Any], state: State, data: Bo
 
 @get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail")
 async def get_booking(state: State, booking_id: UUID) -> BookingView:
-    async with state.pool.connection() as conn:
-        booking = await read_booking(conn, booking_id)
+    async def read() -> BookingView | None:
+        async with state.pool.connection() as conn:
+            return await read_booking(conn, booking_id)
+
+    booking = await with_reconnect(read)
     if booking is None:
         raise Problem("NOT_FOUND", f"booking {booking_id} does not exist")
     return booking

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from litestar import get
 from litestar.datastructures import State
 
 from gateway.problems import Problem
-from shared.db import QUERIES
+from shared.db import QUERIES, with_reconnect
 from shared.schemas import JobView
 
 
 @get("/v1/jobs/{job_id:uuid}", summary="Poll a job until it is succeeded or failed")
 async def get_job(state: State, job_id: UUID) -> JobView:
-    async with state.pool.connection() as conn:
-        cur = await conn.execute(QUERIES["get_job"], {"id": job_id})
-        row = await cur.fetchone()
+    async def read() -> dict[str, Any] | None:
+        async with state.pool.connection() as conn:
+            cur = await conn.execute(QUERIES["get_job"], {"id": job_id})
+            return await cur.fetchone()
+
+    row = await with_reconnect(read)
     if row is None:
         raise Problem("NOT_FOUND", f"job {job_id} does not exist")
     return JobView(**row)

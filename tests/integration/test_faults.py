@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.support import Fleet, future, make_catalog, new_key, wait_for, wait_job
-from totem.embedded import PrivateRedis
+from tests.support import FAST_TIMINGS, Fleet, future, make_catalog, new_key, wait_for, wait_job
+from totem.embedded import PrivatePostgres, PrivateRedis
+from totem.migrate import create_database, migrate
 
 pytestmark = __import__("pytest").mark.fault
 
@@ -91,3 +96,57 @@ def test_requests_posted_while_redis_is_down_are_accepted_and_completed(
         jobs = [wait_job(client, job_id, timeout=90) for job_id in accepted]
     assert [job["status"] for job in jobs] == ["succeeded"] * 12
     assert len(_query(url, "SELECT 1 FROM bookings WHERE created_by_job = ANY(%s::uuid[])", accepted)) == 12
+
+
+def test_a_postgres_restart_mid_run_loses_no_accepted_request_and_never_answers_500(
+    tmp_path: Path, private_redis: PrivateRedis,
+) -> None:
+    pg = PrivatePostgres(tmp_path / "pg").start()
+    create_database(pg.url(), "totem")
+    url = pg.url("totem")
+    migrate(url)
+    catalog = make_catalog(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "dramatiq_"))}
+    env.update(FAST_TIMINGS, DATABASE_URL=url, REDIS_URL=private_redis.url(), REDIS_NAMESPACE="totem-pg-restart")
+    (tmp_path / "logs").mkdir()
+    fleet = Fleet(env=env, log_dir=tmp_path / "logs")
+    statuses: list[int] = []
+    try:
+        base = fleet.start_gateway()
+        fleet.start_worker()
+        fleet.start_scheduler()
+        with httpx.Client(base_url=base, timeout=10) as client:
+            def book(i: int) -> str:
+                """A well-behaved client: retry 503 with the same key until accepted."""
+                key, body = f"restart-{i}", catalog.slot_body(future(days=30, hour=8) + timedelta(minutes=30 * i))
+                while True:
+                    response = client.post("/v1/bookings", json=body, headers={"Idempotency-Key": key})
+                    statuses.append(response.status_code)
+                    if response.status_code == 202:
+                        return str(response.json()["job_id"])
+                    assert response.status_code == 503, response.text
+                    assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+                    time.sleep(0.2)
+
+            job_ids = [book(i) for i in range(10)]
+            port = pg.port
+            pg.stop(mode="fast")  # every pooled connection dies with it
+            restarter = threading.Timer(2.0, lambda: PrivatePostgres(tmp_path / "pg", preferred_port=port).start())
+            restarter.start()
+            job_ids += [book(i) for i in range(10, 30)]
+            restarter.join()
+
+            def terminal(job_id: str) -> dict[str, Any] | None:
+                response = client.get(f"/v1/jobs/{job_id}")
+                statuses.append(response.status_code)
+                return response.json() if response.status_code == 200 and response.json()["status"] in (
+                    "succeeded", "failed") else None
+
+            jobs = [wait_for(lambda j=job_id: terminal(j), 90, f"job {job_id}") for job_id in job_ids]
+        assert 503 in statuses and 500 not in statuses
+        assert [job["status"] for job in jobs] == ["succeeded"] * 30, [job["error"] for job in jobs]
+        assert len(set(job_ids)) == 30
+        assert len(_query(url, "SELECT 1 FROM bookings WHERE created_by_job = ANY(%s::uuid[])", job_ids)) == 30
+    finally:
+        fleet.stop()
+        pg.stop(mode="immediate")
