@@ -27,6 +27,7 @@ class ServerError(RuntimeError):
 def free_port(preferred: int | None = None) -> int:
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free; a listener is not
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -120,7 +121,9 @@ class PrivatePostgres:
             return int(lines[3])
         return None
 
-    def start(self) -> PrivatePostgres:
+    def start(self, port: int | None = None) -> PrivatePostgres:
+        """Start (or adopt) the server; ``port`` restarts it on a known port (a probe bind would fail
+        while the old socket is in TIME_WAIT, and Postgres itself sets SO_REUSEADDR)."""
         self.root.mkdir(parents=True, exist_ok=True)
         _chown_for_postgres(self.root)
         self.granted = _let_postgres_reach(self.root)
@@ -132,7 +135,7 @@ class PrivatePostgres:
         if adopted:
             self.port = adopted
             return self
-        self.port = free_port(self.preferred_port)
+        self.port = port or free_port(self.preferred_port)
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{self.pgdata}' "
                    "-c max_connections=300 -c shared_buffers=256MB -c fsync=on")
         if not self.log_file.exists():

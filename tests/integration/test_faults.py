@@ -119,7 +119,8 @@ def test_a_postgres_restart_mid_run_loses_no_accepted_request_and_never_answers_
             def book(i: int) -> str:
                 """A well-behaved client: retry 503 with the same key until accepted."""
                 key, body = f"restart-{i}", catalog.slot_body(future(days=30, hour=8) + timedelta(minutes=30 * i))
-                while True:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
                     response = client.post("/v1/bookings", json=body, headers={"Idempotency-Key": key})
                     statuses.append(response.status_code)
                     if response.status_code == 202:
@@ -127,11 +128,20 @@ def test_a_postgres_restart_mid_run_loses_no_accepted_request_and_never_answers_
                     assert response.status_code == 503, response.text
                     assert response.json()["code"] == "SERVICE_UNAVAILABLE"
                     time.sleep(0.2)
+                raise AssertionError(f"booking {i} not accepted within 60 s; restart errors: {restart_errors}")
 
+            restart_errors: list[Exception] = []
             job_ids = [book(i) for i in range(10)]
             port = pg.port
             pg.stop(mode="fast")  # every pooled connection dies with it
-            restarter = threading.Timer(2.0, lambda: PrivatePostgres(tmp_path / "pg", preferred_port=port).start())
+
+            def restart() -> None:
+                try:
+                    PrivatePostgres(tmp_path / "pg").start(port=port)
+                except Exception as exc:  # noqa: BLE001 - reported by the assertion above
+                    restart_errors.append(exc)
+
+            restarter = threading.Timer(2.0, restart)
             restarter.start()
             job_ids += [book(i) for i in range(10, 30)]
             restarter.join()
