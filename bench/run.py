@@ -108,6 +108,9 @@ def _catalog(url: str) -> list[dict[str, str]]:
             assert resource
             conn.execute(QUERIES["offer_service"], {"resource_id": resource["id"], "service_id": service["id"]})
             conn.execute("INSERT INTO bench_resources VALUES (%s, %s)", (n, resource["id"]))
+            for weekday in range(1, 8):
+                conn.execute(QUERIES["insert_resource_hours"], {"resource_id": resource["id"], "weekday": weekday,
+                                                                "opens_at": "00:00", "closes_at": "24:00"})
             out.append({"resource_id": str(resource["id"]), "service_id": str(service["id"])})
     return out
 

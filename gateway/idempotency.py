@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +88,10 @@ class Check:
 
     query: str
     params: dict[str, Any]
-    problem: Problem
+    problem: Problem | Callable[[], Awaitable[Problem]]
+
+    async def refusal(self) -> Problem:
+        return self.problem if isinstance(self.problem, Problem) else await self.problem()
 
 
 class CommandAcceptor:
@@ -125,7 +129,7 @@ class CommandAcceptor:
                                       "this Idempotency-Key was used with a different request")
                     return _replay(stored)
                 if not outcome["checked"] and check is not None:
-                    raise check.problem
+                    raise await check.refusal()
                 raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT", "the Idempotency-Key changed hands; retry shortly",
                               headers={"Retry-After": "1"})
         return None

@@ -12,8 +12,15 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES, ConstraintViolation, translate_errors
-from shared.errors import BookingInvalidTransition, BookingSlotTaken, NotFound
-from shared.schemas import AuditEntry, BookingCreated, BookingView, SlotBookingRequest
+from shared.errors import BookingInvalidTransition, BookingOutsideAvailability, BookingSlotTaken, NotFound
+from shared.schemas import (
+    AuditEntry,
+    BookingCommand,
+    BookingCreated,
+    BookingTransitioned,
+    BookingView,
+    SlotBookingRequest,
+)
 
 _CONSTRAINT_ERRORS = {
     "bookings_no_overlap": (BookingSlotTaken, "the requested time overlaps an existing booking"),
@@ -46,8 +53,27 @@ def create_slot_booking(
     except ConstraintViolation as exc:
         raise _domain_error(exc) from exc
     if row is None:
-        raise NotFound("the resource no longer offers that service")
+        explained = conn.execute(QUERIES["explain_refused_slot"], params).fetchone()
+        if explained is None or not explained["offered"]:
+            raise NotFound("the resource no longer offers that service")
+        raise BookingOutsideAvailability("the slot is outside the resource's opening hours or blocked")
     return BookingCreated(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"])
+
+
+def transition_booking(
+    conn: psycopg.Connection[Any], command: BookingCommand, *, job_id: uuid.UUID | None = None,
+) -> BookingTransitioned:
+    """Move a booking to ``command.to_status`` with audit and outbox, in the caller's transaction."""
+    params = {"id": command.booking_id, "to_status": command.to_status, "actor": command.actor,
+              "reason": command.reason, "job_id": job_id}
+    try:
+        with translate_errors():
+            row = conn.execute(QUERIES["transition_booking"], params).fetchone()
+    except ConstraintViolation as exc:
+        raise _domain_error(exc) from exc
+    if row is None:
+        raise NotFound(f"booking {command.booking_id} does not exist")
+    return BookingTransitioned(booking_id=row["id"], from_status=row["from_status"], status=row["to_status"])
 
 
 def expire_overdue_holds(conn: psycopg.Connection[Any], *, limit: int = 500) -> int:

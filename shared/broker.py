@@ -27,6 +27,9 @@ log = logging.getLogger("totem.broker")
 # Message routing: job type -> (queue, actor). One table, read by the gateway and the sweeper.
 ROUTES: dict[str, tuple[str, str]] = {
     "booking.create": ("bookings", "create_booking"),
+    "booking.cancel": ("bookings", "cancel_booking"),
+    "booking.complete": ("bookings", "complete_booking"),
+    "booking.mark_paid": ("bookings", "mark_booking_paid"),
 }
 
 _HEARTBEAT_TIMEOUT_MS = 60_000

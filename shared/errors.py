@@ -22,6 +22,10 @@ class BookingSlotTaken(DomainError):
     code = "BOOKING_SLOT_TAKEN"
 
 
+class BookingOutsideAvailability(DomainError):
+    code = "BOOKING_OUTSIDE_AVAILABILITY"
+
+
 class BookingInvalidTransition(DomainError):
     code = "BOOKING_INVALID_TRANSITION"
 

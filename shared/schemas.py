@@ -84,6 +84,63 @@ class BookingView(msgspec.Struct):
     audit: list[AuditEntry]
 
 
+class BookingSummary(msgspec.Struct):
+    id: UUID
+    kind: Literal["slot", "stay"]
+    status: BookingStatus
+    resource_id: UUID
+    provider_id: UUID
+    start_at: datetime
+    end_at: datetime
+    amount: int
+    currency: str
+    service_snapshot: dict[str, Any]
+    customer: dict[str, Any]
+    hold_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class BookingPage(msgspec.Struct):
+    items: list[BookingSummary]
+    next_cursor: str | None
+
+
+class Slot(msgspec.Struct):
+    start_at: datetime
+    end_at: datetime
+
+
+class SlotAvailability(msgspec.Struct):
+    resource_id: UUID
+    service_id: UUID
+    time_zone: str
+    slots: list[Slot]
+
+
+class CancelRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class CompleteRequest(msgspec.Struct, forbid_unknown_fields=True):
+    note: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class BookingCommand(msgspec.Struct):
+    """Payload of a lifecycle job: move one booking to another status."""
+
+    booking_id: UUID
+    to_status: BookingStatus
+    actor: str
+    reason: str | None = None
+
+
+class BookingTransitioned(msgspec.Struct):
+    booking_id: UUID
+    from_status: BookingStatus
+    status: BookingStatus
+
+
 class BookingCreated(msgspec.Struct):
     """Result of a booking.create job."""
 

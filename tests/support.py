@@ -126,10 +126,15 @@ class Catalog:
         return {**body, **overrides}
 
 
-def make_catalog(database_url: str, *, hold_ttl_seconds: int | None = None) -> Catalog:
+ALL_DAY = ("00:00", "24:00")
+
+
+def make_catalog(database_url: str, *, hold_ttl_seconds: int | None = None, time_zone: str = "Europe/Berlin",
+                 hours: tuple[str, str] | None = ALL_DAY) -> Catalog:
+    """A provider with one slot resource offering one 30-minute service, open ``hours`` every day."""
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         provider = conn.execute(QUERIES["insert_provider"], {
-            "slug": f"p-{uuid.uuid4().hex[:12]}", "name": "Test Salon", "time_zone": "Europe/Berlin",
+            "slug": f"p-{uuid.uuid4().hex[:12]}", "name": "Test Salon", "time_zone": time_zone,
             "currency": "EUR", "commission_bps": 1000, "hold_ttl_seconds": hold_ttl_seconds}).fetchone()
         assert provider
         resource = conn.execute(QUERIES["insert_resource"], {
@@ -139,6 +144,9 @@ def make_catalog(database_url: str, *, hold_ttl_seconds: int | None = None) -> C
             "currency": "EUR"}).fetchone()
         assert resource and service
         conn.execute(QUERIES["offer_service"], {"resource_id": resource["id"], "service_id": service["id"]})
+        for weekday in range(1, 8) if hours else ():
+            conn.execute(QUERIES["insert_resource_hours"], {"resource_id": resource["id"], "weekday": weekday,
+                                                            "opens_at": hours[0], "closes_at": hours[1]})
     return Catalog(str(provider["id"]), str(resource["id"]), str(service["id"]))
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import Parameter
 
 from gateway.idempotency import Check, keyed_command
 from gateway.problems import Problem
 from shared.booking import read_booking
-from shared.db import with_reconnect
-from shared.schemas import Accepted, BookingRequest, BookingView
+from shared.db import QUERIES, with_reconnect
+from shared.schemas import Accepted, BookingPage, BookingRequest, BookingStatus, BookingSummary, BookingView
 
 
 @post("/v1/bookings", status_code=202, summary="Request a booking",
@@ -31,6 +33,44 @@ async def create_booking(request: Request[Any, Any, Any], state: State, data: Bo
                                        f"service {data.service_id}"))
     return await state.acceptor.accept(  # type: ignore[no-any-return]
         request, command, job_type="booking.create", payload=data, check=offer)
+
+
+@get("/v1/bookings", summary="List bookings (cursor pagination)")
+async def list_bookings(
+    state: State,
+    provider: Annotated[UUID | None, Parameter(query="provider")] = None,
+    status: Annotated[BookingStatus | None, Parameter(query="status")] = None,
+    from_: Annotated[datetime | None, Parameter(query="from")] = None,
+    to: Annotated[datetime | None, Parameter(query="to")] = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> BookingPage:
+    after_created_at, after_id = decode_cursor(cursor) if cursor else (None, None)
+    params = {"provider_id": provider, "status": status, "from": from_, "to": to, "limit": limit + 1,
+              "after_created_at": after_created_at, "after_id": after_id}
+
+    async def read() -> list[dict[str, Any]]:
+        async with state.pool.connection() as conn:
+            cur = await conn.execute(QUERIES["list_bookings"], params)
+            return await cur.fetchall()
+
+    rows = await with_reconnect(read)
+    items = [BookingSummary(**row) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+    return BookingPage(items=items, next_cursor=next_cursor)
+
+
+def encode_cursor(created_at: datetime, booking_id: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{booking_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, booking_id = raw.split("|")
+        return datetime.fromisoformat(created_at), UUID(booking_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem("VALIDATION_FAILED", "cursor is not valid", errors=[{"field": "cursor", "message": "invalid"}]) from exc
 
 
 @get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail")

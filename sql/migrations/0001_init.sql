@@ -75,6 +75,19 @@ CREATE TABLE resource_hours (
 );
 CREATE INDEX resource_hours_resource_id_idx ON resource_hours (resource_id, weekday);
 
+-- Periods a resource cannot be booked (holidays, maintenance), in absolute time.
+CREATE TABLE resource_blocks (
+  id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  resource_id uuid NOT NULL REFERENCES resources (id),
+  period      tstzrange NOT NULL CHECK (NOT isempty(period) AND NOT lower_inf(period) AND NOT upper_inf(period)),
+  reason      text,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  deleted_at  timestamptz
+);
+CREATE INDEX resource_blocks_resource_period_idx ON resource_blocks USING gist (resource_id, period)
+  WHERE deleted_at IS NULL;
+
 -- Public tokens for the booking widget; only a SHA-256 of the token is stored.
 CREATE TABLE public_tokens (
   token_sha256 bytea PRIMARY KEY CHECK (length(token_sha256) = 32),
@@ -125,20 +138,29 @@ CREATE INDEX bookings_provider_id_idx ON bookings (provider_id, created_at);
 CREATE INDEX bookings_pending_hold_idx ON bookings (hold_expires_at) WHERE status = 'pending_payment';
 
 -- Every status change goes through this table: the database itself refuses an illegal transition.
+-- The trigger fires whenever status is SET, so "cancelled -> cancelled" is refused like any other.
 CREATE FUNCTION bookings_check_transition() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.status IS DISTINCT FROM OLD.status AND NOT EXISTS (
-       SELECT 1 FROM booking_transitions WHERE from_status = OLD.status AND to_status = NEW.status) THEN
+  IF NOT EXISTS (SELECT 1 FROM booking_transitions WHERE from_status = OLD.status AND to_status = NEW.status) THEN
     RAISE EXCEPTION 'booking % cannot go from % to %', OLD.id, OLD.status, NEW.status
       USING ERRCODE = 'check_violation', CONSTRAINT = 'bookings_valid_transition';
   END IF;
+  RETURN NEW;
+END;
+$$;
+CREATE TRIGGER bookings_check_transition BEFORE UPDATE OF status ON bookings
+  FOR EACH ROW EXECUTE FUNCTION bookings_check_transition();
+
+CREATE FUNCTION touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
   NEW.updated_at := now();
   RETURN NEW;
 END;
 $$;
-CREATE TRIGGER bookings_check_transition BEFORE UPDATE ON bookings
-  FOR EACH ROW EXECUTE FUNCTION bookings_check_transition();
+CREATE TRIGGER bookings_touch_updated_at BEFORE UPDATE ON bookings
+  FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
 
 CREATE TABLE booking_audit_log (
   id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

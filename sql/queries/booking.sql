@@ -18,6 +18,17 @@ WITH offer AS (
   JOIN resource_services rs ON rs.resource_id = r.id
   JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL
+    -- inside one of the day's opening windows, in the provider's time zone
+    AND EXISTS (
+      SELECT 1 FROM resource_hours h, LATERAL (SELECT %(start_at)s AT TIME ZONE p.time_zone AS local_start) l
+      WHERE h.resource_id = r.id AND h.weekday = extract(isodow FROM l.local_start)
+        AND l.local_start::time >= h.opens_at
+        AND l.local_start + make_interval(mins => s.duration_minutes) <= l.local_start::date + h.closes_at)
+    -- and clear of blocked periods
+    AND NOT EXISTS (
+      SELECT 1 FROM resource_blocks k
+      WHERE k.resource_id = r.id AND k.deleted_at IS NULL
+        AND k.period && tstzrange(%(start_at)s, %(start_at)s + make_interval(mins => s.duration_minutes), '[)'))
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
                         service_snapshot, customer, hold_expires_at, created_by_job)
@@ -43,6 +54,61 @@ WITH offer AS (
   FROM booking
 )
 SELECT id, status, hold_expires_at FROM booking;
+
+-- explain_refused_slot --
+-- Why insert_slot_booking created nothing: not offered (or deleted), or outside hours / blocked.
+SELECT EXISTS (
+  SELECT 1 FROM resources r
+  JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
+  JOIN resource_services rs ON rs.resource_id = r.id
+  JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
+  WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL
+) AS offered;
+
+-- transition_booking --
+-- Move a booking to another status with its audit row and outbox event, in one statement. The row is
+-- locked first so from_status is the status actually left; bookings_valid_transition refuses illegal moves.
+WITH current AS (
+  SELECT id, status FROM bookings WHERE id = %(id)s FOR UPDATE
+), changed AS (
+  UPDATE bookings b SET status = %(to_status)s
+  FROM current c WHERE b.id = c.id
+  RETURNING b.id, c.status AS from_status, b.status AS to_status, b.provider_id
+), audit AS (
+  INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason, job_id)
+  SELECT id, %(actor)s, from_status, to_status, %(reason)s, %(job_id)s FROM changed
+), event AS (
+  INSERT INTO outbox (topic, aggregate_id, payload)
+  SELECT 'booking_' || to_status, id,
+         jsonb_build_object('booking_id', id, 'provider_id', provider_id, 'from_status', from_status,
+                            'status', to_status, 'reason', %(reason)s, 'link', '/booking/' || id)
+  FROM changed
+)
+SELECT id, from_status, to_status FROM changed;
+
+-- check_transition_allowed --
+-- Gateway-side pre-check for a lifecycle command: the booking exists and may move to to_status now.
+SELECT 1 FROM bookings b
+JOIN booking_transitions t ON t.from_status = b.status AND t.to_status = %(to_status)s
+WHERE b.id = %(booking_id)s;
+
+-- get_booking_status --
+-- The current status of a booking (to explain a refused command).
+SELECT status FROM bookings WHERE id = %(booking_id)s;
+
+-- list_bookings --
+-- Bookings by provider / status / time window, oldest first, keyset-paginated on (created_at, id).
+SELECT id, kind, status, resource_id, provider_id, lower(period) AS start_at, upper(period) AS end_at,
+       amount, currency, service_snapshot, customer, hold_expires_at, created_at, updated_at
+FROM bookings
+WHERE (%(provider_id)s::uuid IS NULL OR provider_id = %(provider_id)s::uuid)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(from)s::timestamptz IS NULL OR upper(period) > %(from)s::timestamptz)
+  AND (%(to)s::timestamptz IS NULL OR lower(period) < %(to)s::timestamptz)
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) > (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at, id
+LIMIT %(limit)s;
 
 -- get_booking --
 -- A booking as clients read it.

@@ -1,0 +1,61 @@
+"""Booking lifecycle commands: each is accepted as a job on the ``bookings`` queue (Idempotency-Key
+required) and carried out by the worker, where the database's transition rule is final. The gateway
+pre-checks the transition so an obviously illegal command is refused at once with 409."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Request, Response, post
+from litestar.datastructures import State
+
+from gateway.auth import require_system_token
+from gateway.idempotency import Check, keyed_command
+from gateway.problems import Problem
+from shared.db import QUERIES
+from shared.schemas import Accepted, BookingCommand, BookingStatus, CancelRequest, CompleteRequest
+
+
+async def _accept_transition(request: Request[Any, Any, Any], state: State, booking_id: UUID, body: Any,
+                             job_type: str, to_status: BookingStatus, actor: str, reason: str | None
+                             ) -> Response[Accepted]:
+    command = keyed_command(request, body)
+
+    async def refusal() -> Problem:
+        async with state.pool.connection() as conn:
+            cur = await conn.execute(QUERIES["get_booking_status"], {"booking_id": booking_id})
+            row = await cur.fetchone()
+        if row is None:
+            return Problem("NOT_FOUND", f"booking {booking_id} does not exist")
+        return Problem("BOOKING_INVALID_TRANSITION", f"booking {booking_id} is {row['status']}; "
+                                                     f"it cannot become {to_status}")
+
+    check = Check("check_transition_allowed", {"booking_id": booking_id, "to_status": to_status}, refusal)
+    payload = BookingCommand(booking_id=booking_id, to_status=to_status, actor=actor, reason=reason)
+    return await state.acceptor.accept(  # type: ignore[no-any-return]
+        request, command, job_type=job_type, payload=payload, check=check)
+
+
+@post("/v1/bookings/{booking_id:uuid}/cancel", status_code=202, summary="Cancel a booking",
+      description="From pending_payment or paid. Accepted as a job; needs an Idempotency-Key header.")
+async def cancel_booking(request: Request[Any, Any, Any], state: State, booking_id: UUID,
+                         data: CancelRequest) -> Response[Accepted]:
+    actor = "system" if request.headers.get("x-system-token") else "customer"
+    return await _accept_transition(request, state, booking_id, data, "booking.cancel", "cancelled", actor,
+                                    data.reason or "cancelled on request")
+
+
+@post("/v1/bookings/{booking_id:uuid}/complete", status_code=202, guards=[require_system_token],
+      summary="Mark a paid booking completed (owner/system)")
+async def complete_booking(request: Request[Any, Any, Any], state: State, booking_id: UUID,
+                           data: CompleteRequest) -> Response[Accepted]:
+    return await _accept_transition(request, state, booking_id, data, "booking.complete", "completed", "system",
+                                    data.note or "service delivered")
+
+
+@post("/v1/system/bookings/{booking_id:uuid}/mark-paid", status_code=202, guards=[require_system_token],
+      summary="Mark a booking paid (system; until payments arrive)")
+async def mark_booking_paid(request: Request[Any, Any, Any], state: State, booking_id: UUID) -> Response[Accepted]:
+    return await _accept_transition(request, state, booking_id, None, "booking.mark_paid", "paid", "system",
+                                    "marked paid by the system")
