@@ -4,7 +4,6 @@ the job fails with BOOKING_INVALID_TRANSITION when the state changed meanwhile),
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 import httpx
