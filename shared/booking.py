@@ -17,9 +17,11 @@ from shared.schemas import (
     AuditEntry,
     BookingCommand,
     BookingCreated,
+    BookingRequest,
     BookingTransitioned,
     BookingView,
     SlotBookingRequest,
+    StayBookingRequest,
 )
 
 _CONSTRAINT_ERRORS = {
@@ -58,6 +60,37 @@ def create_slot_booking(
             raise NotFound("the resource no longer offers that service")
         raise BookingOutsideAvailability("the slot is outside the resource's opening hours or blocked")
     return BookingCreated(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"])
+
+
+def create_stay_booking(
+    conn: psycopg.Connection[Any], request: StayBookingRequest, *, job_id: uuid.UUID,
+    default_hold_ttl_seconds: int, actor: str = "customer",
+) -> BookingCreated:
+    """Hold a listing's nights (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
+    params = {
+        "id": uuid.uuid4(), "job_id": job_id, "actor": actor, "resource_id": request.resource_id,
+        "check_in": request.check_in, "check_out": request.check_out, "guests": request.guests,
+        "customer": Jsonb(request.customer), "default_hold_ttl_seconds": default_hold_ttl_seconds,
+    }
+    try:
+        with translate_errors():
+            row = conn.execute(QUERIES["insert_stay_booking"], params).fetchone()
+    except ConstraintViolation as exc:
+        raise _domain_error(exc) from exc
+    if row is None:
+        explained = conn.execute(QUERIES["explain_refused_stay"], params).fetchone()
+        if explained is None or not explained["offered"]:
+            raise NotFound("the listing does not exist or no longer takes bookings")
+        raise BookingOutsideAvailability("those nights are in the past or blocked")
+    return BookingCreated(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"])
+
+
+def create_booking(
+    conn: psycopg.Connection[Any], request: BookingRequest, *, job_id: uuid.UUID, default_hold_ttl_seconds: int,
+) -> BookingCreated:
+    if isinstance(request, StayBookingRequest):
+        return create_stay_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds)
+    return create_slot_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds)
 
 
 def transition_booking(

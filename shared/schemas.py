@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -31,7 +31,17 @@ class SlotBookingRequest(msgspec.Struct, tag_field="kind", tag="slot", forbid_un
     customer: Customer
 
 
-BookingRequest = SlotBookingRequest
+class StayBookingRequest(msgspec.Struct, tag_field="kind", tag="stay", forbid_unknown_fields=True):
+    """Book a listing's nights: check_in to check_out (dates in the listing's time zone)."""
+
+    resource_id: UUID
+    check_in: date
+    check_out: date
+    guests: Annotated[int, msgspec.Meta(ge=1, le=50)]
+    customer: Customer
+
+
+BookingRequest = SlotBookingRequest | StayBookingRequest
 
 
 class Accepted(msgspec.Struct):
@@ -109,6 +119,12 @@ class BookingPage(msgspec.Struct):
 class Slot(msgspec.Struct):
     start_at: datetime
     end_at: datetime
+
+
+class NightAvailability(msgspec.Struct):
+    resource_id: UUID
+    time_zone: str
+    nights: list[date]
 
 
 class SlotAvailability(msgspec.Struct):

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from shared.booking import create_slot_booking, transition_booking
+from shared import booking
 from shared.jobs import ClaimedJob
 from shared.schemas import BookingCommand, BookingCreated, BookingRequest, BookingTransitioned
 from workers.runtime import job_actor, runtime
@@ -16,13 +16,13 @@ settings = runtime.boot()
 
 
 def handle_create_booking(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingCreated:
-    request = msgspec.convert(job.payload, BookingRequest)
-    return create_slot_booking(conn, request, job_id=job.id,
-                               default_hold_ttl_seconds=settings.booking_hold_ttl_seconds)
+    request: BookingRequest = msgspec.convert(job.payload, BookingRequest)  # type: ignore[arg-type]
+    return booking.create_booking(conn, request, job_id=job.id,
+                                  default_hold_ttl_seconds=settings.booking_hold_ttl_seconds)
 
 
 def handle_transition(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
-    return transition_booking(conn, msgspec.convert(job.payload, BookingCommand), job_id=job.id)
+    return booking.transition_booking(conn, msgspec.convert(job.payload, BookingCommand), job_id=job.id)
 
 
 create_booking = job_actor("bookings", "create_booking", handle_create_booking)

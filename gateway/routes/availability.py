@@ -1,4 +1,5 @@
-"""Availability: free slots of a resource for a service, computed in SQL in the provider's time zone."""
+"""Availability computed in SQL in the provider's time zone: free slots of a slot resource for a service,
+or free nights of a stay listing."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from litestar.params import Parameter
 
 from gateway.problems import Problem
 from shared.db import QUERIES, with_reconnect
-from shared.schemas import Slot, SlotAvailability
+from shared.schemas import NightAvailability, Slot, SlotAvailability
 
 MAX_WINDOW_DAYS = 62
 
 
-@get("/v1/resources/{resource_id:uuid}/availability", summary="Free slots of a resource for a service")
+@get("/v1/resources/{resource_id:uuid}/availability",
+     summary="Free slots (slot resource, needs service_id) or free nights (stay listing)")
 async def slot_availability(
     state: State, resource_id: UUID,
     from_date: Annotated[date, Parameter(query="from", description="first local date (YYYY-MM-DD)")],
@@ -25,18 +27,26 @@ async def slot_availability(
     service_id: Annotated[UUID | None, Parameter(query="service_id")] = None,
     service: Annotated[UUID | None, Parameter(query="service", description="alias of service_id")] = None,
     step_minutes: Annotated[int, Parameter(query="step", ge=5, le=240)] = 15,
-) -> SlotAvailability:
+) -> SlotAvailability | NightAvailability:
     chosen = service_id or service
-    if chosen is None:
-        raise Problem("VALIDATION_FAILED", "service_id is required",
-                      errors=[{"field": "service_id", "message": "required"}])
     if to_date < from_date or (to_date - from_date).days >= MAX_WINDOW_DAYS:
         raise Problem("VALIDATION_FAILED", f"need from <= to and a window of at most {MAX_WINDOW_DAYS} days")
     params = {"resource_id": resource_id, "service_id": chosen, "from": from_date, "to": to_date,
               "step_minutes": step_minutes}
 
-    async def read() -> SlotAvailability:
+    async def read() -> SlotAvailability | NightAvailability:
         async with state.pool.connection() as conn:
+            cur = await conn.execute(QUERIES["get_resource_zone"], params)
+            resource = await cur.fetchone()
+            if resource is None:
+                raise Problem("NOT_FOUND", f"resource {resource_id} does not exist")
+            if resource["kind"] == "stay":
+                cur = await conn.execute(QUERIES["night_availability"], params)
+                nights = [row["night"] for row in await cur.fetchall()]
+                return NightAvailability(resource_id=resource_id, time_zone=resource["time_zone"], nights=nights)
+            if chosen is None:
+                raise Problem("VALIDATION_FAILED", "service_id is required for a slot resource",
+                              errors=[{"field": "service_id", "message": "required"}])
             cur = await conn.execute(QUERIES["get_offer_time_zone"], params)
             zone = await cur.fetchone()
             if zone is None:

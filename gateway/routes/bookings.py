@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -11,11 +11,19 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 
-from gateway.idempotency import Check, keyed_command
+from gateway.idempotency import Check, KeyedCommand, keyed_command
 from gateway.problems import Problem
 from shared.booking import read_booking
 from shared.db import QUERIES, with_reconnect
-from shared.schemas import Accepted, BookingPage, BookingRequest, BookingStatus, BookingSummary, BookingView
+from shared.schemas import (
+    Accepted,
+    BookingPage,
+    BookingRequest,
+    BookingStatus,
+    BookingSummary,
+    BookingView,
+    StayBookingRequest,
+)
 
 
 @post("/v1/bookings", status_code=202, summary="Request a booking",
@@ -24,6 +32,8 @@ from shared.schemas import Accepted, BookingPage, BookingRequest, BookingStatus,
       response_headers=None)
 async def create_booking(request: Request[Any, Any, Any], state: State, data: BookingRequest) -> Response[Accepted]:
     command = keyed_command(request, data)
+    if isinstance(data, StayBookingRequest):
+        return await _accept_stay(request, state, command, data)
     if data.start_at <= datetime.now(UTC):
         raise Problem("VALIDATION_FAILED", "start_at must be in the future",
                       errors=[{"field": "start_at", "message": "must be in the future"}])
@@ -33,6 +43,24 @@ async def create_booking(request: Request[Any, Any, Any], state: State, data: Bo
                                        f"service {data.service_id}"))
     return await state.acceptor.accept(  # type: ignore[no-any-return]
         request, command, job_type="booking.create", payload=data, check=offer)
+
+
+MAX_NIGHTS = 90
+
+
+async def _accept_stay(request: Request[Any, Any, Any], state: State, command: KeyedCommand,
+                       data: StayBookingRequest) -> Response[Accepted]:
+    nights = (data.check_out - data.check_in).days
+    if not 1 <= nights <= MAX_NIGHTS:
+        raise Problem("VALIDATION_FAILED", f"check_out must be 1 to {MAX_NIGHTS} nights after check_in",
+                      errors=[{"field": "check_out", "message": f"1 to {MAX_NIGHTS} nights after check_in"}])
+    if data.check_in < datetime.now(UTC).date() - timedelta(days=1):
+        raise Problem("VALIDATION_FAILED", "check_in is in the past",
+                      errors=[{"field": "check_in", "message": "in the past"}])
+    listing = Check("check_stay_listing", {"resource_id": data.resource_id},
+                    Problem("NOT_FOUND", f"listing {data.resource_id} does not exist"))
+    return await state.acceptor.accept(  # type: ignore[no-any-return]
+        request, command, job_type="booking.create", payload=data, check=listing)
 
 
 @get("/v1/bookings", summary="List bookings (cursor pagination)")

@@ -48,3 +48,29 @@ JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
 JOIN resource_services rs ON rs.resource_id = r.id
 JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
 WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL;
+
+-- get_resource_zone --
+-- Kind and provider time zone of a live resource.
+SELECT r.kind, p.time_zone
+FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
+WHERE r.id = %(resource_id)s AND r.deleted_at IS NULL;
+
+-- night_availability --
+-- Free nights of a stay listing between two local dates (inclusive): not past, not held, not blocked.
+WITH listing AS (
+  SELECT r.id, p.time_zone FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
+  WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
+), nights AS (
+  SELECT d::date AS night,
+         tstzrange(d::date::timestamp AT TIME ZONE l.time_zone, (d::date + 1)::timestamp AT TIME ZONE l.time_zone,
+                   '[)') AS period, l.id, l.time_zone
+  FROM listing l, generate_series(%(from)s::date, %(to)s::date, interval '1 day') d
+)
+SELECT n.night
+FROM nights n
+WHERE n.night >= (now() AT TIME ZONE n.time_zone)::date
+  AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.resource_id = n.id
+                    AND b.status IN ('pending_payment', 'paid', 'completed') AND b.period && n.period)
+  AND NOT EXISTS (SELECT 1 FROM resource_blocks k WHERE k.resource_id = n.id AND k.deleted_at IS NULL
+                    AND k.period && n.period)
+ORDER BY n.night;

@@ -55,6 +55,60 @@ WITH offer AS (
 )
 SELECT id, status, hold_expires_at FROM booking;
 
+-- check_stay_listing --
+-- Gateway-side check that a stay request names a live listing.
+SELECT 1
+FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
+WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL;
+
+-- insert_stay_booking --
+-- Hold a listing's nights: [check_in, check_out) local midnights in the provider's time zone, so a
+-- check-out day is free for the next check-in. Price = nights x nightly price, snapshotted.
+WITH listing AS (
+  SELECT r.id AS resource_id, r.provider_id, r.name, r.nightly_price, p.currency, p.hold_ttl_seconds,
+         tstzrange(%(check_in)s::date::timestamp AT TIME ZONE p.time_zone,
+                   %(check_out)s::date::timestamp AT TIME ZONE p.time_zone, '[)') AS period
+  FROM resources r
+  JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
+  WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
+    AND %(check_in)s::date >= (now() AT TIME ZONE p.time_zone)::date
+), clear AS (
+  SELECT * FROM listing l
+  WHERE NOT EXISTS (SELECT 1 FROM resource_blocks k
+                    WHERE k.resource_id = l.resource_id AND k.deleted_at IS NULL AND k.period && l.period)
+), booking AS (
+  INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
+                        service_snapshot, customer, hold_expires_at, created_by_job)
+  SELECT %(id)s, 'stay', 'pending_payment', resource_id, provider_id, period,
+         nightly_price * (%(check_out)s::date - %(check_in)s::date), currency,
+         jsonb_build_object('listing_name', name, 'nightly_price', nightly_price, 'currency', currency,
+                            'check_in', %(check_in)s::date, 'check_out', %(check_out)s::date,
+                            'nights', %(check_out)s::date - %(check_in)s::date, 'guests', %(guests)s::int),
+         %(customer)s,
+         now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
+         %(job_id)s
+  FROM clear
+  RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
+), audit AS (
+  INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason, job_id)
+  SELECT id, %(actor)s, NULL, status, 'stay requested', %(job_id)s FROM booking
+), event AS (
+  INSERT INTO outbox (topic, aggregate_id, payload)
+  SELECT 'booking_created', id,
+         jsonb_build_object('booking_id', id, 'provider_id', provider_id, 'resource_id', resource_id,
+                            'status', status, 'start_at', lower(period), 'end_at', upper(period),
+                            'amount', amount, 'currency', currency, 'link', '/booking/' || id)
+  FROM booking
+)
+SELECT id, status, hold_expires_at FROM booking;
+
+-- explain_refused_stay --
+-- Why insert_stay_booking created nothing: no such live listing, or the nights are past or blocked.
+SELECT EXISTS (
+  SELECT 1 FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
+  WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
+) AS offered;
+
 -- explain_refused_slot --
 -- Why insert_slot_booking created nothing: not offered (or deleted), or outside hours / blocked.
 SELECT EXISTS (
