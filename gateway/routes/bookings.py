@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -12,6 +11,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 
 from gateway.idempotency import Check, KeyedCommand, keyed_command
+from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem
 from shared.booking import read_booking
 from shared.db import QUERIES, with_reconnect
@@ -73,7 +73,7 @@ async def list_bookings(
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> BookingPage:
-    after_created_at, after_id = decode_cursor(cursor) if cursor else (None, None)
+    after_created_at, after_id = decode_cursor(cursor)
     params = {"provider_id": provider, "status": status, "from": from_, "to": to, "limit": limit + 1,
               "after_created_at": after_created_at, "after_id": after_id}
 
@@ -83,22 +83,7 @@ async def list_bookings(
             return await cur.fetchall()
 
     rows = await with_reconnect(read)
-    items = [BookingSummary(**row) for row in rows[:limit]]
-    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
-    return BookingPage(items=items, next_cursor=next_cursor)
-
-
-def encode_cursor(created_at: datetime, booking_id: UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{booking_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, booking_id = raw.split("|")
-        return datetime.fromisoformat(created_at), UUID(booking_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem("VALIDATION_FAILED", "cursor is not valid", errors=[{"field": "cursor", "message": "invalid"}]) from exc
+    return BookingPage(items=[BookingSummary(**row) for row in rows[:limit]], next_cursor=next_cursor(rows, limit))
 
 
 @get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail")

@@ -23,6 +23,8 @@ CREATE TABLE providers (
   currency         char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
   commission_bps   integer NOT NULL DEFAULT 1000 CHECK (commission_bps BETWEEN 0 AND 10000),
   hold_ttl_seconds integer CHECK (hold_ttl_seconds BETWEEN 30 AND 86400),
+  -- refund windows, e.g. [{"min_hours_before_start": 24, "refund_percent": 100}, ...]; snapshotted on payment
+  cancellation_policy jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(cancellation_policy) = 'array'),
   payout_account   text,
   created_at       timestamptz NOT NULL DEFAULT now(),
   updated_at       timestamptz NOT NULL DEFAULT now(),

@@ -38,7 +38,7 @@ ORDER BY c.start_at;
 -- Block a period of a resource (no new bookings may overlap it).
 INSERT INTO resource_blocks (resource_id, period, reason)
 VALUES (%(resource_id)s, tstzrange(%(start_at)s, %(end_at)s, '[)'), %(reason)s)
-RETURNING id;
+RETURNING id, created_at;
 
 -- get_offer_time_zone --
 -- The provider time zone of a live slot resource that offers a live service (none: nothing to show).
