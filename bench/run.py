@@ -195,10 +195,12 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p99
             FROM jobs WHERE created_at >= %s AND type = 'booking.create'""", (run_start,))).fetchone()
         accept_only = await _accept_only(args, port, host, resources, fleet, conn)
+        availability = await _availability(port, resources[-1], conn)
     assert row is not None
     accepted = load.statuses.get(202, 0)
     return {
         "accept_only": accept_only,
+        "availability": availability,
         "requests": args.requests, "concurrency": args.concurrency, "statuses": load.statuses,
         "accepted_per_s": accepted / (load.finished - load.started),
         "accept_p50_ms": percentile(load.latencies, 50) * 1000, "accept_p99_ms": percentile(load.latencies, 99) * 1000,
@@ -227,6 +229,52 @@ async def _accept_only(args: argparse.Namespace, port: int, host: str, resources
     return {"requests": count, "accepted_per_s": load.statuses.get(202, 0) / (load.finished - load.started),
             "accept_p50_ms": percentile(load.latencies, 50) * 1000,
             "accept_p99_ms": percentile(load.latencies, 99) * 1000}
+
+
+AVAILABILITY_BOOKINGS = 10_000
+
+
+async def _availability(port: int, resource: dict[str, str], conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    """A month of free slots for one resource holding 10,000 bookings: database time and HTTP latency."""
+    say(f"availability: placing {AVAILABILITY_BOOKINGS} bookings on one resource ...")
+    await conn.execute("""
+        INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
+                              service_snapshot, customer, created_by_job)
+        SELECT gen_random_uuid(), 'slot', 'paid', r.id, r.provider_id, tstzrange(t, t + interval '30 minutes'),
+               2500, 'EUR', '{}', '{}', gen_random_uuid()
+        FROM resources r, generate_series(0, %(n)s - 1) i,
+             LATERAL (SELECT date_trunc('day', now()) + interval '1 day' + (i / 16) * interval '1 day'
+                             + interval '6 hours' + (i %% 16) * interval '45 minutes' AS t) x
+        WHERE r.id = %(resource_id)s""", {"n": AVAILABILITY_BOOKINGS, "resource_id": resource["resource_id"]})
+    await conn.execute("ANALYZE bookings")
+    today = datetime.now(UTC).date()
+    params = {"resource_id": resource["resource_id"], "service_id": resource["service_id"],
+              "from": today + timedelta(days=30), "to": today + timedelta(days=59), "step_minutes": 15}
+    db_ms: list[float] = []
+    for _ in range(100):
+        cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + QUERIES["slot_availability"], params)
+        plan = (await cur.fetchone())["QUERY PLAN"]  # type: ignore[index]
+        db_ms.append(float(plan[0]["Execution Time"]))
+    cur = await conn.execute(QUERIES["slot_availability"], params)
+    free = len(await cur.fetchall())
+    path = (f"/v1/resources/{resource['resource_id']}/availability?from={params['from']}&to={params['to']}"
+            f"&service_id={resource['service_id']}")
+    http_ms: list[float] = []
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(200):
+            started = time.perf_counter()
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            http_ms.append((time.perf_counter() - started) * 1000)
+    finally:
+        writer.close()
+    return {"bookings_on_resource": AVAILABILITY_BOOKINGS, "window_days": 30, "free_slots": free,
+            "db_p50_ms": percentile(db_ms, 50), "db_p99_ms": percentile(db_ms, 99),
+            "http_p50_ms": percentile(http_ms, 50), "http_p99_ms": percentile(http_ms, 99)}
 
 
 async def _progress(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> None:
@@ -260,6 +308,7 @@ async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: 
 
 def _print(report: dict[str, Any]) -> None:
     e2e, job, full = report["e2e"], report["pgbench_job"], report["pgbench_full"]
+    av = e2e["availability"]
     print(f"""
 Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
   (a)  pgbench, the booking job's SQL             {job['tps']:8.0f} tps   (avg {job['latency_avg_ms']} ms)
@@ -272,4 +321,6 @@ Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
   accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms
   CPU ms per booking    {'  '.join(f"{k} {v}" for k, v in e2e['cpu_ms_per_booking'].items())}
   accept-only (workers paused)  {e2e['accept_only']['accepted_per_s']:.0f} accepts/s   p50 {e2e['accept_only']['accept_p50_ms']:.1f} ms   p99 {e2e['accept_only']['accept_p99_ms']:.1f} ms
+  availability, 30 days, {av['bookings_on_resource']} bookings on the resource ({av['free_slots']} free slots):
+       database p50 {av['db_p50_ms']:.1f} ms  p99 {av['db_p99_ms']:.1f} ms    through the gateway p50 {av['http_p50_ms']:.1f} ms  p99 {av['http_p99_ms']:.1f} ms
 """, flush=True)

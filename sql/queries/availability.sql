@@ -2,13 +2,24 @@
 -- Free start times of a service on a slot resource between two local dates (inclusive), every
 -- %(step_minutes)s minutes inside each opening window, in the provider's time zone (DST-correct:
 -- local wall-clock times are converted per day), minus bookings that hold time, blocks and the past.
+-- The window's busy time is read once into a multirange (one index scan), then each candidate is a
+-- single in-memory && test.
 WITH target AS (
-  SELECT r.id AS resource_id, p.time_zone, s.duration_minutes
+  SELECT r.id AS resource_id, p.time_zone, s.duration_minutes,
+         tstzrange(%(from)s::date::timestamp AT TIME ZONE p.time_zone,
+                   (%(to)s::date + 1)::timestamp AT TIME ZONE p.time_zone, '[)') AS window
   FROM resources r
   JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
   JOIN resource_services rs ON rs.resource_id = r.id
   JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL
+), busy AS (
+  SELECT coalesce((SELECT range_agg(b.period) FROM bookings b, target t
+                   WHERE b.resource_id = t.resource_id AND b.status IN ('pending_payment', 'paid', 'completed')
+                     AND b.period && t.window), '{}'::tstzmultirange)
+       + coalesce((SELECT range_agg(k.period) FROM resource_blocks k, target t
+                   WHERE k.resource_id = t.resource_id AND k.deleted_at IS NULL AND k.period && t.window),
+                  '{}'::tstzmultirange) AS ranges
 ), windows AS (
   SELECT (d::date + h.opens_at) AT TIME ZONE t.time_zone AS opens,
          (d::date + h.closes_at) AT TIME ZONE t.time_zone AS closes, t.duration_minutes
@@ -22,16 +33,8 @@ WITH target AS (
                        make_interval(mins => %(step_minutes)s)) AS start_at
 )
 SELECT c.start_at, c.end_at
-FROM candidates c
-WHERE c.start_at > now()
-  AND NOT EXISTS (
-    SELECT 1 FROM bookings b
-    WHERE b.resource_id = %(resource_id)s AND b.status IN ('pending_payment', 'paid', 'completed')
-      AND b.period && tstzrange(c.start_at, c.end_at, '[)'))
-  AND NOT EXISTS (
-    SELECT 1 FROM resource_blocks k
-    WHERE k.resource_id = %(resource_id)s AND k.deleted_at IS NULL
-      AND k.period && tstzrange(c.start_at, c.end_at, '[)'))
+FROM candidates c, busy
+WHERE c.start_at > now() AND NOT (busy.ranges && tstzrange(c.start_at, c.end_at, '[)'))
 ORDER BY c.start_at;
 
 -- insert_resource_block --
@@ -58,19 +61,22 @@ WHERE r.id = %(resource_id)s AND r.deleted_at IS NULL;
 -- night_availability --
 -- Free nights of a stay listing between two local dates (inclusive): not past, not held, not blocked.
 WITH listing AS (
-  SELECT r.id, p.time_zone FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
+  SELECT r.id, p.time_zone,
+         tstzrange(%(from)s::date::timestamp AT TIME ZONE p.time_zone,
+                   (%(to)s::date + 1)::timestamp AT TIME ZONE p.time_zone, '[)') AS window
+  FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
-), nights AS (
-  SELECT d::date AS night,
-         tstzrange(d::date::timestamp AT TIME ZONE l.time_zone, (d::date + 1)::timestamp AT TIME ZONE l.time_zone,
-                   '[)') AS period, l.id, l.time_zone
-  FROM listing l, generate_series(%(from)s::date, %(to)s::date, interval '1 day') d
+), busy AS (
+  SELECT coalesce((SELECT range_agg(b.period) FROM bookings b, listing l
+                   WHERE b.resource_id = l.id AND b.status IN ('pending_payment', 'paid', 'completed')
+                     AND b.period && l.window), '{}'::tstzmultirange)
+       + coalesce((SELECT range_agg(k.period) FROM resource_blocks k, listing l
+                   WHERE k.resource_id = l.id AND k.deleted_at IS NULL AND k.period && l.window),
+                  '{}'::tstzmultirange) AS ranges
 )
-SELECT n.night
-FROM nights n
-WHERE n.night >= (now() AT TIME ZONE n.time_zone)::date
-  AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.resource_id = n.id
-                    AND b.status IN ('pending_payment', 'paid', 'completed') AND b.period && n.period)
-  AND NOT EXISTS (SELECT 1 FROM resource_blocks k WHERE k.resource_id = n.id AND k.deleted_at IS NULL
-                    AND k.period && n.period)
-ORDER BY n.night;
+SELECT d::date AS night
+FROM listing l, busy, generate_series(%(from)s::date, %(to)s::date, interval '1 day') d
+WHERE d::date >= (now() AT TIME ZONE l.time_zone)::date
+  AND NOT (busy.ranges && tstzrange(d::date::timestamp AT TIME ZONE l.time_zone,
+                                    (d::date + 1)::timestamp AT TIME ZONE l.time_zone, '[)'))
+ORDER BY night;
