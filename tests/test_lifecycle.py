@@ -179,3 +179,30 @@ def test_bookings_list_filters_and_paginates(client: httpx.Client, database_url:
     assert [b["id"] for b in window] == ids[2:4]
     assert client.get("/v1/bookings", params={"cursor": "garbage!"}).json()["code"] == "VALIDATION_FAILED"
     assert client.get("/v1/bookings", params={"status": "nope"}).status_code == 400
+
+
+def test_expiry_racing_payment_lets_exactly_one_win(client: httpx.Client, db: Any, database_url: str) -> None:
+    """Holds expire while payments for them arrive: each booking ends paid XOR expired, audited once."""
+    catalog = make_catalog(database_url)
+    ids = [create(client, catalog, days=120, hour=h) for h in range(0, 24, 2)]
+    db.execute("UPDATE bookings SET hold_expires_at = now() + interval '300 milliseconds' WHERE id = ANY(%s::uuid[])",
+               (ids,))
+    import time
+
+    time.sleep(0.25)
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda b: command(client, b, "mark-paid"), ids))
+    jobs = [wait_job(client, r.json()["job_id"]) for r in responses if r.status_code == 202]
+    assert all(j["status"] == "succeeded" or j["error"]["code"] == "BOOKING_INVALID_TRANSITION" for j in jobs)
+    wait_for(lambda: all(client.get(f"/v1/bookings/{b}").json()["status"] in ("paid", "expired") for b in ids), 15,
+             "every hold to be paid or expired")
+    for booking_id in ids:
+        steps = trail(client, booking_id)[1:]
+        assert steps in ([("pending_payment", "paid")], [("pending_payment", "expired")]), steps
+
+
+def test_a_provider_hold_ttl_overrides_the_default(client: httpx.Client, db: Any, database_url: str) -> None:
+    catalog = make_catalog(database_url, hold_ttl_seconds=120)
+    booking_id = create(client, catalog, days=121)
+    row = db.execute("SELECT hold_expires_at - created_at AS ttl FROM bookings WHERE id = %s", (booking_id,)).fetchone()
+    assert row["ttl"].total_seconds() == pytest.approx(120, abs=3)

@@ -84,7 +84,10 @@ def test_probes_metrics_and_openapi(client: httpx.Client) -> None:
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and "totem_http_requests_total{" in metrics.text
     spec = client.get("/schema/openapi.json").json()
-    assert {"/v1/bookings", "/v1/jobs/{job_id}", "/v1/bookings/{booking_id}", "/healthz", "/readyz"} <= set(spec["paths"])
+    assert {"/v1/bookings", "/v1/jobs/{job_id}", "/v1/bookings/{booking_id}", "/healthz", "/readyz",
+            "/v1/bookings/{booking_id}/cancel", "/v1/bookings/{booking_id}/complete",
+            "/v1/resources/{resource_id}/availability", "/v1/providers", "/v1/resources/{resource_id}/hours",
+            } <= set(spec["paths"])
     post = spec["paths"]["/v1/bookings"]["post"]
     assert "202" in post["responses"]
     assert post["requestBody"]["content"]["application/json"]["schema"]
