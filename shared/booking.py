@@ -49,16 +49,23 @@ def create_slot_booking(
         "customer": Jsonb(request.customer),
         "default_hold_ttl_seconds": default_hold_ttl_seconds,
     }
+    return _place_hold(conn, "slot", params, gone="the resource no longer offers that service",
+                       outside="the slot is outside the resource's opening hours or blocked")
+
+
+def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any], *, gone: str,
+                outside: str) -> BookingCreated:
+    """Run insert_<kind>_booking; if it placed nothing, say why (explain_refused_<kind>)."""
     try:
         with translate_errors():
-            row = conn.execute(QUERIES["insert_slot_booking"], params).fetchone()
+            row = conn.execute(QUERIES[f"insert_{kind}_booking"], params).fetchone()
     except ConstraintViolation as exc:
         raise _domain_error(exc) from exc
     if row is None:
-        explained = conn.execute(QUERIES["explain_refused_slot"], params).fetchone()
+        explained = conn.execute(QUERIES[f"explain_refused_{kind}"], params).fetchone()
         if explained is None or not explained["offered"]:
-            raise NotFound("the resource no longer offers that service")
-        raise BookingOutsideAvailability("the slot is outside the resource's opening hours or blocked")
+            raise NotFound(gone)
+        raise BookingOutsideAvailability(outside)
     return BookingCreated(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"])
 
 
@@ -72,17 +79,8 @@ def create_stay_booking(
         "check_in": request.check_in, "check_out": request.check_out, "guests": request.guests,
         "customer": Jsonb(request.customer), "default_hold_ttl_seconds": default_hold_ttl_seconds,
     }
-    try:
-        with translate_errors():
-            row = conn.execute(QUERIES["insert_stay_booking"], params).fetchone()
-    except ConstraintViolation as exc:
-        raise _domain_error(exc) from exc
-    if row is None:
-        explained = conn.execute(QUERIES["explain_refused_stay"], params).fetchone()
-        if explained is None or not explained["offered"]:
-            raise NotFound("the listing does not exist or no longer takes bookings")
-        raise BookingOutsideAvailability("those nights are in the past or blocked")
-    return BookingCreated(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"])
+    return _place_hold(conn, "stay", params, gone="the listing does not exist or no longer takes bookings",
+                       outside="those nights are in the past or blocked")
 
 
 def create_booking(

@@ -76,24 +76,6 @@ class AuditEntry(msgspec.Struct):
     created_at: datetime
 
 
-class BookingView(msgspec.Struct):
-    id: UUID
-    kind: Literal["slot", "stay"]
-    status: BookingStatus
-    resource_id: UUID
-    provider_id: UUID
-    start_at: datetime
-    end_at: datetime
-    amount: int
-    currency: str
-    service_snapshot: dict[str, Any]
-    customer: dict[str, Any]
-    hold_expires_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    audit: list[AuditEntry]
-
-
 class BookingSummary(msgspec.Struct):
     id: UUID
     kind: Literal["slot", "stay"]
@@ -109,6 +91,12 @@ class BookingSummary(msgspec.Struct):
     hold_expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class BookingView(BookingSummary):
+    """A booking with its audit trail."""
+
+    audit: list[AuditEntry]
 
 
 class BookingPage(msgspec.Struct):

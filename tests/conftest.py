@@ -57,27 +57,23 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture(scope="session")
-def database_url(server_urls: tuple[str, str], run_id: str) -> Iterator[str]:
-    admin_url, _ = server_urls
-    name = f"totem_test_{run_id}"
+def _fresh_database(admin_url: str, name: str) -> Iterator[str]:
     create_database(admin_url, name)
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     migrate(url)
     yield url
     drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(server_urls: tuple[str, str], run_id: str) -> Iterator[str]:
+    yield from _fresh_database(server_urls[0], f"totem_test_{run_id}")
 
 
 @pytest.fixture(scope="module")
 def isolated_database_url(server_urls: tuple[str, str], run_id: str) -> Iterator[str]:
     """A database no shared fleet process touches (its scheduler would sweep this module's jobs)."""
-    admin_url, _ = server_urls
-    name = f"totem_test_{run_id}_{uuid.uuid4().hex[:6]}"
-    create_database(admin_url, name)
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    migrate(url)
-    yield url
-    drop_database(admin_url, name)
+    yield from _fresh_database(server_urls[0], f"totem_test_{run_id}_{uuid.uuid4().hex[:6]}")
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,7 @@ def _let_postgres_reach(path: Path) -> list[Path]:
     return granted
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -117,7 +117,7 @@ class PrivatePostgres:
         if not pid_file.exists():
             return None
         lines = pid_file.read_text().splitlines()
-        if len(lines) >= 4 and lines[0].isdigit() and _pid_alive(int(lines[0])) and _port_open(int(lines[3])):
+        if len(lines) >= 4 and lines[0].isdigit() and pid_alive(int(lines[0])) and _port_open(int(lines[3])):
             return int(lines[3])
         return None
 
@@ -186,7 +186,7 @@ class PrivateRedis:
             port = int(self.port_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if _pid_alive(pid) and _port_open(port):
+        if pid_alive(pid) and _port_open(port):
             self.port = port
             return pid
         return None
@@ -217,6 +217,6 @@ class PrivateRedis:
             return
         os.kill(pid, sig)
         deadline = time.monotonic() + 10
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)

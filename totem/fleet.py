@@ -11,15 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from totem.embedded import pid_alive
 
 
 def _terminate_group(pid: int, timeout: float) -> None:
@@ -28,9 +20,9 @@ def _terminate_group(pid: int, timeout: float) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
 
@@ -54,7 +46,7 @@ class Fleet:
                 pid = int(pid_file.read_text().strip())
             except ValueError:
                 pid = 0
-            if pid and _alive(pid):
+            if pid and pid_alive(pid):
                 _terminate_group(pid, timeout=10)
                 reaped.append(pid_file.stem)
             pid_file.unlink(missing_ok=True)
