@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -70,16 +71,23 @@ class Fleet:
         self.start(name, "scheduler")
 
     def kill(self, name: str, sig: int) -> None:
+        """SIGKILL hits the whole process group (a crash); SIGTERM only the leader (as a supervisor does)."""
         proc = self.procs.pop(name)
-        os.killpg(proc.pid, sig)
-        proc.wait(30)
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, sig)
+        else:
+            os.kill(proc.pid, sig)
+        proc.wait(40)
 
     def stop(self) -> None:
         for name in list(self.procs):
             proc = self.procs.pop(name)
             if proc.poll() is None:
-                os.killpg(proc.pid, 15)
-        time.sleep(0)
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(40)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

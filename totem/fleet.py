@@ -14,17 +14,17 @@ from pathlib import Path
 from totem.embedded import pid_alive
 
 
-def _terminate_group(pid: int, timeout: float) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM the process group's leader only: a Dramatiq master, uvicorn's supervisor or the scheduler
+    stops its own children gracefully (Dramatiq takes a second SIGTERM to a child as "kill now"). What is
+    still alive after ``timeout`` is SIGKILLed, group and all."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Fleet:
             except ValueError:
                 pid = 0
             if pid and pid_alive(pid):
-                _terminate_group(pid, timeout=10)
+                _terminate(pid, timeout=10)
                 reaped.append(pid_file.stem)
             pid_file.unlink(missing_ok=True)
         return reaped
@@ -62,15 +62,18 @@ class Fleet:
     def exited(self) -> dict[str, int]:
         return {name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None}
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 40) -> None:
+        """Graceful: every leader gets SIGTERM at once (in-flight jobs finish); stragglers are killed."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    os.kill(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for name, proc in self.procs.items():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _terminate_group(proc.pid, timeout=1)
+                _terminate(proc.pid, timeout=1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # children left behind by a leader that died hard
             (self.run_dir / f"{name}.pid").unlink(missing_ok=True)

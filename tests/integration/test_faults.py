@@ -160,3 +160,32 @@ def test_a_postgres_restart_mid_run_loses_no_accepted_request_and_never_answers_
     finally:
         fleet.stop()
         pg.stop(mode="immediate")
+
+
+def test_sigterm_lets_a_worker_finish_its_job_and_loses_nothing(fault_fleet: Fleet, isolated_database_url: str) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker(name="bookings-1")
+    start = future(days=25)
+    blocker = psycopg.connect(url)
+    blocker.execute(
+        """INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
+                                 service_snapshot, customer, hold_expires_at, created_by_job)
+           VALUES (%s, 'slot', 'pending_payment', %s, %s, tstzrange(%s, %s, '[)'), 1, 'EUR', '{}', '{}',
+                   now() + interval '1 hour', %s)""",
+        (uuid.uuid4(), catalog.resource_id, catalog.provider_id, start, start + timedelta(minutes=30), uuid.uuid4()))
+    with httpx.Client(base_url=base, timeout=10) as client:
+        job_id = client.post("/v1/bookings", json=catalog.slot_body(start),
+                             headers={"Idempotency-Key": new_key()}).json()["job_id"]
+        wait_for(lambda: _query(url, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'totem-worker' "
+                                     "AND wait_event_type = 'Lock'"), 20, "the worker to block mid-job")
+        worker = fault_fleet.procs["bookings-1"]
+        os.kill(worker.pid, signal.SIGTERM)  # as a supervisor does: stop taking messages, finish the one in hand
+        time.sleep(1)
+        assert worker.poll() is None  # still finishing its job
+        blocker.rollback()
+        blocker.close()
+        assert worker.wait(40) == 0
+        job = wait_job(client, job_id, timeout=10)  # finished by the stopping worker, no restart needed
+    assert job["status"] == "succeeded" and job["attempts"] == 1
