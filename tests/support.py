@@ -50,9 +50,9 @@ class Fleet:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     base_url: str = ""
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "totem.cli", *args], env=self.env, cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "totem.cli", *args], env={**self.env, **extra_env}, cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -65,7 +65,9 @@ class Fleet:
         return self.base_url
 
     def start_worker(self, pool: str = "bookings", name: str | None = None, threads: int = 4) -> None:
-        self.start(name or pool, "worker", pool, "--processes", "1", "--threads", str(threads))
+        metrics_port = self.env.get("WORKER_METRICS_PORT") or str(free_port())  # pools on one host: own ports
+        self.start(name or pool, "worker", pool, "--processes", "1", "--threads", str(threads),
+                   WORKER_METRICS_PORT=metrics_port)
 
     def start_scheduler(self, name: str = "scheduler") -> None:
         self.start(name, "scheduler")

@@ -52,9 +52,10 @@ class Fleet:
             pid_file.unlink(missing_ok=True)
         return reaped
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], **extra_env: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it for its life
-        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
         self.procs[name] = proc
         return proc

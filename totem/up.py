@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from totem.cli import POOLS, say, wait_ready
-from totem.embedded import PrivatePostgres, PrivateRedis, ServerError
+from totem.embedded import PrivatePostgres, PrivateRedis, ServerError, free_port
 from totem.fleet import Fleet
 from totem.migrate import create_database, migrate
 from totem.seed import seed
@@ -75,14 +75,16 @@ def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str], fleet: F
 
     totem = [sys.executable, "-m", "totem.cli"]
     fleet.start("web", [*totem, "gateway", "--port", env["PORT"], "--workers", str(args.web_workers)])
-    for pool in POOLS:
-        fleet.start(pool, [*totem, "worker", pool])
+    metrics_ports: dict[str, int] = {}
+    for pool in POOLS:  # every pool on this host exports its metrics on a port of its own
+        metrics_ports[pool] = free_port(9191 + len(metrics_ports))
+        fleet.start(pool, [*totem, "worker", pool], WORKER_METRICS_PORT=str(metrics_ports[pool]))
     fleet.start("scheduler", [*totem, "scheduler"])
     base = f"http://127.0.0.1:{env['PORT']}"
     if not wait_ready(f"{base}/readyz", timeout=60):
         say(f"the gateway did not become ready; see {fleet.log_dir / 'web.log'}")
         return 1
-    _print_welcome(base, catalog, fleet.log_dir)
+    _print_welcome(base, catalog, fleet.log_dir, metrics_ports)
     while not stop.wait(1.0):
         exited = fleet.exited()
         if exited:
@@ -97,7 +99,7 @@ def _fresh_dir(path: Path) -> None:
         item.unlink()
 
 
-def _print_welcome(base: str, catalog: dict, log_dir: Path) -> None:  # type: ignore[type-arg]
+def _print_welcome(base: str, catalog: dict, log_dir: Path, metrics_ports: dict[str, int]) -> None:  # type: ignore[type-arg]
     resource = next(r for r in catalog["resources"] if r["kind"] == "slot" and r["service_ids"])
     body = json.dumps({"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
                        "start_at": "2031-06-02T10:00:00+02:00",
@@ -106,6 +108,7 @@ def _print_welcome(base: str, catalog: dict, log_dir: Path) -> None:  # type: ig
 Totem is up: {base}
   API docs:   {base}/schema (OpenAPI: {base}/schema/openapi.json)
   health:     {base}/healthz  {base}/readyz  {base}/metrics
+  pool metrics: {'  '.join(f"{pool} http://127.0.0.1:{port}/" for pool, port in metrics_ports.items())}
   logs:       {log_dir}/(web|bookings|scheduler).log
 
 Try it:

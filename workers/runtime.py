@@ -13,6 +13,7 @@ from typing import Any
 
 import dramatiq
 import structlog
+from dramatiq.middleware.prometheus import Prometheus
 
 from shared.broker import make_broker
 from shared.config import Settings
@@ -48,7 +49,7 @@ class Runtime:
             settings = Settings.from_env()
             configure_logging(settings.log_level, "worker")
             self.pools = PoolMiddleware(settings)
-            dramatiq.set_broker(make_broker(settings, [self.pools]))
+            dramatiq.set_broker(make_broker(settings, [self.pools, Prometheus()]))
             self.settings = settings
         return self.settings
 

@@ -1,0 +1,32 @@
+"""Each worker pool exports Dramatiq's Prometheus metrics (messages, errors, retries, durations per queue and
+actor) on its own port; the gateway exports request metrics on /metrics."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support import Fleet, future, make_catalog, new_key, wait_for, wait_job
+from totem.embedded import free_port
+
+
+def test_worker_pool_metrics_count_processed_jobs(fault_fleet: Fleet, isolated_database_url: str) -> None:
+    catalog = make_catalog(isolated_database_url)
+    port = free_port()
+    fault_fleet.env["WORKER_METRICS_PORT"] = str(port)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for days in (31, 32):
+            job = client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
+                              headers={"Idempotency-Key": new_key()}).json()
+            assert wait_job(client, job["job_id"])["status"] == "succeeded"
+
+    def scraped() -> str | None:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
+        except httpx.HTTPError:
+            return None
+        return text if 'dramatiq_messages_total{actor_name="create_booking",queue_name="bookings"} 2.0' in text else None
+
+    text = wait_for(scraped, 20, "the pool's metrics endpoint")
+    assert "dramatiq_message_duration_milliseconds_bucket" in text
