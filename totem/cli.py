@@ -55,7 +55,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # of dead processes from an earlier run must not add up) and the port its exposition server binds.
     os.environ["dramatiq_prom_db"] = tempfile.mkdtemp(prefix=f"totem-{args.pool}-metrics-")  # noqa: SIM112
     os.environ["dramatiq_prom_port"] = (  # noqa: SIM112 - Dramatiq's own (lower-case) variable names
-        os.environ.get("WORKER_METRICS_PORT") or os.environ.get("dramatiq_prom_port") or "9191")
+        os.environ.get("WORKER_METRICS_PORT") or os.environ.get("dramatiq_prom_port") or "9191")  # noqa: SIM112
     argv = [sys.executable, "-m", "dramatiq", module, "--queues", *queues, "--processes", str(args.processes),
             "--threads", str(args.threads), "--skip-logging", "--worker-shutdown-timeout", "30000"]
     say(f"worker pool {args.pool}: {args.processes} process(es) x {args.threads} thread(s) on {queues}; "
