@@ -54,12 +54,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # Dramatiq's Prometheus middleware reads these at import: a fresh metrics folder per pool start (counters
     # of dead processes from an earlier run must not add up) and the port its exposition server binds.
     os.environ["dramatiq_prom_db"] = tempfile.mkdtemp(prefix=f"totem-{args.pool}-metrics-")  # noqa: SIM112
-    os.environ["dramatiq_prom_port"] = (  # noqa: SIM112 - Dramatiq's own (lower-case) variable names
-        os.environ.get("WORKER_METRICS_PORT") or os.environ.get("dramatiq_prom_port") or "9191")  # noqa: SIM112
+    metrics_port = os.environ.get("WORKER_METRICS_PORT") or os.environ.get("dramatiq_prom_port") or "9191"  # noqa: SIM112
+    os.environ["dramatiq_prom_port"] = metrics_port  # noqa: SIM112 - Dramatiq's own (lower-case) variable names
     argv = [sys.executable, "-m", "dramatiq", module, "--queues", *queues, "--processes", str(args.processes),
             "--threads", str(args.threads), "--skip-logging", "--worker-shutdown-timeout", "30000"]
     say(f"worker pool {args.pool}: {args.processes} process(es) x {args.threads} thread(s) on {queues}; "
-        f"metrics on :{os.environ['dramatiq_prom_port']}")
+        f"metrics on :{metrics_port}")
     os.execv(argv[0], argv)
 
 
