@@ -167,7 +167,7 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
                         "--workers", str(args.web_workers)])
     fleet.start("bookings", [*totem, "worker", "bookings", "--processes", str(args.worker_processes),
                              "--threads", str(args.worker_threads)], WORKER_METRICS_PORT=str(free_port()))
-    fleet.start("scheduler", [*totem, "scheduler"])
+    fleet.start("scheduler", [*totem, "scheduler"], SCHEDULER_METRICS_PORT=str(free_port()))
     if not wait_ready(f"http://127.0.0.1:{port}/readyz", 60):
         raise RuntimeError(f"gateway not ready; see {fleet.log_dir}")
     host = f"127.0.0.1:{port}"

@@ -17,6 +17,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     booking_hold_ttl_seconds: int = 900
     scheduler_interval_seconds: float = 5.0
     scheduler_lease_seconds: float = 15.0
+    scheduler_metrics_port: int = 9200
     job_lease_seconds: float = 30.0
     job_requeue_after_seconds: float = 30.0
     job_max_attempts: int = 5

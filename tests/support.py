@@ -69,8 +69,8 @@ class Fleet:
         self.start(name or pool, "worker", pool, "--processes", "1", "--threads", str(threads),
                    WORKER_METRICS_PORT=metrics_port)
 
-    def start_scheduler(self, name: str = "scheduler") -> None:
-        self.start(name, "scheduler")
+    def start_scheduler(self, name: str = "scheduler", metrics_port: int | None = None) -> None:
+        self.start(name, "scheduler", SCHEDULER_METRICS_PORT=str(metrics_port or free_port()))
 
     def kill(self, name: str, sig: int) -> None:
         """SIGKILL hits the whole process group (a crash); SIGTERM only the leader (as a supervisor does)."""

@@ -79,12 +79,13 @@ def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str], fleet: F
     for pool in POOLS:  # every pool on this host exports its metrics on a port of its own
         metrics_ports[pool] = free_port(9191 + len(metrics_ports))
         fleet.start(pool, [*totem, "worker", pool], WORKER_METRICS_PORT=str(metrics_ports[pool]))
-    fleet.start("scheduler", [*totem, "scheduler"])
+    scheduler_port = free_port(9200)
+    fleet.start("scheduler", [*totem, "scheduler"], SCHEDULER_METRICS_PORT=str(scheduler_port))
     base = f"http://127.0.0.1:{env['PORT']}"
     if not wait_ready(f"{base}/readyz", timeout=60):
         say(f"the gateway did not become ready; see {fleet.log_dir / 'web.log'}")
         return 1
-    _print_welcome(base, catalog, fleet.log_dir, metrics_ports)
+    _print_welcome(base, catalog, fleet.log_dir, {**metrics_ports, "scheduler": scheduler_port})
     while not stop.wait(1.0):
         exited = fleet.exited()
         if exited:

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import redis
 from dramatiq.brokers.redis import RedisBroker
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from shared.booking import expire_overdue_holds
-from shared.broker import make_broker, message_for
+from shared.broker import ROUTES, make_broker, message_for
 from shared.config import Settings
 from shared.db import QUERIES, Pool, open_pool
 from shared.jobs import requeue_stale_jobs
@@ -29,6 +31,30 @@ from shared.logs import configure_logging
 
 log = logging.getLogger("totem.scheduler")
 LEASE_NAME = "scheduler"
+
+
+class Gauges:
+    """What SREs watch, refreshed by every scheduler instance each tick (leader or not)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.leader = Gauge("totem_scheduler_leader", "1 while this instance leads", registry=registry)
+        self.queue_depth = Gauge("totem_queue_depth", "Messages waiting in the broker", ["queue"], registry=registry)
+        self.open_jobs = Gauge("totem_jobs_open", "Jobs queued or running", ["queue", "status"], registry=registry)
+        self.outbox_lag = Gauge("totem_outbox_lag_seconds", "Age of the oldest unpublished outbox row",
+                                registry=registry)
+        self.outbox_pending = Gauge("totem_outbox_pending", "Unpublished outbox rows", registry=registry)
+        self.ticks = Counter("totem_scheduler_ticks", "Scheduler ticks by outcome", ["outcome"], registry=registry)
+
+    def refresh(self, conn: psycopg.Connection[Any], broker: RedisBroker, namespace: str, leader: bool) -> None:
+        self.leader.set(1 if leader else 0)
+        for row in conn.execute(QUERIES["job_counts"]).fetchall():
+            self.open_jobs.labels(row["queue"], row["status"]).set(row["n"])
+        lag = conn.execute(QUERIES["outbox_lag"]).fetchone()
+        if lag is not None:
+            self.outbox_lag.set(lag["lag_seconds"])
+            self.outbox_pending.set(lag["pending"])
+        for queue in {queue for queue, _ in ROUTES.values()}:
+            self.queue_depth.labels(queue).set(broker.client.llen(f"{namespace}:{queue}"))
 
 
 @dataclass
@@ -39,6 +65,7 @@ class Scheduler:
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}")
     stopping: threading.Event = field(default_factory=threading.Event)
     is_leader: bool = False
+    gauges: Gauges | None = None
 
     def acquire_leadership(self, conn: psycopg.Connection[Any]) -> bool:
         with conn.transaction():
@@ -66,7 +93,10 @@ class Scheduler:
     def run_once(self) -> dict[str, int] | None:
         """One tick: renew or take the lease; if leading, run every periodic task once."""
         with self.pool.connection() as conn:
-            if not self.acquire_leadership(conn):
+            leader = self.acquire_leadership(conn)
+            if self.gauges is not None:
+                self._refresh_gauges(conn, leader)
+            if not leader:
                 return None
             done = {
                 "requeued_jobs": self.requeue_stale_jobs(conn),
@@ -76,6 +106,13 @@ class Scheduler:
         if any(done.values()):
             log.info("scheduler tick", extra=done)
         return done
+
+    def _refresh_gauges(self, conn: psycopg.Connection[Any], leader: bool) -> None:
+        assert self.gauges is not None
+        try:
+            self.gauges.refresh(conn, self.broker, self.settings.redis_namespace, leader)
+        except (psycopg.Error, redis.RedisError) as exc:  # metrics never stop the periodic work
+            log.warning("could not refresh gauges", extra={"error": type(exc).__name__})
 
     def _purge_keys(self, conn: psycopg.Connection[Any]) -> int:
         with conn.transaction():
@@ -88,8 +125,12 @@ class Scheduler:
             started = time.monotonic()
             try:
                 self.run_once()
+                if self.gauges is not None:
+                    self.gauges.ticks.labels("ok").inc()
             except Exception:  # noqa: BLE001 - a failed tick (DB/Redis restart) is retried next tick
                 log.exception("scheduler tick failed")
+                if self.gauges is not None:
+                    self.gauges.ticks.labels("failed").inc()
             self.stopping.wait(max(0.0, interval - (time.monotonic() - started)))
         self._step_down()
 
@@ -108,7 +149,14 @@ def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level, "scheduler")
     pool = open_pool(settings.database_url, max_size=2, name="totem-scheduler")
-    scheduler = Scheduler(settings=settings, pool=pool, broker=make_broker(settings))
+    registry = CollectorRegistry()
+    scheduler = Scheduler(settings=settings, pool=pool, broker=make_broker(settings), gauges=Gauges(registry))
+    try:
+        start_http_server(settings.scheduler_metrics_port, registry=registry)
+        log.info("scheduler metrics on :%s", settings.scheduler_metrics_port)
+    except OSError as exc:  # a taken port must not stop the scheduling itself
+        log.warning("scheduler metrics not exported", extra={"port": settings.scheduler_metrics_port,
+                                                             "error": str(exc)})
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: scheduler.stopping.set())
     try:

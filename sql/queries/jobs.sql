@@ -48,3 +48,12 @@ WHERE id IN (
   LIMIT %(limit)s
 )
 RETURNING id, queue, actor;
+
+-- job_counts --
+-- Open jobs per queue and status, for the scheduler's gauges (partial indexes keep this cheap).
+SELECT queue, status, count(*) AS n FROM jobs WHERE status IN ('queued', 'running') GROUP BY queue, status;
+
+-- outbox_lag --
+-- Age in seconds of the oldest unpublished outbox row (0 when none), and how many wait.
+SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS lag_seconds, count(*) AS pending
+FROM outbox WHERE published_at IS NULL;

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.support import Fleet, future, make_catalog, new_key, wait_for, wait_job
-from totem.embedded import free_port
+from totem.embedded import PrivateRedis, free_port
 
 
 def test_worker_pool_metrics_count_processed_jobs(fault_fleet: Fleet, isolated_database_url: str) -> None:
@@ -30,3 +30,28 @@ def test_worker_pool_metrics_count_processed_jobs(fault_fleet: Fleet, isolated_d
 
     text = wait_for(scraped, 20, "the pool's metrics endpoint")
     assert "dramatiq_message_duration_milliseconds_bucket" in text
+
+
+def test_the_scheduler_exports_leadership_queue_depth_open_jobs_and_outbox_lag(
+    fault_fleet: Fleet, isolated_database_url: str, private_redis: PrivateRedis,
+) -> None:
+    catalog = make_catalog(isolated_database_url)
+    port = free_port()
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_scheduler(metrics_port=port)
+    with httpx.Client(base_url=base, timeout=10) as client:  # no worker runs: these jobs wait in the queue
+        for days in (33, 34, 35):
+            assert client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
+                               headers={"Idempotency-Key": new_key()}).status_code == 202
+
+    def scraped() -> str | None:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return None
+        return text if 'totem_jobs_open{queue="bookings",status="queued"} 3.0' in text else None
+
+    text = wait_for(scraped, 20, "the scheduler's gauges")
+    assert "totem_scheduler_leader 1.0" in text
+    assert 'totem_queue_depth{queue="bookings"} 3.0' in text
+    assert "totem_outbox_lag_seconds" in text and "totem_outbox_pending" in text
