@@ -16,6 +16,9 @@ insert the job row; commit; answer 202 and hand the job id to the batching enque
   key and a corrected retry goes through;
 * keys live 24 h (``IDEMPOTENCY_TTL_SECONDS``); the scheduler purges expired ones and an expired key is
   free for reuse.
+
+Synchronous commands (catalog writes) use ``once``: an optional key, the write, the key and its stored
+response in one transaction, with the same replay / 422 / 409 answers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import psycopg
 from litestar import Request, Response
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -41,6 +45,7 @@ from shared.schemas import Accepted
 log = logging.getLogger("totem.gateway")
 
 MAX_KEY_LENGTH = 255
+SyncOperation = Callable[[psycopg.AsyncConnection[Any]], Awaitable[msgspec.Struct]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +59,16 @@ class KeyedCommand:
 
 def keyed_command(request: Request[Any, Any, Any], body: msgspec.Struct | None) -> KeyedCommand:
     """Read and check the Idempotency-Key header; fingerprint method, path and the canonical body."""
+    command = optional_keyed_command(request, body)
+    if command is None:
+        raise Problem("IDEMPOTENCY_KEY_MISSING", "this request needs an Idempotency-Key header")
+    return command
+
+
+def optional_keyed_command(request: Request[Any, Any, Any], body: msgspec.Struct | None) -> KeyedCommand | None:
     key = request.headers.get("idempotency-key")
     if key is None:
-        raise Problem("IDEMPOTENCY_KEY_MISSING", "this request needs an Idempotency-Key header")
+        return None
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
         raise Problem("IDEMPOTENCY_KEY_INVALID", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
     canonical = msgspec.json.encode(body, order="sorted") if body is not None else b""
@@ -121,18 +133,52 @@ class CommandAcceptor:
                     raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT",
                                   "a request with this Idempotency-Key is still being processed; retry shortly",
                                   headers={"Retry-After": "1"})
-                cur = await conn.execute(QUERIES["get_idempotency_key"], key_params)
-                stored: dict[str, Any] | None = await cur.fetchone()
-                if stored is not None:
-                    if bytes(stored["fingerprint"]) != command.fingerprint:
-                        raise Problem("IDEMPOTENCY_KEY_REUSED",
-                                      "this Idempotency-Key was used with a different request")
-                    return _replay(stored)
+                replay = await self._stored_response(conn, command)
+                if replay is not None:
+                    return replay
                 if not outcome["checked"] and check is not None:
                     raise await check.refusal()
                 raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT", "the Idempotency-Key changed hands; retry shortly",
                               headers={"Retry-After": "1"})
         return None
+
+    async def once(self, command: KeyedCommand | None, operation: SyncOperation, status_code: int) -> Response[bytes]:
+        """Run a synchronous command (a catalog write) at most once per key: the operation, the key and its
+        stored response commit in one transaction. Without a key the operation simply runs."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if command is not None:
+                replay = await self._claim_key(conn, command)
+                if replay is not None:
+                    return replay
+            result = await operation(conn)
+            body = msgspec.json.encode(result)
+            if command is not None:
+                await conn.execute(QUERIES["store_idempotency_key"], {
+                    "scope": command.scope, "key": command.key, "fingerprint": command.fingerprint,
+                    "method": command.method, "path": command.path, "response_status": status_code,
+                    "response_body": Jsonb(result), "ttl_seconds": self.settings.idempotency_ttl_seconds})
+        return Response(content=body, status_code=status_code, media_type="application/json")
+
+    async def _claim_key(self, conn: psycopg.AsyncConnection[Any], command: KeyedCommand) -> Response[bytes] | None:
+        key_params = {"scope": command.scope, "key": command.key}
+        cur = await conn.execute(QUERIES["lock_idempotency_key"], key_params)
+        locked = await cur.fetchone()
+        if not (locked and locked["locked"]):
+            raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT",
+                          "a request with this Idempotency-Key is still being processed; retry shortly",
+                          headers={"Retry-After": "1"})
+        return await self._stored_response(conn, command)
+
+    @staticmethod
+    async def _stored_response(conn: psycopg.AsyncConnection[Any], command: KeyedCommand) -> Response[bytes] | None:
+        """The replay of what a key already answered; 422 if it answered a different request."""
+        cur = await conn.execute(QUERIES["get_idempotency_key"], {"scope": command.scope, "key": command.key})
+        stored = await cur.fetchone()
+        if stored is None:
+            return None
+        if bytes(stored["fingerprint"]) != command.fingerprint:
+            raise Problem("IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request")
+        return _replay(stored)
 
     async def accept(
         self, request: Request[Any, Any, Any], command: KeyedCommand, *, job_type: str,

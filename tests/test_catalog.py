@@ -136,3 +136,29 @@ def test_blocks_hours_and_offerings_are_checked(client: httpx.Client, salon: dic
     assert api(client, "PUT", f"/resources/{resource_id}/services/{foreign['id']}").status_code == 404
     stay_without_price = api(client, "POST", f"/providers/{other['id']}/resources", {"kind": "stay", "name": "Loft"})
     assert stay_without_price.status_code == 400
+
+
+def test_catalog_creates_honour_an_idempotency_key(client: httpx.Client, db: Any) -> None:
+    body, key = provider_body(), new_key()
+    headers = {**SYSTEM, "Idempotency-Key": key}
+    first = client.post("/v1/providers", json=body, headers=headers)
+    again = client.post("/v1/providers", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true" and again.json()["id"] == first.json()["id"]
+    assert db.execute("SELECT count(*) AS n FROM providers WHERE slug = %s", (body["slug"],)).fetchone()["n"] == 1
+    reused = client.post("/v1/providers", json=provider_body(), headers=headers)
+    assert reused.status_code == 422 and reused.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+    service_key = {**SYSTEM, "Idempotency-Key": new_key()}
+    service = {"name": "Cut", "duration_minutes": 30, "price": 100}
+    ids = {client.post(f"/v1/providers/{first.json()['id']}/services", json=service, headers=service_key).json()["id"]
+           for _ in range(3)}
+    assert len(ids) == 1
+
+
+def test_a_refused_catalog_create_is_not_stored_under_its_key(client: httpx.Client) -> None:
+    taken = api(client, "POST", "/providers", provider_body()).json()["slug"]
+    headers = {**SYSTEM, "Idempotency-Key": new_key()}
+    refused = client.post("/v1/providers", json=provider_body(slug=taken), headers=headers)
+    assert refused.status_code == 409
+    corrected = client.post("/v1/providers", json=provider_body(), headers=headers)
+    assert corrected.status_code == 201 and "idempotent-replayed" not in corrected.headers

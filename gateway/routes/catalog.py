@@ -8,12 +8,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
-from litestar import Router, delete, get, patch, post, put
+import psycopg
+from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter
 from psycopg.types.json import Jsonb
 
 from gateway.auth import require_system_token
+from gateway.idempotency import optional_keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem
 from shared.catalog import (
@@ -41,11 +43,15 @@ _CONFLICTS = {"providers_slug_key": ("PROVIDER_SLUG_TAKEN", "a provider with tha
 
 
 async def _one(state: State, query: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    async with state.pool.connection() as conn:
+        return await _one_on(conn, query, params)
+
+
+async def _one_on(conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        async with state.pool.connection() as conn:
-            with translate_errors():
-                cur = await conn.execute(QUERIES[query], params)
-                return await cur.fetchone()  # type: ignore[no-any-return]
+        with translate_errors():
+            cur = await conn.execute(QUERIES[query], params)
+            return await cur.fetchone()  # type: ignore[no-any-return]
     except ConstraintViolation as exc:
         code, detail = _CONFLICTS.get(exc.constraint, ("VALIDATION_FAILED", f"refused by {exc.constraint}"))
         raise Problem(code, detail) from exc
@@ -79,11 +85,18 @@ def _policy(data: ProviderCreate | ProviderUpdate) -> Jsonb | None:
 
 # Providers ------------------------------------------------------------------------------------------
 
-@post("/providers", summary="Create a provider")
-async def create_provider(state: State, data: ProviderCreate) -> ProviderView:
+IDEMPOTENT = "Takes an optional Idempotency-Key: a repeat replays the first answer."
+
+
+@post("/providers", summary="Create a provider", description=IDEMPOTENT)
+async def create_provider(request: Request[Any, Any, Any], state: State, data: ProviderCreate) -> Response[ProviderView]:
     _zone(data.time_zone)
-    row = await _one(state, "create_provider", {**msgspec.structs.asdict(data), "cancellation_policy": _policy(data)})
-    return _found(row, ProviderView, "provider")
+
+    async def create(conn: psycopg.AsyncConnection[Any]) -> ProviderView:
+        params = {**msgspec.structs.asdict(data), "cancellation_policy": _policy(data)}
+        return _found(await _one_on(conn, "create_provider", params), ProviderView, "provider")
+
+    return await state.acceptor.once(optional_keyed_command(request, data), create, 201)  # type: ignore[no-any-return]
 
 
 @get("/providers", summary="List providers")
@@ -114,14 +127,20 @@ async def _resource(state: State, resource_id: UUID) -> ResourceView:
     return _found(await _one(state, "get_resource", {"id": resource_id}), ResourceView, f"resource {resource_id}")
 
 
-@post("/providers/{provider_id:uuid}/resources", summary="Create a resource (a master's time, a listing)")
-async def create_resource(state: State, provider_id: UUID, data: ResourceCreate) -> ResourceView:
+@post("/providers/{provider_id:uuid}/resources", summary="Create a resource (a master's time, a listing)",
+      description=IDEMPOTENT)
+async def create_resource(request: Request[Any, Any, Any], state: State, provider_id: UUID,
+                          data: ResourceCreate) -> Response[ResourceView]:
     if (data.kind == "stay") != (data.nightly_price is not None):
         raise Problem("VALIDATION_FAILED", "a stay listing needs nightly_price; a slot resource has none",
                       errors=[{"field": "nightly_price", "message": "required for stay, absent for slot"}])
-    row = await _one(state, "create_resource", {**msgspec.structs.asdict(data), "provider_id": provider_id})
-    created = _found(row, dict, f"provider {provider_id}")
-    return await _resource(state, created["id"])
+
+    async def create(conn: psycopg.AsyncConnection[Any]) -> ResourceView:
+        row = await _one_on(conn, "create_resource", {**msgspec.structs.asdict(data), "provider_id": provider_id})
+        created = _found(row, dict, f"provider {provider_id}")
+        return _found(await _one_on(conn, "get_resource", {"id": created["id"]}), ResourceView, "resource")
+
+    return await state.acceptor.once(optional_keyed_command(request, data), create, 201)  # type: ignore[no-any-return]
 
 
 @get("/resources", summary="List resources")
@@ -175,15 +194,21 @@ async def set_hours(state: State, resource_id: UUID, data: HoursUpdate) -> Resou
     return await _resource(state, resource_id)
 
 
-@post("/resources/{resource_id:uuid}/blocks", summary="Block a period (no new bookings overlap it)")
-async def create_block(state: State, resource_id: UUID, data: BlockCreate) -> BlockView:
+@post("/resources/{resource_id:uuid}/blocks", summary="Block a period (no new bookings overlap it)",
+      description=IDEMPOTENT)
+async def create_block(request: Request[Any, Any, Any], state: State, resource_id: UUID,
+                       data: BlockCreate) -> Response[BlockView]:
     if data.end_at <= data.start_at:
         raise Problem("VALIDATION_FAILED", "end_at must be after start_at")
     await _resource(state, resource_id)
-    row = await _one(state, "insert_resource_block", {**msgspec.structs.asdict(data), "resource_id": resource_id})
-    created = _found(row, dict, "block")
-    return BlockView(id=created["id"], resource_id=resource_id, start_at=data.start_at, end_at=data.end_at,
-                     reason=data.reason, created_at=created["created_at"])
+
+    async def create(conn: psycopg.AsyncConnection[Any]) -> BlockView:
+        row = await _one_on(conn, "insert_resource_block", {**msgspec.structs.asdict(data), "resource_id": resource_id})
+        created = _found(row, dict, "block")
+        return BlockView(id=created["id"], resource_id=resource_id, start_at=data.start_at, end_at=data.end_at,
+                         reason=data.reason, created_at=created["created_at"])
+
+    return await state.acceptor.once(optional_keyed_command(request, data), create, 201)  # type: ignore[no-any-return]
 
 
 @get("/resources/{resource_id:uuid}/blocks", summary="List a resource's blocks")
@@ -201,10 +226,15 @@ async def delete_block(state: State, resource_id: UUID, block_id: UUID) -> None:
 
 # Services -------------------------------------------------------------------------------------------
 
-@post("/providers/{provider_id:uuid}/services", summary="Create a service (priced in the provider's currency)")
-async def create_service(state: State, provider_id: UUID, data: ServiceCreate) -> ServiceView:
-    row = await _one(state, "create_service", {**msgspec.structs.asdict(data), "provider_id": provider_id})
-    return _found(row, ServiceView, f"provider {provider_id}")
+@post("/providers/{provider_id:uuid}/services", summary="Create a service (priced in the provider's currency)",
+      description=IDEMPOTENT)
+async def create_service(request: Request[Any, Any, Any], state: State, provider_id: UUID,
+                         data: ServiceCreate) -> Response[ServiceView]:
+    async def create(conn: psycopg.AsyncConnection[Any]) -> ServiceView:
+        row = await _one_on(conn, "create_service", {**msgspec.structs.asdict(data), "provider_id": provider_id})
+        return _found(row, ServiceView, f"provider {provider_id}")
+
+    return await state.acceptor.once(optional_keyed_command(request, data), create, 201)  # type: ignore[no-any-return]
 
 
 @get("/services", summary="List services")

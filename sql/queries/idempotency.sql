@@ -43,3 +43,19 @@ SELECT 1;
 -- The reaper: drop keys past their 24 h life, a batch at a time.
 DELETE FROM idempotency_keys
 WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT %(limit)s);
+
+-- lock_idempotency_key --
+-- Try to hold the key for this transaction; false: another request with it is in flight.
+SELECT pg_try_advisory_xact_lock(hashtextextended(%(scope)s || E'\n' || %(key)s, 7)) AS locked;
+
+-- store_idempotency_key --
+-- Store a key with the response of a synchronous command, in that command's transaction.
+INSERT INTO idempotency_keys (scope, key, fingerprint, method, path, job_id, response_status, response_body,
+                              expires_at)
+VALUES (%(scope)s, %(key)s, %(fingerprint)s, %(method)s, %(path)s, NULL, %(response_status)s,
+        %(response_body)s, now() + make_interval(secs => %(ttl_seconds)s))
+ON CONFLICT (scope, key) DO UPDATE
+SET fingerprint = EXCLUDED.fingerprint, method = EXCLUDED.method, path = EXCLUDED.path, job_id = NULL,
+    response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body, created_at = now(),
+    expires_at = EXCLUDED.expires_at
+WHERE idempotency_keys.expires_at <= now();
