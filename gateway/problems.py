@@ -15,6 +15,7 @@ import msgspec
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from psycopg_pool import PoolTimeout
 
 from shared.errors import DomainError
@@ -68,6 +69,16 @@ class ProblemDocument(msgspec.Struct, omit_defaults=True):
     code: str
     request_id: str
     errors: list[dict[str, str]] | None = None
+
+
+def problem_responses(*codes: str) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problems a route can answer, grouped by HTTP status."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(STATUS_BY_CODE[code], []).append(code)
+    return {status: ResponseSpec(data_container=ProblemDocument, media_type=PROBLEM_MEDIA_TYPE,
+                                 generate_examples=False, description="Problem: " + ", ".join(names))
+            for status, names in by_status.items()}
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:

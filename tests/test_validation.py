@@ -89,5 +89,6 @@ def test_probes_metrics_and_openapi(client: httpx.Client) -> None:
             "/v1/resources/{resource_id}/availability", "/v1/providers", "/v1/resources/{resource_id}/hours",
             } <= set(spec["paths"])
     post = spec["paths"]["/v1/bookings"]["post"]
-    assert "202" in post["responses"]
+    assert {"202", "400", "404", "409", "422"} <= set(post["responses"])
+    assert "application/problem+json" in post["responses"]["409"]["content"]
     assert post["requestBody"]["content"]["application/json"]["schema"]

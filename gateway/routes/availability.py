@@ -11,7 +11,7 @@ from litestar import get
 from litestar.datastructures import State
 from litestar.params import Parameter
 
-from gateway.problems import Problem
+from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES, with_reconnect
 from shared.schemas import NightAvailability, Slot, SlotAvailability
 
@@ -19,7 +19,8 @@ MAX_WINDOW_DAYS = 62
 
 
 @get("/v1/resources/{resource_id:uuid}/availability",
-     summary="Free slots (slot resource, needs service_id) or free nights (stay listing)")
+     summary="Free slots (slot resource, needs service_id) or free nights (stay listing)",
+     responses=problem_responses("VALIDATION_FAILED", "NOT_FOUND"))
 async def slot_availability(
     state: State, resource_id: UUID,
     from_date: Annotated[date, Parameter(query="from", description="first local date (YYYY-MM-DD)")],

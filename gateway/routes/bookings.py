@@ -12,7 +12,7 @@ from litestar.params import Parameter
 
 from gateway.idempotency import Check, KeyedCommand, keyed_command
 from gateway.pagination import decode_cursor, next_cursor
-from gateway.problems import Problem
+from gateway.problems import Problem, problem_responses
 from shared.booking import read_booking
 from shared.db import QUERIES, with_reconnect
 from shared.schemas import (
@@ -29,7 +29,8 @@ from shared.schemas import (
 @post("/v1/bookings", status_code=202, summary="Request a booking",
       description="Validates and records the request as a job, then answers 202 at once. Needs an "
                   "Idempotency-Key header. Poll the job at `status_url` until it is terminal.",
-      response_headers=None)
+      responses=problem_responses("VALIDATION_FAILED", "IDEMPOTENCY_KEY_MISSING", "NOT_FOUND",
+                                  "IDEMPOTENCY_KEY_IN_FLIGHT", "IDEMPOTENCY_KEY_REUSED", "SERVICE_UNAVAILABLE"))
 async def create_booking(request: Request[Any, Any, Any], state: State, data: BookingRequest) -> Response[Accepted]:
     command = keyed_command(request, data)
     if isinstance(data, StayBookingRequest):
@@ -86,7 +87,8 @@ async def list_bookings(
     return BookingPage(items=[BookingSummary(**row) for row in rows[:limit]], next_cursor=next_cursor(rows, limit))
 
 
-@get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail")
+@get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail",
+     responses=problem_responses("NOT_FOUND"))
 async def get_booking(state: State, booking_id: UUID) -> BookingView:
     async def read() -> BookingView | None:
         async with state.pool.connection() as conn:

@@ -8,12 +8,13 @@ from uuid import UUID
 from litestar import get
 from litestar.datastructures import State
 
-from gateway.problems import Problem
+from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES, with_reconnect
 from shared.schemas import JobView
 
 
-@get("/v1/jobs/{job_id:uuid}", summary="Poll a job until it is succeeded or failed")
+@get("/v1/jobs/{job_id:uuid}", summary="Poll a job until it is succeeded or failed",
+     responses=problem_responses("NOT_FOUND"))
 async def get_job(state: State, job_id: UUID) -> JobView:
     async def read() -> dict[str, Any] | None:
         async with state.pool.connection() as conn:

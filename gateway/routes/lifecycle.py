@@ -12,9 +12,13 @@ from litestar.datastructures import State
 
 from gateway.auth import require_system_token
 from gateway.idempotency import Check, keyed_command
-from gateway.problems import Problem
+from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES
 from shared.schemas import Accepted, BookingCommand, BookingStatus, CancelRequest, CompleteRequest
+
+COMMAND_PROBLEMS = problem_responses(
+    "VALIDATION_FAILED", "IDEMPOTENCY_KEY_MISSING", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND",
+    "BOOKING_INVALID_TRANSITION", "IDEMPOTENCY_KEY_IN_FLIGHT", "IDEMPOTENCY_KEY_REUSED")
 
 
 async def _accept_transition(request: Request[Any, Any, Any], state: State, booking_id: UUID, body: Any,
@@ -38,7 +42,8 @@ async def _accept_transition(request: Request[Any, Any, Any], state: State, book
 
 
 @post("/v1/bookings/{booking_id:uuid}/cancel", status_code=202, summary="Cancel a booking",
-      description="From pending_payment or paid. Accepted as a job; needs an Idempotency-Key header.")
+      description="From pending_payment or paid. Accepted as a job; needs an Idempotency-Key header.",
+      responses=COMMAND_PROBLEMS)
 async def cancel_booking(request: Request[Any, Any, Any], state: State, booking_id: UUID,
                          data: CancelRequest) -> Response[Accepted]:
     actor = "system" if request.headers.get("x-system-token") else "customer"
@@ -47,7 +52,7 @@ async def cancel_booking(request: Request[Any, Any, Any], state: State, booking_
 
 
 @post("/v1/bookings/{booking_id:uuid}/complete", status_code=202, guards=[require_system_token],
-      summary="Mark a paid booking completed (owner/system)")
+      summary="Mark a paid booking completed (owner/system)", responses=COMMAND_PROBLEMS)
 async def complete_booking(request: Request[Any, Any, Any], state: State, booking_id: UUID,
                            data: CompleteRequest) -> Response[Accepted]:
     return await _accept_transition(request, state, booking_id, data, "booking.complete", "completed", "system",
@@ -55,7 +60,7 @@ async def complete_booking(request: Request[Any, Any, Any], state: State, bookin
 
 
 @post("/v1/system/bookings/{booking_id:uuid}/mark-paid", status_code=202, guards=[require_system_token],
-      summary="Mark a booking paid (system; until payments arrive)")
+      summary="Mark a booking paid (system; until payments arrive)", responses=COMMAND_PROBLEMS)
 async def mark_booking_paid(request: Request[Any, Any, Any], state: State, booking_id: UUID) -> Response[Accepted]:
     return await _accept_transition(request, state, booking_id, None, "booking.mark_paid", "paid", "system",
                                     "marked paid by the system")
