@@ -36,6 +36,8 @@ def _job_statements(space: int, service_id: str) -> list[str]:
     return [
         render("claim_job", {"id": job, "token": token, "lease_seconds": "30"}),
         "BEGIN;",
+        render("expire_overdue_holds", {"limit": "100", "actor": "'system'",
+                                        "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)"}),
         render("insert_slot_booking", {
             "id": "gen_random_uuid()", "job_id": job, "actor": "'customer'",
             "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)",

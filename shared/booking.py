@@ -55,7 +55,10 @@ def create_slot_booking(
 
 def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any], *, gone: str,
                 outside: str) -> BookingCreated:
-    """Run insert_<kind>_booking; if it placed nothing, say why (explain_refused_<kind>)."""
+    """Run insert_<kind>_booking; if it placed nothing, say why (explain_refused_<kind>). Lapsed holds on the
+    resource are expired first, in the same transaction, so they never block the new booking."""
+    conn.execute(QUERIES["expire_overdue_holds"],
+                 {"limit": 100, "resource_id": params["resource_id"], "actor": "system"})
     try:
         with translate_errors():
             row = conn.execute(QUERIES[f"insert_{kind}_booking"], params).fetchone()
@@ -108,8 +111,10 @@ def transition_booking(
 
 
 def expire_overdue_holds(conn: psycopg.Connection[Any], *, limit: int = 500) -> int:
+    """The scheduler's sweep: every lapsed hold."""
     with conn.transaction():
-        row = conn.execute(QUERIES["expire_overdue_holds"], {"limit": limit}).fetchone()
+        row = conn.execute(QUERIES["expire_overdue_holds"],
+                           {"limit": limit, "resource_id": None, "actor": "scheduler"}).fetchone()
     return int(row["expired"]) if row else 0
 
 

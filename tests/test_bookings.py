@@ -138,3 +138,39 @@ def test_expired_hold_frees_the_slot(client: httpx.Client, db: Any, catalog: Cat
     assert audit[-1]["actor"] == "scheduler" and audit[-1]["to_status"] == "expired"
     again = wait_job(client, book(client, catalog.slot_body(start)).json()["job_id"])
     assert again["status"] == "succeeded"
+
+
+def test_a_lapsed_hold_never_blocks_a_new_booking_even_before_the_scheduler_runs(
+    isolated_database_url: str,
+) -> None:
+    """No scheduler touches this database: the new booking itself expires the lapsed hold it overlaps."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from shared.booking import create_slot_booking
+    from shared.db import use_msgspec_json
+    from shared.schemas import Customer, SlotBookingRequest
+    from tests.support import make_catalog
+
+    use_msgspec_json()  # what open_pool does for workers
+    catalog = make_catalog(isolated_database_url)
+    start = future(days=18)
+    request = SlotBookingRequest(resource_id=uuid.UUID(catalog.resource_id), service_id=uuid.UUID(catalog.service_id),
+                                 start_at=start, customer=Customer(name="Ada", email="ada@example.com"))
+    with psycopg.connect(isolated_database_url, row_factory=dict_row, autocommit=True) as conn:
+        with conn.transaction():
+            first = create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900)
+        conn.execute("UPDATE bookings SET hold_expires_at = now() - interval '1 second' WHERE id = %s",
+                     (first.booking_id,))
+        with conn.transaction():
+            second = create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900)
+        statuses = {r["id"]: r["status"] for r in conn.execute("SELECT id, status FROM bookings WHERE resource_id = %s",
+                                                                (catalog.resource_id,))}
+        assert statuses == {first.booking_id: "expired", second.booking_id: "pending_payment"}
+        audit = conn.execute("SELECT actor, from_status, to_status FROM booking_audit_log WHERE booking_id = %s "
+                             "ORDER BY id", (first.booking_id,)).fetchall()
+        assert audit[-1] == {"actor": "system", "from_status": "pending_payment", "to_status": "expired"}
+        # a hold that has NOT lapsed still blocks
+        with pytest.raises(Exception) as taken, conn.transaction():
+            create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900)
+        assert getattr(taken.value, "code", "") == "BOOKING_SLOT_TAKEN"

@@ -176,20 +176,22 @@ SELECT actor, from_status, to_status, reason, job_id, created_at
 FROM booking_audit_log WHERE booking_id = %(id)s ORDER BY id;
 
 -- expire_overdue_holds --
--- Holds past hold_expires_at become expired (freeing the time at once), with audit and outbox rows.
+-- Holds past hold_expires_at become expired (freeing the time at once), with audit and outbox rows: all of
+-- them (the scheduler) or one resource's (a new booking there, so a lapsed hold never blocks it).
 -- SKIP LOCKED: a hold being paid right now is left to whichever transaction commits first.
 WITH expired AS (
   UPDATE bookings SET status = 'expired'
   WHERE id IN (
     SELECT id FROM bookings
     WHERE status = 'pending_payment' AND hold_expires_at <= now()
+      AND (%(resource_id)s::uuid IS NULL OR resource_id = %(resource_id)s::uuid)
     ORDER BY hold_expires_at LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
   )
   RETURNING id, provider_id
 ), audit AS (
   INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason)
-  SELECT id, 'scheduler', 'pending_payment', 'expired', 'payment hold expired' FROM expired
+  SELECT id, %(actor)s, 'pending_payment', 'expired', 'payment hold expired' FROM expired
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
   SELECT 'booking_expired', id,
