@@ -38,7 +38,7 @@ def test_three_schedulers_one_leader_and_a_killed_leader_is_replaced(
     killed_at = time.monotonic()
     new_lease = wait_for(lambda: (row := _one(url, "SELECT holder FROM scheduler_leases WHERE name = 'scheduler'"))
                          and row["holder"] != lease["holder"] and row, 15, "a new leader")
-    assert time.monotonic() - killed_at <= 3 + 1.5  # lease TTL (3 s in tests) plus one tick
+    assert time.monotonic() - killed_at <= 3 + 3  # lease TTL (3 s in tests), a tick, and a busy CI box
     assert len([n for n in fault_fleet.procs if "leadership acquired" in fault_fleet.log(n)]) == 1
     assert new_lease["holder"] != lease["holder"]
 
