@@ -24,7 +24,6 @@ response in one transaction, with the same replay / 422 / 409 answers.
 from __future__ import annotations
 
 import hashlib
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ from shared.config import Settings
 from shared.db import QUERIES, AsyncPool, with_reconnect
 from shared.schemas import Accepted
 
-log = logging.getLogger("totem.gateway")
 
 MAX_KEY_LENGTH = 255
 SyncOperation = Callable[[psycopg.AsyncConnection[Any]], Awaitable[msgspec.Struct]]

@@ -51,7 +51,7 @@ class Gauges:
             self.open_jobs.labels(row["queue"], row["status"]).set(row["n"])
         lag = conn.execute(QUERIES["outbox_lag"]).fetchone()
         if lag is not None:
-            self.outbox_lag.set(lag["lag_seconds"])
+            self.outbox_lag.set(float(lag["lag_seconds"]))
             self.outbox_pending.set(lag["pending"])
         for queue in {queue for queue, _ in ROUTES.values()}:
             self.queue_depth.labels(queue).set(broker.client.llen(f"{namespace}:{queue}"))

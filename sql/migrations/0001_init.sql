@@ -1,5 +1,5 @@
 -- Totem initial schema: catalog, bookings (+ audit, transitions), outbox, jobs, idempotency keys,
--- public tokens, scheduler leases. Money is BIGINT minor units + ISO-4217 currency; time is timestamptz.
+-- public tokens, scheduler leases. Amounts are BIGINT minor units + ISO-4217 currency; time is timestamptz.
 
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 

@@ -55,5 +55,5 @@ SELECT queue, status, count(*) AS n FROM jobs WHERE status IN ('queued', 'runnin
 
 -- outbox_lag --
 -- Age in seconds of the oldest unpublished outbox row (0 when none), and how many wait.
-SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS lag_seconds, count(*) AS pending
+SELECT round(coalesce(extract(epoch FROM now() - min(created_at)), 0), 3) AS lag_seconds, count(*) AS pending
 FROM outbox WHERE published_at IS NULL;

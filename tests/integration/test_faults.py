@@ -27,6 +27,23 @@ def _query(url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
         return conn.execute(sql, params).fetchall()
 
 
+def _hold_slot_uncommitted(url: str, catalog: Any, start: Any) -> psycopg.Connection[Any]:
+    """Park a worker inside its job: an uncommitted overlapping booking makes its INSERT wait on us."""
+    blocker = psycopg.connect(url)
+    blocker.execute(
+        """INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
+                                 service_snapshot, customer, hold_expires_at, created_by_job)
+           VALUES (%s, 'slot', 'pending_payment', %s, %s, tstzrange(%s, %s, '[)'), 1, 'EUR', '{}', '{}',
+                   now() + interval '1 hour', %s)""",
+        (uuid.uuid4(), catalog.resource_id, catalog.provider_id, start, start + timedelta(minutes=30), uuid.uuid4()))
+    return blocker
+
+
+def _wait_until_worker_blocks(url: str) -> None:
+    wait_for(lambda: _query(url, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'totem-worker' "
+                                 "AND wait_event_type = 'Lock'"), 20, "the worker to block mid-job")
+
+
 def test_a_worker_killed_mid_job_leaves_the_job_to_complete_once(
     fault_fleet: Fleet, isolated_database_url: str,
 ) -> None:
@@ -37,20 +54,12 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_complete_once(
     fault_fleet.start_scheduler()
     start = future(days=20)
 
-    # Park the worker inside its job: an uncommitted overlapping booking makes its INSERT wait on us.
-    blocker = psycopg.connect(url)
-    blocker.execute(
-        """INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
-                                 service_snapshot, customer, hold_expires_at, created_by_job)
-           VALUES (%s, 'slot', 'pending_payment', %s, %s, tstzrange(%s, %s, '[)'), 1, 'EUR', '{}', '{}',
-                   now() + interval '1 hour', %s)""",
-        (uuid.uuid4(), catalog.resource_id, catalog.provider_id, start, start + timedelta(minutes=30), uuid.uuid4()))
+    blocker = _hold_slot_uncommitted(url, catalog, start)
     with httpx.Client(base_url=base, timeout=10) as client:
         accepted = client.post("/v1/bookings", json=catalog.slot_body(start), headers={"Idempotency-Key": new_key()})
         assert accepted.status_code == 202
         job_id = accepted.json()["job_id"]
-        wait_for(lambda: _query(url, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'totem-worker' "
-                                     "AND wait_event_type = 'Lock'"), 20, "the worker to block mid-job")
+        _wait_until_worker_blocks(url)
         assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
 
         fault_fleet.kill("bookings-1", signal.SIGKILL)
@@ -168,18 +177,11 @@ def test_sigterm_lets_a_worker_finish_its_job_and_loses_nothing(fault_fleet: Fle
     base = fault_fleet.start_gateway()
     fault_fleet.start_worker(name="bookings-1")
     start = future(days=25)
-    blocker = psycopg.connect(url)
-    blocker.execute(
-        """INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
-                                 service_snapshot, customer, hold_expires_at, created_by_job)
-           VALUES (%s, 'slot', 'pending_payment', %s, %s, tstzrange(%s, %s, '[)'), 1, 'EUR', '{}', '{}',
-                   now() + interval '1 hour', %s)""",
-        (uuid.uuid4(), catalog.resource_id, catalog.provider_id, start, start + timedelta(minutes=30), uuid.uuid4()))
+    blocker = _hold_slot_uncommitted(url, catalog, start)
     with httpx.Client(base_url=base, timeout=10) as client:
         job_id = client.post("/v1/bookings", json=catalog.slot_body(start),
                              headers={"Idempotency-Key": new_key()}).json()["job_id"]
-        wait_for(lambda: _query(url, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'totem-worker' "
-                                     "AND wait_event_type = 'Lock'"), 20, "the worker to block mid-job")
+        _wait_until_worker_blocks(url)
         worker = fault_fleet.procs["bookings-1"]
         os.kill(worker.pid, signal.SIGTERM)  # as a supervisor does: stop taking messages, finish the one in hand
         time.sleep(1)

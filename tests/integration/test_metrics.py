@@ -21,14 +21,8 @@ def test_worker_pool_metrics_count_processed_jobs(fault_fleet: Fleet, isolated_d
                               headers={"Idempotency-Key": new_key()}).json()
             assert wait_job(client, job["job_id"])["status"] == "succeeded"
 
-    def scraped() -> str | None:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
-        except httpx.HTTPError:
-            return None
-        return text if 'dramatiq_messages_total{actor_name="create_booking",queue_name="bookings"} 2.0' in text else None
-
-    text = wait_for(scraped, 20, "the pool's metrics endpoint")
+    text = _scrape_until(f"http://127.0.0.1:{port}/",
+                         'dramatiq_messages_total{actor_name="create_booking",queue_name="bookings"} 2.0')
     assert "dramatiq_message_duration_milliseconds_bucket" in text
 
 
@@ -44,14 +38,18 @@ def test_the_scheduler_exports_leadership_queue_depth_open_jobs_and_outbox_lag(
             assert client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
                                headers={"Idempotency-Key": new_key()}).status_code == 202
 
-    def scraped() -> str | None:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        except httpx.HTTPError:
-            return None
-        return text if 'totem_jobs_open{queue="bookings",status="queued"} 3.0' in text else None
-
-    text = wait_for(scraped, 20, "the scheduler's gauges")
+    text = _scrape_until(f"http://127.0.0.1:{port}/metrics", 'totem_jobs_open{queue="bookings",status="queued"} 3.0')
     assert "totem_scheduler_leader 1.0" in text
     assert 'totem_queue_depth{queue="bookings"} 3.0' in text
     assert "totem_outbox_lag_seconds" in text and "totem_outbox_pending" in text
+
+
+def _scrape_until(url: str, expected: str) -> str:
+    def scraped() -> str | None:
+        try:
+            text = httpx.get(url, timeout=2).text
+        except httpx.HTTPError:
+            return None
+        return text if expected in text else None
+
+    return wait_for(scraped, 20, f"{expected} at {url}")  # type: ignore[no-any-return]
