@@ -41,7 +41,6 @@ from shared.config import Settings
 from shared.db import QUERIES, AsyncPool, with_reconnect
 from shared.schemas import Accepted
 
-
 MAX_KEY_LENGTH = 255
 SyncOperation = Callable[[psycopg.AsyncConnection[Any]], Awaitable[msgspec.Struct]]
 
