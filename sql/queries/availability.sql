@@ -2,8 +2,8 @@
 -- Free start times of a service on a slot resource between two local dates (inclusive), every
 -- %(step_minutes)s minutes inside each opening window, in the provider's time zone (DST-correct:
 -- local wall-clock times are converted per day), minus bookings that hold time, blocks and the past.
--- The window's busy time is read once into a multirange (one index scan), then each candidate is a
--- single in-memory && test.
+-- The window's busy time is read once (resource_busy: a multirange), then each candidate is a single
+-- in-memory && test.
 WITH target AS (
   SELECT r.id AS resource_id, p.time_zone, s.duration_minutes,
          tstzrange(%(from)s::date::timestamp AT TIME ZONE p.time_zone,
@@ -14,12 +14,7 @@ WITH target AS (
   JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL
 ), busy AS (
-  SELECT coalesce((SELECT range_agg(b.period) FROM bookings b, target t
-                   WHERE b.resource_id = t.resource_id AND b.status IN ('pending_payment', 'paid', 'completed')
-                     AND b.period && t.window), '{}'::tstzmultirange)
-       + coalesce((SELECT range_agg(k.period) FROM resource_blocks k, target t
-                   WHERE k.resource_id = t.resource_id AND k.deleted_at IS NULL AND k.period && t.window),
-                  '{}'::tstzmultirange) AS ranges
+  SELECT resource_busy(t.resource_id, t.window) AS ranges FROM target t
 ), windows AS (
   SELECT (d::date + h.opens_at) AT TIME ZONE t.time_zone AS opens,
          (d::date + h.closes_at) AT TIME ZONE t.time_zone AS closes, t.duration_minutes
@@ -67,12 +62,7 @@ WITH listing AS (
   FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
 ), busy AS (
-  SELECT coalesce((SELECT range_agg(b.period) FROM bookings b, listing l
-                   WHERE b.resource_id = l.id AND b.status IN ('pending_payment', 'paid', 'completed')
-                     AND b.period && l.window), '{}'::tstzmultirange)
-       + coalesce((SELECT range_agg(k.period) FROM resource_blocks k, listing l
-                   WHERE k.resource_id = l.id AND k.deleted_at IS NULL AND k.period && l.window),
-                  '{}'::tstzmultirange) AS ranges
+  SELECT resource_busy(l.id, l.window) AS ranges FROM listing l
 )
 SELECT d::date AS night
 FROM listing l, busy, generate_series(%(from)s::date, %(to)s::date, interval '1 day') d

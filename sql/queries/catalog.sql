@@ -90,18 +90,12 @@ SELECT p.id, %(kind)s, %(name)s, %(nightly_price)s FROM providers p WHERE p.id =
 RETURNING *;
 
 -- get_resource --
--- One resource with the services it offers and its weekly hours.
-SELECT r.*,
-       coalesce((SELECT array_agg(rs.service_id ORDER BY rs.created_at) FROM resource_services rs
-                 WHERE rs.resource_id = r.id), '{}') AS service_ids,
-       coalesce((SELECT jsonb_agg(jsonb_build_object('weekday', h.weekday, 'opens_at', h.opens_at,
-                                                     'closes_at', h.closes_at) ORDER BY h.weekday, h.opens_at)
-                 FROM resource_hours h WHERE h.resource_id = r.id), '[]') AS hours
-FROM resources r WHERE r.id = %(id)s;
+-- One resource with the services it offers and its weekly hours (soft-deleted ones too).
+SELECT * FROM resource_details WHERE id = %(id)s;
 
 -- list_resources --
 -- Live resources, optionally of one provider and kind, keyset-paginated.
-SELECT r.*, '{}'::uuid[] AS service_ids, '[]'::jsonb AS hours FROM resources r
+SELECT r.* FROM resource_details r
 WHERE r.deleted_at IS NULL
   AND (%(provider_id)s::uuid IS NULL OR r.provider_id = %(provider_id)s::uuid)
   AND (%(kind)s::text IS NULL OR r.kind = %(kind)s::text)
