@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from bench.cpu import cpu_by_part, delta
 from bench.load import build_post, percentile, run_load
@@ -94,7 +95,8 @@ def _catalog(url: str) -> list[dict[str, str]]:
     with psycopg.connect(url, row_factory=dict_row) as conn:
         provider = conn.execute(QUERIES["insert_provider"], {
             "slug": "bench-salon", "name": "Bench Salon", "time_zone": "Europe/Berlin", "currency": "EUR",
-            "commission_bps": 1000, "hold_ttl_seconds": None}).fetchone()
+            "commission_bps": 1000, "hold_ttl_seconds": None,
+            "cancellation_policy": Jsonb([])}).fetchone()
         assert provider
         service = conn.execute(QUERIES["insert_service"], {
             "provider_id": provider["id"], "name": "Cut", "duration_minutes": 30, "price": 2500,

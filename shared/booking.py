@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -16,13 +18,30 @@ from shared.errors import BookingInvalidTransition, BookingOutsideAvailability, 
 from shared.schemas import (
     AuditEntry,
     BookingCommand,
-    BookingCreated,
     BookingRequest,
     BookingTransitioned,
     BookingView,
+    PaymentView,
+    RefundView,
     SlotBookingRequest,
     StayBookingRequest,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A booking placed on hold (pending_payment), with what it costs."""
+
+    booking_id: uuid.UUID
+    status: str
+    hold_expires_at: datetime | None
+    amount: int
+    currency: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Hold:
+        return cls(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"],
+                   amount=row["amount"], currency=row["currency"])
 
 _CONSTRAINT_ERRORS = {
     "bookings_no_overlap": (BookingSlotTaken, "the requested time overlaps an existing booking"),
@@ -41,7 +60,7 @@ def _domain_error(exc: ConstraintViolation) -> Exception:
 def create_slot_booking(
     conn: psycopg.Connection[Any], request: SlotBookingRequest, *, job_id: uuid.UUID,
     default_hold_ttl_seconds: int, actor: str = "customer",
-) -> BookingCreated:
+) -> Hold:
     """Place a hold on the slot (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
     params = {
         "id": uuid.uuid4(), "job_id": job_id, "actor": actor,
@@ -54,7 +73,7 @@ def create_slot_booking(
 
 
 def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any], *, gone: str,
-                outside: str) -> BookingCreated:
+                outside: str) -> Hold:
     """Run insert_<kind>_booking; if it placed nothing, say why (explain_refused_<kind>). Lapsed holds on the
     resource are expired first, in the same transaction, so they never block the new booking."""
     conn.execute(QUERIES["expire_overdue_holds"],
@@ -69,13 +88,13 @@ def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any]
         if explained is None or not explained["offered"]:
             raise NotFound(gone)
         raise BookingOutsideAvailability(outside)
-    return BookingCreated(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"])
+    return Hold.from_row(row)
 
 
 def create_stay_booking(
     conn: psycopg.Connection[Any], request: StayBookingRequest, *, job_id: uuid.UUID,
     default_hold_ttl_seconds: int, actor: str = "customer",
-) -> BookingCreated:
+) -> Hold:
     """Hold a listing's nights (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
     params = {
         "id": uuid.uuid4(), "job_id": job_id, "actor": actor, "resource_id": request.resource_id,
@@ -88,7 +107,7 @@ def create_stay_booking(
 
 def create_booking(
     conn: psycopg.Connection[Any], request: BookingRequest, *, job_id: uuid.UUID, default_hold_ttl_seconds: int,
-) -> BookingCreated:
+) -> Hold:
     if isinstance(request, StayBookingRequest):
         return create_stay_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds)
     return create_slot_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds)
@@ -96,10 +115,11 @@ def create_booking(
 
 def transition_booking(
     conn: psycopg.Connection[Any], command: BookingCommand, *, job_id: uuid.UUID | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> BookingTransitioned:
     """Move a booking to ``command.to_status`` with audit and outbox, in the caller's transaction."""
     params = {"id": command.booking_id, "to_status": command.to_status, "actor": command.actor,
-              "reason": command.reason, "job_id": job_id}
+              "reason": command.reason, "job_id": job_id, "detail": Jsonb(detail) if detail is not None else None}
     try:
         with translate_errors():
             row = conn.execute(QUERIES["transition_booking"], params).fetchone()
@@ -125,4 +145,8 @@ async def read_booking(conn: psycopg.AsyncConnection[Any], booking_id: uuid.UUID
         return None
     cur = await conn.execute(QUERIES["get_booking_audit"], {"id": booking_id})
     audit = [AuditEntry(**entry) for entry in await cur.fetchall()]
-    return BookingView(**row, audit=audit)
+    cur = await conn.execute(QUERIES["get_booking_payments"], {"id": booking_id})
+    payments = [PaymentView(**payment) for payment in await cur.fetchall()]
+    cur = await conn.execute(QUERIES["get_booking_refunds"], {"id": booking_id})
+    refunds = [RefundView(**refund) for refund in await cur.fetchall()]
+    return BookingView(**row, audit=audit, payments=payments, refunds=refunds)

@@ -30,6 +30,8 @@ ROUTES: dict[str, tuple[str, str]] = {
     "booking.cancel": ("bookings", "cancel_booking"),
     "booking.complete": ("bookings", "complete_booking"),
     "booking.mark_paid": ("bookings", "mark_booking_paid"),
+    "stripe.apply_event": ("payment_webhooks", "apply_stripe_event"),
+    "refund.issue": ("payment_webhooks", "issue_refund"),
 }
 
 _HEARTBEAT_TIMEOUT_MS = 60_000

@@ -25,6 +25,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_lease_seconds: float = 10.0
     db_pool_max: int = 10
     log_level: str = "INFO"
+    # Stripe: the real SDK; STRIPE_API_BASE points it at the local fake (totem fake-stripe) in dev and tests.
+    stripe_api_key: str = "sk_test_totem"
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str = "whsec_totem_dev"
+    stripe_webhook_tolerance_seconds: int = 300
+    stripe_max_attempts: int = 4
+    stripe_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

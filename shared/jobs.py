@@ -10,6 +10,16 @@ so if the lease ran out and another worker took the job over, phase 2 rolls back
   back to queued and re-enqueues it, and the next claim runs it once (phase 2 never committed);
 * a job is claimed at most ``max_attempts`` times, then fails with ``JOB_ATTEMPTS_EXHAUSTED``, so every
   accepted job reaches a terminal status.
+
+A job that calls an outside service (Stripe) does so in an optional ``prepare`` step between claim and
+work: it runs on the autocommit connection (it may commit steps of its own, each idempotent on retry) and
+returns the handler for the work transaction. The outside call itself is made idempotent by a key derived
+from our rows, so a retried job repeats it harmlessly. No transaction is ever held open across it.
+
+A handler may stage follow-up jobs (rows inserted in its transaction) with ``job.follow_up``; they are
+enqueued once the work commits (and swept up by the scheduler if that enqueue is lost). It may also
+*return* a DomainError instead of raising it: the job then fails with that error in the same transaction
+as the handler's writes (e.g. a refund marked failed together with its job).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -25,6 +35,7 @@ import psycopg
 import structlog
 from psycopg.types.json import Jsonb
 
+from shared.broker import ROUTES
 from shared.db import QUERIES, Pool
 from shared.errors import DomainError, JobAttemptsExhausted
 
@@ -40,9 +51,22 @@ class ClaimedJob:
     max_attempts: int
     request_id: str | None
     token: uuid.UUID
+    follow_ups: list[tuple[str, uuid.UUID]] = field(default_factory=list)
+
+    def follow_up(self, conn: psycopg.Connection[Any], job_type: str, payload: msgspec.Struct) -> uuid.UUID:
+        """Insert a job row in the current transaction; it is enqueued after the commit."""
+        job_id = uuid.uuid4()
+        queue, actor = ROUTES[job_type]
+        conn.execute(QUERIES["insert_job"], {"id": job_id, "type": job_type, "queue": queue, "actor": actor,
+                                             "payload": Jsonb(payload), "max_attempts": self.max_attempts,
+                                             "request_id": self.request_id})
+        self.follow_ups.append((job_type, job_id))
+        return job_id
 
 
-Handler = Callable[[psycopg.Connection[Any], ClaimedJob], msgspec.Struct]
+Handler = Callable[[psycopg.Connection[Any], ClaimedJob], "msgspec.Struct | DomainError"]
+Prepare = Callable[[psycopg.Connection[Any], ClaimedJob], Handler]
+Enqueue = Callable[[str, uuid.UUID], None]
 
 
 def claim_job(conn: psycopg.Connection[Any], job_id: uuid.UUID, lease_seconds: float) -> ClaimedJob | None:
@@ -70,7 +94,8 @@ class LeaseLost(Exception):
     """Our claim was taken over (lease ran out); this attempt's work must not commit."""
 
 
-def run_job(pool: Pool, job_id: uuid.UUID, handler: Handler, *, lease_seconds: float) -> str:
+def run_job(pool: Pool, job_id: uuid.UUID, handler: Handler | None, *, lease_seconds: float,
+            prepare: Prepare | None = None, enqueue: Enqueue | None = None) -> str:
     """Run one job to a terminal state at most once; returns what happened, for logs and metrics."""
     with pool.connection() as conn:
         job = claim_job(conn, job_id, lease_seconds)
@@ -81,11 +106,18 @@ def run_job(pool: Pool, job_id: uuid.UUID, handler: Handler, *, lease_seconds: f
             finish_job(conn, job, error=JobAttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
             return "exhausted"
         try:
+            if prepare is not None:
+                handler = prepare(conn, job)
+            if handler is None:
+                raise TypeError("run_job needs a handler or a prepare step")
             with conn.pipeline(), conn.transaction():  # BEGIN rides with the first statement, COMMIT with the last
-                result = handler(conn, job)
-                if not finish_job(conn, job, result=result):
+                outcome = handler(conn, job)
+                failed = isinstance(outcome, DomainError)
+                if not (finish_job(conn, job, error=outcome) if isinstance(outcome, DomainError)
+                        else finish_job(conn, job, result=outcome)):
                     raise LeaseLost(str(job.id))
-            return "succeeded"
+            _enqueue_follow_ups(job, enqueue)
+            return "failed" if failed else "succeeded"
         except DomainError as exc:
             finish_job(conn, job, error=exc)
             return "failed"
@@ -95,6 +127,17 @@ def run_job(pool: Pool, job_id: uuid.UUID, handler: Handler, *, lease_seconds: f
         except Exception:
             _release_quietly(conn, job)
             raise
+
+
+def _enqueue_follow_ups(job: ClaimedJob, enqueue: Enqueue | None) -> None:
+    for job_type, follow_up_id in job.follow_ups:
+        try:
+            if enqueue is None:
+                raise RuntimeError("no enqueue function")
+            enqueue(job_type, follow_up_id)
+        except Exception as exc:  # noqa: BLE001 - the row is committed: the sweeper enqueues it later
+            log.warning("follow-up enqueue failed; the sweeper will enqueue it",
+                        extra={"job_id": str(follow_up_id), "error": type(exc).__name__})
 
 
 def _release_quietly(conn: psycopg.Connection[Any], job: ClaimedJob) -> None:

@@ -74,6 +74,31 @@ class AuditEntry(msgspec.Struct):
     reason: str | None
     job_id: UUID | None
     created_at: datetime
+    detail: dict[str, Any] | None = None
+
+
+class PaymentView(msgspec.Struct):
+    id: UUID
+    payment_intent_id: str
+    amount: int
+    currency: str
+    status: Literal["requires_payment", "failed", "succeeded", "canceled"]
+    amount_refunded: int
+    failure_code: str | None
+    succeeded_at: datetime | None
+    created_at: datetime
+
+
+class RefundView(msgspec.Struct):
+    id: UUID
+    kind: Literal["cancellation", "late_payment", "external"]
+    amount: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed"]
+    stripe_refund_id: str | None
+    policy: dict[str, Any] | None
+    failure_reason: str | None
+    created_at: datetime
 
 
 class BookingSummary(msgspec.Struct):
@@ -94,9 +119,12 @@ class BookingSummary(msgspec.Struct):
 
 
 class BookingView(BookingSummary):
-    """A booking with its audit trail."""
+    """A booking with its audit trail, its payments and its refunds."""
 
+    cancellation_policy: list[dict[str, Any]]
     audit: list[AuditEntry]
+    payments: list[PaymentView] = []
+    refunds: list[RefundView] = []
 
 
 class BookingPage(msgspec.Struct):
@@ -139,18 +167,52 @@ class BookingCommand(msgspec.Struct):
     reason: str | None = None
 
 
-class BookingTransitioned(msgspec.Struct):
+class RefundPlanned(msgspec.Struct):
+    """The refund a cancellation computed by the booking's policy (issued by a refund.issue job)."""
+
+    refund_id: UUID | None
+    amount: int
+    currency: str
+    refund_percent: int
+    window: dict[str, Any] | None
+    hours_before_start: float
+    status: Literal["pending", "none"]
+
+
+class BookingTransitioned(msgspec.Struct, omit_defaults=True):
     booking_id: UUID
     from_status: BookingStatus
     status: BookingStatus
+    refund: RefundPlanned | None = None
 
 
-class BookingCreated(msgspec.Struct):
-    """Result of a booking.create job."""
+class BookingCreated(msgspec.Struct, omit_defaults=True):
+    """Result of a booking.create job: the hold, and the PaymentIntent to pay it with."""
 
     booking_id: UUID
     status: BookingStatus
-    hold_expires_at: datetime
+    hold_expires_at: datetime | None
+    payment_intent_id: str | None = None
+    client_secret: str | None = None
+
+
+class StripeEventJob(msgspec.Struct):
+    """Payload of a stripe.apply_event job."""
+
+    event_id: str
+
+
+class RefundJob(msgspec.Struct):
+    """Payload of a refund.issue job."""
+
+    refund_id: UUID
+
+
+class RefundIssued(msgspec.Struct):
+    refund_id: UUID
+    status: Literal["pending", "succeeded", "failed"]
+    stripe_refund_id: str | None
+    amount: int
 
 
 class JobMessage(msgspec.Struct, frozen=True):

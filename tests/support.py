@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES
 from totem.embedded import free_port
@@ -49,6 +50,17 @@ class Fleet:
     log_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     base_url: str = ""
+    gateway_port: int = 0
+    stripe_url: str = ""
+
+    def __post_init__(self) -> None:
+        """Ports are fixed up front: the fake Stripe posts its webhooks to the gateway, the workers call the
+        fake, so every process must know both before any starts."""
+        self.gateway_port = free_port()
+        stripe_port = free_port()
+        self.stripe_url = f"http://127.0.0.1:{stripe_port}"
+        self.env = {**self.env, "STRIPE_API_BASE": self.stripe_url, "FAKE_STRIPE_PORT": str(stripe_port),
+                    "FAKE_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{self.gateway_port}/v1/webhooks/stripe"}
 
     def start(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
@@ -58,7 +70,12 @@ class Fleet:
         return proc
 
     def start_gateway(self, workers: int = 1) -> str:
-        port = free_port()
+        """The gateway, and the fake Stripe beside it (started once per fleet)."""
+        if "fake-stripe" not in self.procs:
+            self.start("fake-stripe", "fake-stripe")
+            wait_for(lambda: _ok(self.stripe_url + "/_fake/health"), 30,
+                     f"fake Stripe up (log {self.log_dir}/fake-stripe.log)")
+        port = self.gateway_port
         self.start("web", "gateway", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
         self.base_url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _ok(self.base_url + "/healthz"), 30, f"gateway up (log {self.log_dir}/web.log)")
@@ -139,25 +156,32 @@ class Catalog:
 ALL_DAY = ("00:00", "24:00")
 
 
+# Full refund a day ahead, half until the start, nothing after.
+STANDARD_POLICY = [{"min_hours_before_start": 24, "refund_percent": 100},
+                   {"min_hours_before_start": 0, "refund_percent": 50}]
+
+
 def make_catalog(database_url: str, *, hold_ttl_seconds: int | None = None, time_zone: str = "Europe/Berlin",
-                 hours: tuple[str, str] | None = ALL_DAY) -> Catalog:
+                 hours: tuple[str, str] | None = ALL_DAY, price: int = 2500,
+                 policy: list[dict[str, int]] | None = None) -> Catalog:
     """A provider with one slot resource offering one 30-minute service, open ``hours`` every day."""
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         provider = conn.execute(QUERIES["insert_provider"], {
             "slug": f"p-{uuid.uuid4().hex[:12]}", "name": "Test Salon", "time_zone": time_zone,
-            "currency": "EUR", "commission_bps": 1000, "hold_ttl_seconds": hold_ttl_seconds}).fetchone()
+            "currency": "EUR", "commission_bps": 1000, "hold_ttl_seconds": hold_ttl_seconds,
+            "cancellation_policy": Jsonb(STANDARD_POLICY if policy is None else policy)}).fetchone()
         assert provider
         resource = conn.execute(QUERIES["insert_resource"], {
             "provider_id": provider["id"], "kind": "slot", "name": "Master", "nightly_price": None}).fetchone()
         service = conn.execute(QUERIES["insert_service"], {
-            "provider_id": provider["id"], "name": "Cut", "duration_minutes": 30, "price": 2500,
+            "provider_id": provider["id"], "name": "Cut", "duration_minutes": 30, "price": price,
             "currency": "EUR"}).fetchone()
         assert resource and service
         conn.execute(QUERIES["offer_service"], {"resource_id": resource["id"], "service_id": service["id"]})
         for weekday in range(1, 8) if hours else ():
             conn.execute(QUERIES["insert_resource_hours"], {"resource_id": resource["id"], "weekday": weekday,
                                                             "opens_at": hours[0], "closes_at": hours[1]})
-    return Catalog(str(provider["id"]), str(resource["id"]), str(service["id"]))
+    return Catalog(str(provider["id"]), str(resource["id"]), str(service["id"]), price=price)
 
 
 def future(days: int = 30, hour: int = 10) -> datetime:

@@ -13,9 +13,10 @@ import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES
-from tests.support import new_key, wait_job
+from tests.support import STANDARD_POLICY, new_key, wait_job
 
 LISBON = ZoneInfo("Europe/Lisbon")
 
@@ -25,7 +26,8 @@ def listing(database_url: str) -> str:
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         provider = conn.execute(QUERIES["insert_provider"], {
             "slug": f"l-{uuid.uuid4().hex[:12]}", "name": "Lofts", "time_zone": "Europe/Lisbon", "currency": "EUR",
-            "commission_bps": 1500, "hold_ttl_seconds": None}).fetchone()
+            "commission_bps": 1500, "hold_ttl_seconds": None,
+            "cancellation_policy": Jsonb(STANDARD_POLICY)}).fetchone()
         assert provider
         resource = conn.execute(QUERIES["insert_resource"], {
             "provider_id": provider["id"], "kind": "stay", "name": "Alfama loft", "nightly_price": 12000}).fetchone()

@@ -13,6 +13,7 @@ import urllib.request
 # Worker pools: name -> (module that declares its actors, queues it consumes).
 POOLS: dict[str, tuple[str, list[str]]] = {
     "bookings": ("workers.bookings", ["bookings"]),
+    "payments": ("workers.payments", ["payment_webhooks"]),
 }
 
 
@@ -70,6 +71,19 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fake_stripe(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    port = args.port or int(os.environ.get("FAKE_STRIPE_PORT", "12111"))
+    webhook = os.environ.get("FAKE_STRIPE_WEBHOOK_URL") or \
+        f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/v1/webhooks/stripe"
+    say(f"fake Stripe API on http://{args.host}:{port} (point STRIPE_API_BASE there); "
+        f"signed webhooks go to {webhook}")
+    uvicorn.run("totem.fake_stripe:create_app", factory=True, host=args.host, port=port, loop="uvloop",
+                http="httptools", access_log=False, log_level="warning")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.run import main
 
@@ -109,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     wk.set_defaults(func=cmd_worker)
 
     sub.add_parser("scheduler", help="run the single-leader scheduler").set_defaults(func=cmd_scheduler)
+
+    fs = sub.add_parser("fake-stripe", help="run the local fake Stripe API (dev and tests)")
+    fs.add_argument("--host", default="127.0.0.1")
+    fs.add_argument("--port", type=int, default=None)
+    fs.set_defaults(func=cmd_fake_stripe)
 
     upp = sub.add_parser("up", help="run the whole fleet; embedded Postgres/Redis when no URLs are given")
     upp.add_argument("--data-dir", default=os.environ.get("TOTEM_DATA_DIR", ".totem-data"))

@@ -11,8 +11,13 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES
+
+# Full refund up to 24 h before the start, half until the start, nothing after it.
+DEMO_CANCELLATION_POLICY = [{"min_hours_before_start": 24, "refund_percent": 100},
+                            {"min_hours_before_start": 0, "refund_percent": 50}]
 
 DEMO = [
     {"slug": "studio-aurora", "name": "Studio Aurora", "time_zone": "Europe/Berlin", "currency": "EUR",
@@ -45,7 +50,8 @@ def seed(database_url: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def _create_provider(conn: psycopg.Connection[Any], spec: dict[str, Any]) -> dict[str, Any]:
-    provider = conn.execute(QUERIES["insert_provider"], {**spec, "hold_ttl_seconds": None}).fetchone()
+    provider = conn.execute(QUERIES["insert_provider"], {
+        **spec, "hold_ttl_seconds": None, "cancellation_policy": Jsonb(DEMO_CANCELLATION_POLICY)}).fetchone()
     assert provider is not None
     services = [conn.execute(QUERIES["insert_service"], {
         "provider_id": provider["id"], "name": name, "duration_minutes": minutes, "price": price,

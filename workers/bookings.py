@@ -1,31 +1,86 @@
-"""Queue ``bookings``: create a booking (hold the slot until payment) and move it through its lifecycle."""
+"""Queue ``bookings``: create a booking (hold the slot, open its Stripe PaymentIntent) and move it through
+its lifecycle (cancel with the policy's refund, complete, mark paid)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import psycopg
 
-from shared import booking
-from shared.jobs import ClaimedJob
+from shared import booking, payments
+from shared.db import QUERIES, ConstraintViolation
+from shared.jobs import ClaimedJob, Handler
 from shared.schemas import BookingCommand, BookingCreated, BookingRequest, BookingTransitioned
 from workers.runtime import job_actor, runtime
 
 settings = runtime.boot()
 
 
-def handle_create_booking(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingCreated:
+def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.Hold:
+    """The job's hold, placed in a transaction of its own (committed before Stripe is called). A retried
+    job finds the hold it placed before (bookings.created_by_job is unique) and goes on with it."""
     request: BookingRequest = msgspec.convert(job.payload, BookingRequest)  # type: ignore[arg-type]
-    return booking.create_booking(conn, request, job_id=job.id,
-                                  default_hold_ttl_seconds=settings.booking_hold_ttl_seconds)
+    try:
+        with conn.transaction():
+            row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone()
+            if row is not None:
+                return booking.Hold.from_row(row)
+            return booking.create_booking(conn, request, job_id=job.id,
+                                          default_hold_ttl_seconds=settings.booking_hold_ttl_seconds)
+    except ConstraintViolation as exc:  # a second worker holding an expired lease placed it meanwhile
+        if exc.constraint != "bookings_created_by_job_key":
+            raise
+        row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone()
+        assert row is not None
+        return booking.Hold.from_row(row)
+
+
+def prepare_create_booking(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
+    """Hold (own transaction) → PaymentIntent (Stripe, idempotency key from the booking id) → the work
+    transaction records the payment and the job result together."""
+    hold = place_hold_once(conn, job)
+    if hold.status != "pending_payment":  # a retry after the hold ran out: nothing left to pay for
+        return lambda conn, job: _created(hold)
+    if hold.amount == 0:
+        return lambda conn, job: _confirm_free(conn, job, hold)
+    intent = runtime.stripe.create_payment_intent(booking_id=str(hold.booking_id), amount=hold.amount,
+                                                  currency=hold.currency,
+                                                  description=f"Totem booking {hold.booking_id}")
+
+    def record_payment(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingCreated:
+        conn.execute(QUERIES["insert_payment"], {
+            "booking_id": hold.booking_id, "payment_intent_id": intent.id, "client_secret": intent.client_secret,
+            "amount": hold.amount, "currency": hold.currency})
+        return _created(hold, payment_intent_id=intent.id, client_secret=intent.client_secret)
+
+    return record_payment
+
+
+def _created(hold: booking.Hold, **payment: str) -> BookingCreated:
+    return BookingCreated(booking_id=hold.booking_id, status=hold.status,  # type: ignore[arg-type]
+                          hold_expires_at=hold.hold_expires_at, **payment)
+
+
+def _confirm_free(conn: psycopg.Connection[Any], job: ClaimedJob, hold: booking.Hold) -> BookingCreated:
+    """Nothing to pay (a free service): the booking is confirmed at once, without Stripe."""
+    booking.transition_booking(conn, BookingCommand(booking_id=hold.booking_id, to_status="paid", actor="system",
+                                                    reason="nothing to pay"), job_id=job.id,
+                               detail={"amount": 0})
+    return BookingCreated(booking_id=hold.booking_id, status="paid", hold_expires_at=None)
+
+
+def handle_cancel(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
+    command = msgspec.convert(job.payload, BookingCommand)
+    return payments.cancel_booking(conn, command, job, now=datetime.now(UTC))
 
 
 def handle_transition(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
     return booking.transition_booking(conn, msgspec.convert(job.payload, BookingCommand), job_id=job.id)
 
 
-create_booking = job_actor("bookings", "create_booking", handle_create_booking)
-cancel_booking = job_actor("bookings", "cancel_booking", handle_transition)
+create_booking = job_actor("bookings", "create_booking", prepare=prepare_create_booking)
+cancel_booking = job_actor("bookings", "cancel_booking", handle_cancel)
 complete_booking = job_actor("bookings", "complete_booking", handle_transition)
 mark_booking_paid = job_actor("bookings", "mark_booking_paid", handle_transition)

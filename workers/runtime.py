@@ -15,11 +15,12 @@ import dramatiq
 import structlog
 from dramatiq.middleware.prometheus import Prometheus
 
-from shared.broker import make_broker
+from shared.broker import build_message, make_broker
 from shared.config import Settings
 from shared.db import Pool, open_pool
-from shared.jobs import Handler, run_job
+from shared.jobs import Handler, Prepare, run_job
 from shared.logs import configure_logging
+from shared.stripe_api import StripeApi
 
 log = logging.getLogger("totem.worker")
 
@@ -43,6 +44,7 @@ class Runtime:
     def __init__(self) -> None:
         self.settings: Settings | None = None
         self.pools: PoolMiddleware | None = None
+        self._stripe: StripeApi | None = None
 
     def boot(self) -> Settings:
         if self.settings is None:
@@ -54,6 +56,13 @@ class Runtime:
         return self.settings
 
     @property
+    def stripe(self) -> StripeApi:
+        """This process's Stripe client (made on first use, after the fork)."""
+        if self._stripe is None:
+            self._stripe = StripeApi(self.boot())
+        return self._stripe
+
+    @property
     def pool(self) -> Pool:
         if self.pools is None or self.pools.pool is None:
             raise RuntimeError("worker pool not open: the process has not booted")
@@ -63,14 +72,22 @@ class Runtime:
 runtime = Runtime()
 
 
-def job_actor(queue: str, name: str, handler: Handler, **options: Any) -> dramatiq.Actor[[str], None]:
-    """A Dramatiq actor that runs ``handler`` under the job-row protocol (see shared/jobs.py)."""
+def enqueue(job_type: str, job_id: uuid.UUID) -> None:
+    """Send a follow-up job by name (its actor may live in another pool)."""
+    dramatiq.get_broker().enqueue(build_message(job_type, job_id))
+
+
+def job_actor(queue: str, name: str, handler: Handler | None = None, *, prepare: Prepare | None = None,
+              **options: Any) -> dramatiq.Actor[[str], None]:
+    """A Dramatiq actor that runs ``handler`` under the job-row protocol (see shared/jobs.py); ``prepare``
+    runs first, outside any transaction (outside calls), and returns the handler to run instead."""
     settings = runtime.boot()
 
     def run(job_id: str) -> None:
         structlog.contextvars.bind_contextvars(job_id=job_id)
         try:
-            outcome = run_job(runtime.pool, uuid.UUID(job_id), handler, lease_seconds=settings.job_lease_seconds)
+            outcome = run_job(runtime.pool, uuid.UUID(job_id), handler, lease_seconds=settings.job_lease_seconds,
+                              prepare=prepare, enqueue=enqueue)
             log.info("job %s", outcome, extra={"queue": queue, "actor": name})
         finally:
             structlog.contextvars.unbind_contextvars("job_id", "request_id")

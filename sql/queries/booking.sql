@@ -11,7 +11,7 @@ WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r
 -- Create a slot booking on hold with its snapshot, its audit row and its outbox event, in one statement.
 -- Overlap with a booking that holds time is refused by bookings_no_overlap (no read-then-insert).
 WITH offer AS (
-  SELECT r.id AS resource_id, r.provider_id, p.hold_ttl_seconds,
+  SELECT r.id AS resource_id, r.provider_id, p.hold_ttl_seconds, p.cancellation_policy,
          s.id AS service_id, s.name, s.duration_minutes, s.price, s.currency
   FROM resources r
   JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
@@ -31,7 +31,7 @@ WITH offer AS (
         AND k.period && tstzrange(%(start_at)s, %(start_at)s + make_interval(mins => s.duration_minutes), '[)'))
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
-                        service_snapshot, customer, hold_expires_at, created_by_job)
+                        service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy)
   SELECT %(id)s, 'slot', 'pending_payment', resource_id, provider_id,
          tstzrange(%(start_at)s, %(start_at)s + make_interval(mins => duration_minutes), '[)'),
          price, currency,
@@ -39,7 +39,7 @@ WITH offer AS (
                             'price', price, 'currency', currency),
          %(customer)s,
          now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
-         %(job_id)s
+         %(job_id)s, cancellation_policy
   FROM offer
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (
@@ -53,7 +53,7 @@ WITH offer AS (
                             'amount', amount, 'currency', currency, 'link', '/booking/' || id)
   FROM booking
 )
-SELECT id, status, hold_expires_at FROM booking;
+SELECT id, status, hold_expires_at, amount, currency FROM booking;
 
 -- check_stay_listing --
 -- Gateway-side check that a stay request names a live listing.
@@ -66,6 +66,7 @@ WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL;
 -- check-out day is free for the next check-in. Price = nights x nightly price, snapshotted.
 WITH listing AS (
   SELECT r.id AS resource_id, r.provider_id, r.name, r.nightly_price, p.currency, p.hold_ttl_seconds,
+         p.cancellation_policy,
          tstzrange(%(check_in)s::date::timestamp AT TIME ZONE p.time_zone,
                    %(check_out)s::date::timestamp AT TIME ZONE p.time_zone, '[)') AS period
   FROM resources r
@@ -78,7 +79,7 @@ WITH listing AS (
                     WHERE k.resource_id = l.resource_id AND k.deleted_at IS NULL AND k.period && l.period)
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
-                        service_snapshot, customer, hold_expires_at, created_by_job)
+                        service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy)
   SELECT %(id)s, 'stay', 'pending_payment', resource_id, provider_id, period,
          nightly_price * (%(check_out)s::date - %(check_in)s::date), currency,
          jsonb_build_object('listing_name', name, 'nightly_price', nightly_price, 'currency', currency,
@@ -86,7 +87,7 @@ WITH listing AS (
                             'nights', %(check_out)s::date - %(check_in)s::date, 'guests', %(guests)s::int),
          %(customer)s,
          now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
-         %(job_id)s
+         %(job_id)s, cancellation_policy
   FROM clear
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (
@@ -100,7 +101,7 @@ WITH listing AS (
                             'amount', amount, 'currency', currency, 'link', '/booking/' || id)
   FROM booking
 )
-SELECT id, status, hold_expires_at FROM booking;
+SELECT id, status, hold_expires_at, amount, currency FROM booking;
 
 -- explain_refused_stay --
 -- Why insert_stay_booking created nothing: no such live listing, or the nights are past or blocked.
@@ -129,13 +130,14 @@ WITH current AS (
   FROM current c WHERE b.id = c.id
   RETURNING b.id, c.status AS from_status, b.status AS to_status, b.provider_id
 ), audit AS (
-  INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason, job_id)
-  SELECT id, %(actor)s, from_status, to_status, %(reason)s, %(job_id)s FROM changed
+  INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason, job_id, detail)
+  SELECT id, %(actor)s, from_status, to_status, %(reason)s, %(job_id)s, %(detail)s FROM changed
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
   SELECT 'booking_' || to_status, id,
          jsonb_build_object('booking_id', id, 'provider_id', provider_id, 'from_status', from_status,
-                            'status', to_status, 'reason', %(reason)s, 'link', '/booking/' || id)
+                            'status', to_status, 'reason', %(reason)s, 'detail', %(detail)s,
+                            'link', '/booking/' || id)
   FROM changed
 )
 SELECT id, from_status, to_status FROM changed;
@@ -167,12 +169,12 @@ LIMIT %(limit)s;
 -- get_booking --
 -- A booking as clients read it.
 SELECT id, kind, status, resource_id, provider_id, lower(period) AS start_at, upper(period) AS end_at,
-       amount, currency, service_snapshot, customer, hold_expires_at, created_at, updated_at
+       amount, currency, service_snapshot, customer, hold_expires_at, cancellation_policy, created_at, updated_at
 FROM bookings WHERE id = %(id)s;
 
 -- get_booking_audit --
 -- The audit trail of one booking, oldest first.
-SELECT actor, from_status, to_status, reason, job_id, created_at
+SELECT actor, from_status, to_status, reason, job_id, created_at, detail
 FROM booking_audit_log WHERE booking_id = %(id)s ORDER BY id;
 
 -- expire_overdue_holds --

@@ -1,7 +1,8 @@
 -- insert_provider --
--- A provider (salon, listing owner) with its time zone, currency and commission.
-INSERT INTO providers (slug, name, time_zone, currency, commission_bps, hold_ttl_seconds)
-VALUES (%(slug)s, %(name)s, %(time_zone)s, %(currency)s, %(commission_bps)s, %(hold_ttl_seconds)s)
+-- A provider (salon, listing owner) with its time zone, currency, commission and cancellation policy.
+INSERT INTO providers (slug, name, time_zone, currency, commission_bps, hold_ttl_seconds, cancellation_policy)
+VALUES (%(slug)s, %(name)s, %(time_zone)s, %(currency)s, %(commission_bps)s, %(hold_ttl_seconds)s,
+        %(cancellation_policy)s)
 RETURNING id, slug, name, time_zone, currency, commission_bps;
 
 -- get_provider_by_slug --

@@ -1,0 +1,117 @@
+"""Stripe's webhook ingress: verify, store once, enqueue, answer 200 in milliseconds.
+
+The signature is checked with the stripe SDK (``WebhookSignature.verify_header``: HMAC-SHA256 over
+"<t>.<payload>", ``STRIPE_WEBHOOK_TOLERANCE_SECONDS`` = 300 s against replays); a bad, missing or stale
+signature is a 400 and nothing is stored. A verified event is stored with its apply job in ONE statement
+(``store_stripe_event``: UNIQUE event_id), so a duplicate delivery answers 200 ``duplicate: true`` and
+changes nothing, and a stored event always has its job. Applying it is the payments worker's business.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+import stripe
+from litestar import Request, get, post
+from litestar.datastructures import State
+
+from gateway.auth import require_system_token
+from gateway.problems import Problem, problem_responses
+from shared.broker import ROUTES, build_message
+from shared.db import QUERIES, with_reconnect
+from shared.payments import HANDLED_EVENTS
+
+log = logging.getLogger("totem.webhooks")
+
+APPLY_JOB = "stripe.apply_event"
+
+
+class StripeObject(msgspec.Struct):
+    id: str | None = None
+
+
+class StripeEventData(msgspec.Struct):
+    object: StripeObject
+
+
+class StripeEventEnvelope(msgspec.Struct):
+    """The part of an event the ingress reads; the whole payload is stored as received."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    type: str
+    created: int
+    data: StripeEventData
+
+
+class WebhookReceived(msgspec.Struct):
+    received: bool
+    duplicate: bool
+
+
+class StripeEventView(msgspec.Struct):
+    event_id: str
+    type: str
+    object_id: str | None
+    status: str
+    job_id: uuid.UUID | None
+    received_at: Any
+    processed_at: Any
+    stripe_created: Any
+    effects: list[dict[str, Any]]
+    payload: dict[str, Any]
+
+
+@post("/v1/webhooks/stripe", status_code=200, summary="Stripe webhook ingress",
+      description="Verifies the Stripe-Signature (stripe SDK, 300 s tolerance), stores the event once and "
+                  "queues it for the payments worker. A duplicate delivery answers 200 with duplicate: true.",
+      responses=problem_responses("WEBHOOK_SIGNATURE_INVALID", "WEBHOOK_PAYLOAD_INVALID", "SERVICE_UNAVAILABLE"))
+async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> WebhookReceived:
+    settings = state.settings
+    payload = await request.body()
+    try:
+        stripe.WebhookSignature.verify_header(payload, request.headers.get("stripe-signature"),
+                                              settings.stripe_webhook_secret,
+                                              settings.stripe_webhook_tolerance_seconds)
+    except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
+        log.warning("stripe webhook refused", extra={"reason": str(exc)[:120]})
+        raise Problem("WEBHOOK_SIGNATURE_INVALID", "the Stripe-Signature header does not verify this payload "
+                                                   "(bad signature, wrong secret or older than the tolerance)") from None
+    try:
+        event = msgspec.json.decode(payload, type=StripeEventEnvelope)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise Problem("WEBHOOK_PAYLOAD_INVALID", f"signed payload is not a Stripe event: {exc}") from None
+
+    handled = event.type in HANDLED_EVENTS
+    queue, actor = ROUTES[APPLY_JOB]
+    params = {"event_id": event.id, "type": event.type, "object_id": event.data.object.id, "created": event.created,
+              "payload": payload.decode(), "handled": handled, "job_id": uuid.uuid4(), "queue": queue,
+              "actor": actor, "max_attempts": settings.job_max_attempts,
+              "request_id": request.scope.get("state", {}).get("request_id")}
+
+    async def store() -> dict[str, Any] | None:
+        async with state.pool.connection() as conn:
+            cur = await conn.execute(QUERIES["store_stripe_event"], params)
+            return await cur.fetchone()
+
+    stored = await with_reconnect(store)  # safe twice: the event id makes a repeat a duplicate
+    if stored is not None and stored["job_id"] is not None:
+        state.enqueuer.submit(build_message(APPLY_JOB, stored["job_id"]))
+    return WebhookReceived(received=True, duplicate=stored is None)
+
+
+@get("/v1/system/stripe-events/{event_id:str}", guards=[require_system_token],
+     summary="What a Stripe event was and what applying it changed (support)",
+     responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND"))
+async def get_stripe_event(state: State, event_id: str) -> StripeEventView:
+    async def read() -> dict[str, Any] | None:
+        async with state.pool.connection() as conn:
+            cur = await conn.execute(QUERIES["get_stripe_event"], {"event_id": event_id})
+            return await cur.fetchone()
+
+    row = await with_reconnect(read)
+    if row is None:
+        raise Problem("NOT_FOUND", f"no Stripe event {event_id} was received")
+    return StripeEventView(**row)

@@ -1,0 +1,241 @@
+"""Payments: the cancellation refund policy, and applying Stripe events to bookings, idempotently and in
+any order of arrival.
+
+The rules, each enforced where it cannot be bypassed:
+
+* One active payment per booking (``payments_one_active_per_booking``); a success is final
+  (``payments_succeeded_is_final``), so an old ``payment_failed`` delivered late changes nothing.
+* A booking is paid by the event that turns its payment to succeeded, while it is ``pending_payment``.
+* **Late success** (the booking expired or was cancelled before the money arrived, or was already
+  marked paid another way): we refund it in full, automatically. We never re-confirm: the slot was
+  released when the hold ended and may belong to someone else by now, and a customer who saw "expired"
+  should not find a booking appear later.
+* We issue at most one refund per booking (``refunds_one_issued_per_booking``); refunds Stripe reports that
+  we did not issue are recorded as ``external``. Stripe's running ``amount_refunded`` only grows.
+* Every event's application is written to ``stripe_event_effects``, including "no change" and why.
+
+Lock order everywhere: booking, then payment, then refund.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+
+from shared.booking import transition_booking
+from shared.db import QUERIES
+from shared.jobs import ClaimedJob
+from shared.schemas import BookingCommand, BookingTransitioned, RefundJob, RefundPlanned
+
+HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
+                            "payment_intent.canceled", "charge.refunded"})
+
+
+# --- cancellation policy -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RefundQuote:
+    amount: int
+    refund_percent: int
+    window: dict[str, Any] | None
+    hours_before_start: float
+
+
+def quote_refund(policy: list[dict[str, Any]], start_at: datetime, now: datetime, paid: int) -> RefundQuote:
+    """The refund a policy grants when cancelling at ``now``: the window with the largest
+    ``min_hours_before_start`` that is still met (none once the booking has started → 0). The amount is
+    ``paid × percent / 100`` rounded down to the minor unit, so a refund never exceeds the policy's share
+    (a 50 % refund of 2,501 cents is 1,250)."""
+    hours_before = (start_at - now).total_seconds() / 3600
+    met = [w for w in policy if hours_before >= w["min_hours_before_start"]]
+    window = max(met, key=lambda w: w["min_hours_before_start"], default=None)
+    percent = int(window["refund_percent"]) if window else 0
+    return RefundQuote(amount=paid * percent // 100, refund_percent=percent, window=window,
+                       hours_before_start=math.floor(hours_before * 100) / 100)
+
+
+def cancel_booking(conn: psycopg.Connection[Any], command: BookingCommand, job: ClaimedJob,
+                   now: datetime) -> BookingTransitioned:
+    """Cancel a booking; if it was paid, stage the refund its policy grants (issued by a refund.issue job)
+    and record amount and window in the audit row. Runs in the caller's transaction."""
+    booking = conn.execute(QUERIES["lock_booking"], {"id": command.booking_id}).fetchone()
+    payment = None
+    if booking is not None and booking["status"] == "paid":
+        payment = conn.execute(QUERIES["succeeded_payment"], {"booking_id": booking["id"]}).fetchone()
+    plan: RefundPlanned | None = None
+    if booking is not None and payment is not None:
+        quote = quote_refund(booking["cancellation_policy"], booking["start_at"], now, payment["amount"])
+        amount = min(quote.amount, payment["amount"] - payment["amount_refunded"])
+        plan = RefundPlanned(refund_id=None, amount=amount, currency=payment["currency"],
+                             refund_percent=quote.refund_percent, window=quote.window,
+                             hours_before_start=quote.hours_before_start, status="none")
+    if plan is not None and payment is not None and plan.amount > 0:
+        refund_id = _stage_refund(conn, job, booking_id=command.booking_id, payment_id=payment["id"],
+                                  kind="cancellation", amount=plan.amount, currency=plan.currency,
+                                  policy=msgspec.to_builtins(plan))
+        plan = msgspec.structs.replace(plan, refund_id=refund_id, status="pending" if refund_id else "none")
+    detail = {"refund": msgspec.to_builtins(plan)} if plan else None
+    transitioned = transition_booking(conn, command, job_id=job.id, detail=detail)
+    return msgspec.structs.replace(transitioned, refund=plan)
+
+
+def _stage_refund(conn: psycopg.Connection[Any], job: ClaimedJob, *, booking_id: uuid.UUID,
+                  payment_id: uuid.UUID, kind: str, amount: int, currency: str,
+                  policy: dict[str, Any] | None) -> uuid.UUID | None:
+    row = conn.execute(QUERIES["insert_refund"], {
+        "booking_id": booking_id, "payment_id": payment_id, "kind": kind, "amount": amount, "currency": currency,
+        "policy": Jsonb(policy) if policy is not None else None}).fetchone()
+    if row is None:
+        return None  # this booking already has the one refund we issue
+    job.follow_up(conn, "refund.issue", RefundJob(refund_id=row["id"]))
+    return row["id"]  # type: ignore[no-any-return]
+
+
+# --- Stripe events ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    effect: str
+    booking_id: uuid.UUID | None = None
+    detail: dict[str, Any] | None = None
+
+
+class AppliedEvent(msgspec.Struct):
+    """Result of a stripe.apply_event job."""
+
+    event_id: str
+    type: str
+    status: str
+    effects: list[dict[str, Any]]
+
+
+def apply_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str) -> AppliedEvent:
+    """Apply one stored event once (its row is locked; an applied event is left alone)."""
+    event = conn.execute(QUERIES["lock_stripe_event"], {"event_id": event_id}).fetchone()
+    if event is None:
+        return AppliedEvent(event_id=event_id, type="", status="missing", effects=[])
+    if event["status"] != "received":
+        return AppliedEvent(event_id=event_id, type=event["type"], status=event["status"], effects=[])
+    apply = _APPLIERS.get(event["type"])
+    obj = event["payload"]["data"]["object"]
+    effects = apply(conn, job, event_id, obj) if apply else [Effect("ignored", detail={"reason": "not handled"})]
+    for effect in effects:
+        conn.execute(QUERIES["insert_event_effect"], {
+            "event_id": event_id, "booking_id": effect.booking_id, "effect": effect.effect,
+            "detail": Jsonb(effect.detail or {})})
+    conn.execute(QUERIES["mark_event_applied"], {"event_id": event_id})
+    return AppliedEvent(event_id=event_id, type=event["type"], status="applied",
+                        effects=[{"effect": e.effect, "booking_id": str(e.booking_id) if e.booking_id else None,
+                                  "detail": e.detail} for e in effects])
+
+
+def _booking_id(obj: dict[str, Any]) -> uuid.UUID | None:
+    raw = (obj.get("metadata") or {}).get("booking_id")
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _intent_terms(obj: dict[str, Any], booking_id: uuid.UUID) -> dict[str, Any]:
+    return {"booking_id": booking_id, "payment_intent_id": obj["id"], "amount": obj["amount"],
+            "currency": str(obj["currency"]).upper()}
+
+
+def _payment_succeeded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str,
+                       obj: dict[str, Any]) -> list[Effect]:
+    booking_id = _booking_id(obj)
+    booking = conn.execute(QUERIES["lock_booking"], {"id": booking_id}).fetchone() if booking_id else None
+    if booking is None:
+        return [Effect("unknown_booking", detail={"payment_intent_id": obj["id"]})]
+    changed = conn.execute(QUERIES["record_payment_succeeded"], {
+        **_intent_terms(obj, booking["id"]), "charge_id": obj.get("latest_charge")}).fetchone()
+    if changed is None:
+        return [Effect("no_change", booking["id"], {"reason": "payment already recorded as succeeded"})]
+    received = int(obj.get("amount_received") or obj["amount"])
+    if (received, str(obj["currency"]).upper()) != (booking["amount"], booking["currency"]):
+        return [Effect("amount_mismatch", booking["id"], {
+            "expected": booking["amount"], "received": received, "currency": obj["currency"]})]
+    if booking["status"] == "pending_payment":
+        transition_booking(conn, BookingCommand(booking_id=booking["id"], to_status="paid", actor="stripe",
+                                                reason="payment_intent.succeeded"),
+                           job_id=job.id, detail={"event_id": event_id, "payment_intent_id": obj["id"]})
+        return [Effect("booking_paid", booking["id"], {"payment_intent_id": obj["id"], "amount": received})]
+    # Late: the hold expired, the booking was cancelled, or it was already marked paid another way.
+    refund_id = _stage_refund(conn, job, booking_id=booking["id"], payment_id=changed["id"], kind="late_payment",
+                              amount=received, currency=booking["currency"],
+                              policy={"rule": "payment arrived after the booking stopped waiting for it",
+                                      "booking_status": booking["status"]})
+    return [Effect("late_payment_refund", booking["id"], {
+        "booking_status": booking["status"], "amount": received,
+        "refund_id": str(refund_id) if refund_id else None})]
+
+
+def _payment_failed(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str,
+                    obj: dict[str, Any]) -> list[Effect]:
+    booking_id = _booking_id(obj)
+    booking = conn.execute(QUERIES["lock_booking"], {"id": booking_id}).fetchone() if booking_id else None
+    if booking is None:
+        return [Effect("unknown_booking", detail={"payment_intent_id": obj["id"]})]
+    code = (obj.get("last_payment_error") or {}).get("code")
+    changed = conn.execute(QUERIES["record_payment_failed"], {
+        **_intent_terms(obj, booking["id"]), "failure_code": code}).fetchone()
+    if changed is None:
+        return [Effect("no_change", booking["id"], {"reason": "payment already succeeded or canceled"})]
+    return [Effect("payment_failed", booking["id"], {
+        "failure_code": code, "booking_status": booking["status"],
+        "note": "the booking stays pending until its hold expires; the customer may pay again"})]
+
+
+def _payment_canceled(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str,
+                      obj: dict[str, Any]) -> list[Effect]:
+    changed = conn.execute(QUERIES["record_payment_canceled"], {"payment_intent_id": obj["id"]}).fetchone()
+    booking_id = _booking_id(obj)
+    if changed is None:
+        return [Effect("no_change", booking_id, {"reason": "payment unknown, succeeded or already canceled"})]
+    return [Effect("no_change", booking_id, {"reason": "payment intent canceled", "payment_intent_id": obj["id"]})]
+
+
+def _charge_refunded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str,
+                     obj: dict[str, Any]) -> list[Effect]:
+    intent_id = obj.get("payment_intent")
+    payment = conn.execute(QUERIES["payment_by_intent"], {"payment_intent_id": intent_id}).fetchone()
+    if payment is None:
+        return [Effect("unknown_booking", _booking_id(obj), {"charge_id": obj["id"], "payment_intent_id": intent_id})]
+    conn.execute(QUERIES["lock_booking"], {"id": payment["booking_id"]})
+    effects = []
+    for refund in (obj.get("refunds") or {}).get("data", []):
+        ours = (refund.get("metadata") or {}).get("refund_id")
+        row = conn.execute(QUERIES["record_stripe_refund"], {
+            "refund_id": ours, "stripe_refund_id": refund["id"], "amount": refund["amount"],
+            "payment_intent_id": intent_id}).fetchone()
+        if row is not None:
+            effects.append(Effect("refund_recorded", payment["booking_id"], {
+                "refund_id": str(row["id"]), "kind": row["kind"], "amount": row["amount"],
+                "stripe_refund_id": refund["id"]}))
+    total = conn.execute(QUERIES["record_amount_refunded"], {
+        "payment_intent_id": intent_id, "amount_refunded": obj["amount_refunded"], "charge_id": obj["id"]}).fetchone()
+    if not effects:
+        reason = "refund total updated" if total else "refunds already recorded"
+        effects.append(Effect("no_change", payment["booking_id"], {"reason": reason,
+                                                                   "amount_refunded": obj["amount_refunded"]}))
+    return effects
+
+
+_APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[str, Any]], list[Effect]]] = {
+    "payment_intent.succeeded": _payment_succeeded,
+    "payment_intent.payment_failed": _payment_failed,
+    "payment_intent.canceled": _payment_canceled,
+    "charge.refunded": _charge_refunded,
+}
+assert set(_APPLIERS) == HANDLED_EVENTS

@@ -1,0 +1,82 @@
+"""Outside calls to Stripe, through the real ``stripe`` SDK (``StripeClient``), from worker code only.
+
+Every call carries a Stripe idempotency key derived from our own row (booking, refund, payout), and is
+retried by tenacity on what may be transient (connection errors, 429, 5xx) with that same key, so a retry
+never charges, refunds or pays twice: Stripe (and the fake) answer a repeated key with the first result.
+The SDK's own network retries are off, so tenacity is the single retry policy and its attempts are logged.
+What Stripe refuses for good (invalid request, card error, auth) is raised as ``PaymentProviderRefused``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+import tenacity
+
+from shared.config import Settings
+from shared.errors import DomainError
+
+log = logging.getLogger("totem.stripe")
+
+TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
+
+
+class PaymentProviderRefused(DomainError):
+    code = "PAYMENT_PROVIDER_REFUSED"
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("stripe call failed; retrying with the same idempotency key",
+                extra={"attempt": state.attempt_number, "error": type(exc).__name__ if exc else None})
+
+
+class StripeApi:
+    def __init__(self, settings: Settings) -> None:
+        base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        self.client = stripe.StripeClient(
+            settings.stripe_api_key, base_addresses=base,  # type: ignore[arg-type]
+            max_network_retries=0, http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds))
+        self.retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TRANSIENT),
+            stop=tenacity.stop_after_attempt(settings.stripe_max_attempts),
+            wait=tenacity.wait_exponential_jitter(initial=0.05, max=2.0),
+            before_sleep=_log_retry, reraise=True)
+
+    def _call(self, method: Any, params: dict[str, Any], idempotency_key: str | None = None) -> Any:
+        options = {"idempotency_key": idempotency_key} if idempotency_key else {}
+        try:
+            return self.retrying(method, params=params, options=options)
+        except TRANSIENT:
+            raise  # still failing after our retries: the job is handed back and retried later
+        except stripe.StripeError as exc:
+            raise PaymentProviderRefused(f"Stripe refused: {exc.user_message or exc}") from exc
+
+    def create_payment_intent(self, *, booking_id: str, amount: int, currency: str,
+                              description: str | None) -> Any:
+        params: dict[str, Any] = {
+            "amount": amount, "currency": currency.lower(), "metadata": {"booking_id": booking_id},
+            "automatic_payment_methods": {"enabled": True},
+        }
+        if description:
+            params["description"] = description
+        return self._call(self.client.v1.payment_intents.create, params, f"totem-booking-{booking_id}-intent")
+
+    def create_refund(self, *, refund_id: str, booking_id: str, payment_intent_id: str, amount: int,
+                      reason: str = "requested_by_customer") -> Any:
+        params = {"payment_intent": payment_intent_id, "amount": amount, "reason": reason,
+                  "metadata": {"refund_id": refund_id, "booking_id": booking_id}}
+        return self._call(self.client.v1.refunds.create, params, f"totem-refund-{refund_id}")
+
+    def create_transfer(self, *, payout_id: str, amount: int, currency: str, destination: str,
+                        metadata: dict[str, str], transfer_group: str | None = None) -> Any:
+        params: dict[str, Any] = {"amount": amount, "currency": currency.lower(), "destination": destination,
+                                  "metadata": {"payout_id": payout_id, **metadata}}
+        if transfer_group:
+            params["transfer_group"] = transfer_group
+        return self._call(self.client.v1.transfers.create, params, f"totem-payout-{payout_id}")
+
+    def list_balance_transactions(self, **params: Any) -> Any:
+        return self._call(self.client.v1.balance_transactions.list, params)

@@ -1,0 +1,63 @@
+"""Queue ``payment_webhooks``: apply stored Stripe events, and issue the refunds cancellations and late
+payments stage. Scaled on its own, apart from the bookings pool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import psycopg
+
+from shared import payments
+from shared.db import QUERIES
+from shared.errors import DomainError
+from shared.jobs import ClaimedJob, Handler
+from shared.schemas import RefundIssued, RefundJob, StripeEventJob
+from shared.stripe_api import PaymentProviderRefused
+from workers.runtime import job_actor, runtime
+
+runtime.boot()
+
+
+def handle_stripe_event(conn: psycopg.Connection[Any], job: ClaimedJob) -> payments.AppliedEvent:
+    return payments.apply_event(conn, job, msgspec.convert(job.payload, StripeEventJob).event_id)
+
+
+def prepare_refund(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
+    """Call Stripe (idempotency key from the refund row) outside any transaction; then record the answer
+    in the work transaction."""
+    refund_id = msgspec.convert(job.payload, RefundJob).refund_id
+    refund = conn.execute(QUERIES["refund_to_issue"], {"id": refund_id}).fetchone()
+    if refund is None or refund["status"] != "pending":  # already settled (e.g. by its charge.refunded event)
+        return lambda conn, job: _issued(refund_id, refund)
+    try:
+        answer = runtime.stripe.create_refund(refund_id=str(refund_id), booking_id=str(refund["booking_id"]),
+                                              payment_intent_id=refund["payment_intent_id"], amount=refund["amount"])
+    except PaymentProviderRefused as refused:
+        return lambda conn, job: _refused(conn, refund_id, refund, refused)
+
+    def record(conn: psycopg.Connection[Any], job: ClaimedJob) -> RefundIssued:
+        conn.execute(QUERIES["mark_refund_issued"], {"id": refund_id, "stripe_refund_id": answer.id,
+                                                     "succeeded": answer.status == "succeeded"})
+        return RefundIssued(refund_id=refund_id, status="succeeded" if answer.status == "succeeded" else "pending",
+                            stripe_refund_id=answer.id, amount=refund["amount"])
+
+    return record
+
+
+def _issued(refund_id: Any, refund: dict[str, Any] | None) -> RefundIssued | DomainError:
+    if refund is None:
+        return DomainError(f"refund {refund_id} does not exist")
+    return RefundIssued(refund_id=refund_id, status=refund["status"], stripe_refund_id=refund["stripe_refund_id"],
+                        amount=refund["amount"])
+
+
+def _refused(conn: psycopg.Connection[Any], refund_id: Any, refund: dict[str, Any],
+             refused: PaymentProviderRefused) -> DomainError:
+    """Stripe said no for good: the refund is marked failed (visible on the booking) with the job."""
+    conn.execute(QUERIES["mark_refund_failed"], {"id": refund_id, "reason": refused.detail})
+    return refused
+
+
+apply_stripe_event = job_actor("payment_webhooks", "apply_stripe_event", handle_stripe_event)
+issue_refund = job_actor("payment_webhooks", "issue_refund", prepare=prepare_refund)
