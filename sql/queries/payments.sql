@@ -83,11 +83,19 @@ FROM refunds r JOIN payments p ON p.id = r.payment_id
 WHERE r.id = %(id)s;
 
 -- mark_refund_issued --
--- Stripe accepted the refund (its charge.refunded event may have said so already).
-UPDATE refunds SET status = CASE WHEN %(succeeded)s THEN 'succeeded' ELSE status END,
-                   stripe_refund_id = %(stripe_refund_id)s
-WHERE id = %(id)s AND status = 'pending'
-RETURNING status;
+-- Stripe accepted the refund. If this is what settles it (its charge.refunded event may have come first
+-- and done so already), the payment's refunded total grows by it in the same statement; the event's
+-- absolute total then finds nothing left to add.
+WITH issued AS (
+  UPDATE refunds SET status = CASE WHEN %(succeeded)s THEN 'succeeded' ELSE status END,
+                     stripe_refund_id = %(stripe_refund_id)s
+  WHERE id = %(id)s AND status = 'pending'
+  RETURNING payment_id, amount, status
+), counted AS (
+  UPDATE payments p SET amount_refunded = p.amount_refunded + i.amount
+  FROM issued i WHERE p.id = i.payment_id AND i.status = 'succeeded'
+)
+SELECT status FROM issued;
 
 -- mark_refund_failed --
 UPDATE refunds SET status = 'failed', failure_reason = %(reason)s WHERE id = %(id)s AND status = 'pending';
