@@ -32,17 +32,26 @@ def render(query: str, bindings: dict[str, str]) -> str:
 
 
 def _job_statements(space: int, service_id: str) -> list[str]:
+    """claim; the hold's own transaction; (the PaymentIntent call to Stripe happens here, outside SQL);
+    the payment row and the job result in the work transaction."""
     job, token = _JOB.format(space=space), _TOKEN.format(space=space)
     return [
         render("claim_job", {"id": job, "token": token, "lease_seconds": "30"}),
         "BEGIN;",
+        render("booking_of_job", {"job_id": job}),
+        render("lock_resource_for_hold", {"resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)"}),
         render("expire_overdue_holds", {"limit": "100", "actor": "'system'",
                                         "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)"}),
         render("insert_slot_booking", {
             "id": "gen_random_uuid()", "job_id": job, "actor": "'customer'",
             "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)",
             "service_id": f"'{service_id}'::uuid", "start_at": _START.format(space=space // 1000), "customer": _CUSTOMER,
-            "default_hold_ttl_seconds": "900"}),
+            "default_hold_ttl_seconds": "900"})[:-1] + " \\gset hold_",
+        "COMMIT;",
+        "BEGIN;",
+        render("insert_payment", {
+            "booking_id": "CAST(:hold_id AS uuid)", "payment_intent_id": f"('pi_{space}_' || :client_id || '_' || :n)",
+            "client_secret": "'pi_secret'", "amount": "CAST(:hold_amount AS bigint)", "currency": "'EUR'"}),
         render("finish_job", {"id": job, "token": token, "status": "'succeeded'", "result": _RESULT,
                               "error": "NULL"}),
         "COMMIT;",

@@ -76,6 +76,7 @@ def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any]
                 outside: str) -> Hold:
     """Run insert_<kind>_booking; if it placed nothing, say why (explain_refused_<kind>). Lapsed holds on the
     resource are expired first, in the same transaction, so they never block the new booking."""
+    conn.execute(QUERIES["lock_resource_for_hold"], {"resource_id": params["resource_id"]})
     conn.execute(QUERIES["expire_overdue_holds"],
                  {"limit": 100, "resource_id": params["resource_id"], "actor": "system"})
     try:

@@ -74,6 +74,16 @@ def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str], fleet: F
     say(f"demo catalog seeded ({data_dir / 'seed.json'})")
 
     totem = [sys.executable, "-m", "totem.cli"]
+    stripe_base = env.get("STRIPE_API_BASE")
+    if not stripe_base and not env.get("STRIPE_API_KEY"):  # no Stripe account given: the local fake stands in
+        stripe_port = free_port(int(env.get("FAKE_STRIPE_PORT", "12111")))
+        stripe_base = env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
+        env.setdefault("FAKE_STRIPE_WEBHOOK_URL", f"http://127.0.0.1:{env['PORT']}/v1/webhooks/stripe")
+        fleet.start("fake-stripe", [*totem, "fake-stripe", "--port", str(stripe_port)])
+        if not wait_ready(f"{stripe_base}/_fake/health", timeout=30):
+            say(f"the fake Stripe did not start; see {fleet.log_dir / 'fake-stripe.log'}")
+            return 1
+        say(f"no STRIPE_API_KEY: fake Stripe on {stripe_base}, webhooks to {env['FAKE_STRIPE_WEBHOOK_URL']}")
     fleet.start("web", [*totem, "gateway", "--port", env["PORT"], "--workers", str(args.web_workers)])
     metrics_ports: dict[str, int] = {}
     for pool in POOLS:  # every pool on this host exports its metrics on a port of its own
@@ -85,7 +95,7 @@ def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str], fleet: F
     if not wait_ready(f"{base}/readyz", timeout=60):
         say(f"the gateway did not become ready; see {fleet.log_dir / 'web.log'}")
         return 1
-    _print_welcome(base, catalog, fleet.log_dir, {**metrics_ports, "scheduler": scheduler_port})
+    _print_welcome(base, catalog, fleet.log_dir, {**metrics_ports, "scheduler": scheduler_port}, stripe_base)
     while not stop.wait(1.0):
         exited = fleet.exited()
         if exited:
@@ -100,7 +110,8 @@ def _fresh_dir(path: Path) -> None:
         item.unlink()
 
 
-def _print_welcome(base: str, catalog: dict, log_dir: Path, metrics_ports: dict[str, int]) -> None:  # type: ignore[type-arg]
+def _print_welcome(base: str, catalog: dict, log_dir: Path, metrics_ports: dict[str, int],  # type: ignore[type-arg]
+                   stripe_base: str | None) -> None:
     resource = next(r for r in catalog["resources"] if r["kind"] == "slot" and r["service_ids"])
     body = json.dumps({"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
                        "start_at": "2031-06-02T10:00:00+02:00",
@@ -110,12 +121,16 @@ Totem is up: {base}
   API docs:   {base}/schema (OpenAPI: {base}/schema/openapi.json)
   health:     {base}/healthz  {base}/readyz  {base}/metrics
   pool metrics: {'  '.join(f"{pool} http://127.0.0.1:{port}/" for pool, port in metrics_ports.items())}
-  logs:       {log_dir}/(web|bookings|scheduler).log
+  logs:       {log_dir}/(web|bookings|payments|scheduler|fake-stripe).log
+  Stripe:     {stripe_base or "api.stripe.com"}
 
 Try it:
   curl -si -X POST {base}/v1/bookings -H 'Content-Type: application/json' \\
        -H "Idempotency-Key: $(date +%s%N)" -d '{body}'
-  curl -s {base}/v1/jobs/<job_id from the answer>
+  curl -s {base}/v1/jobs/<job_id from the answer>      # result: booking_id, payment_intent_id, client_secret
+  curl -s -X POST {stripe_base or "https://api.stripe.com"}/v1/payment_intents/<payment_intent_id>/confirm \\
+       -d payment_method=pm_card_visa                   # pay (the fake then posts the signed webhook)
+  curl -s {base}/v1/bookings/<booking_id>              # status: paid, with its payment and audit trail
 
 Ctrl-C stops everything.
 """, flush=True)

@@ -177,6 +177,13 @@ FROM bookings WHERE id = %(id)s;
 SELECT actor, from_status, to_status, reason, job_id, created_at, detail
 FROM booking_audit_log WHERE booking_id = %(id)s ORDER BY id;
 
+-- lock_resource_for_hold --
+-- A hold transaction first takes its resource's advisory lock (two-int key space: never the idempotency
+-- keys' bigint locks). Two holds on one resource then run one after the other instead of deadlocking:
+-- each expires the resource's lapsed holds and inserts, and an exclusion check waits on the other's
+-- uncommitted rows, so two at once could each wait for the other.
+SELECT pg_advisory_xact_lock(7001, hashtext(%(resource_id)s::text));
+
 -- expire_overdue_holds --
 -- Holds past hold_expires_at become expired (freeing the time at once), with audit and outbox rows: all of
 -- them (the scheduler) or one resource's (a new booking there, so a lapsed hold never blocks it).

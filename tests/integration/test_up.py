@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,8 +65,16 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
         with httpx.Client(base_url=base, timeout=10) as client:
             job = wait_job(client, client.post("/v1/bookings", json=body,
                                                headers={"Idempotency-Key": new_key()}).json()["job_id"])
-        assert job["status"] == "succeeded"
+        assert job["status"] == "succeeded" and job["result"]["payment_intent_id"].startswith("pi_")
         assert "Totem is up" in log.read_text() and "curl" in log.read_text()
+        # the embedded default includes the fake Stripe: paying the intent makes the booking paid
+        stripe_base = re.search(r"fake Stripe on (http://\S+),", log.read_text()).group(1)  # type: ignore[union-attr]
+        confirmed = httpx.post(f"{stripe_base}/v1/payment_intents/{job['result']['payment_intent_id']}/confirm",
+                               data={"payment_method": "pm_card_visa"}, timeout=10)
+        assert confirmed.json()["status"] == "succeeded"
+        with httpx.Client(base_url=base, timeout=10) as client:
+            wait_for(lambda: client.get(f"/v1/bookings/{job['result']['booking_id']}").json()["status"] == "paid",
+                     30, "booking paid through the fake Stripe's webhook")
 
         # Crash: the supervisor dies, its processes and servers are orphaned.
         orphans = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
