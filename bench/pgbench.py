@@ -74,16 +74,30 @@ def _accept_statement(space: int, service_id: str) -> str:
     return re.sub(r"%\((\w+)\)s", lambda m: bindings[m.group(1)], template) + ";"
 
 
-JOB_SPACE, FULL_SPACE = 0, 500_000_000_000
+def _webhook_statement(space: int) -> str:
+    event = "('evt_' || :client_id || '_' || :n)"
+    return render("store_stripe_event", {
+        "event_id": event, "type": "'payment_intent.succeeded'", "object_id": "'pi_bench'",
+        "created": "1800000000", "handled": "true", "job_id": _JOB.format(space=space), "queue": "'payment_webhooks'",
+        "actor": "'apply_stripe_event'", "max_attempts": "5", "request_id": "'bench'",
+        "payload": "'{\"id\": \"evt_bench\", \"type\": \"payment_intent.succeeded\", \"data\": "
+                   "{\"object\": {\"id\": \"pi_bench\", \"amount\": 2500}}}'"})
+
+
+# FULL_SPACE // 1000 minutes is a whole number of days, so its slots fall on the same clock times as JOB_SPACE's
+# (a 30-minute slot starting 23:50 would cross midnight and leave its opening hours).
+JOB_SPACE, FULL_SPACE, WEBHOOK_SPACE = 0, 432_000_000_000, 900_000_000_000
 
 
 def write_scripts(directory: Path, service_id: str) -> dict[str, Path]:
-    """job.sql: the SQL a booking job commits (claim, then booking + audit + outbox + finish).
-    full.sql: all the SQL a booking costs (the gateway's accept statement, then that job)."""
+    """job.sql: the SQL a booking job commits (claim, the hold, then payment + finish).
+    full.sql: all the SQL a booking costs (the gateway's accept statement, then that job).
+    webhook.sql: the webhook ingress's one statement (store the event and its apply job)."""
     directory.mkdir(parents=True, exist_ok=True)
     scripts = {
         "job": [*_HEADER, *_job_statements(JOB_SPACE, service_id)],
         "full": [*_HEADER, _accept_statement(FULL_SPACE, service_id), *_job_statements(FULL_SPACE, service_id)],
+        "webhook": ["\\set n :n + 1", _webhook_statement(WEBHOOK_SPACE)],
     }
     paths = {}
     for name, lines in scripts.items():

@@ -34,7 +34,9 @@ from bench.cpu import cpu_by_part, delta
 from bench.load import build_post, percentile, run_load
 from bench.pgbench import PRESEED_JOBS, write_scripts
 from shared.db import QUERIES
+from shared.payments import HANDLED_EVENTS
 from totem.cli import wait_ready
+from totem.fake_stripe import sign
 from totem.embedded import PrivatePostgres, PrivateRedis, free_port, pg_bindir
 from totem.fleet import Fleet
 from totem.migrate import create_database, drop_database, migrate
@@ -75,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
             conn.execute(PRESEED_JOBS, {"clients": PGBENCH_CLIENTS, "per_client": 10_000 * args.pgbench_seconds // 10 + 5000})
         report["pgbench_job"] = _pgbench(url, scripts["job"], args.pgbench_seconds, resources)
         report["pgbench_full"] = _pgbench(url, scripts["full"], args.pgbench_seconds, resources)
+        report["pgbench_webhook"] = _pgbench(url, scripts["webhook"], args.pgbench_seconds, resources)
         _reset(url)
         report["e2e"] = asyncio.run(_end_to_end(args, url, redis_url, resources, fleet))
         _print(report)
@@ -138,7 +141,8 @@ def _pgbench(url: str, script: Path, seconds: int, resources: list[dict[str, str
 
 def _reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE idempotency_keys, booking_audit_log, outbox, bookings")
+        conn.execute("TRUNCATE idempotency_keys, booking_audit_log, outbox, stripe_event_effects, stripe_events, "
+                     "refunds, payments, bookings")
         conn.execute("DELETE FROM jobs WHERE type <> 'bench'")
         conn.execute("VACUUM ANALYZE")
 
@@ -162,6 +166,10 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
     env.update(DATABASE_URL=url, REDIS_URL=redis_url, REDIS_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
                PORT=str(port), LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="totem-bench-"),
                DB_POOL_MAX=str(max(10, args.worker_threads + 2)))
+    stripe_port = free_port()  # every booking opens a PaymentIntent on the fake Stripe (a real HTTP call)
+    env.update(STRIPE_API_BASE=f"http://127.0.0.1:{stripe_port}", FAKE_STRIPE_PORT=str(stripe_port),
+               FAKE_STRIPE_WEBHOOK_URL=f"http://127.0.0.1:{port}/v1/webhooks/stripe",
+               FAKE_STRIPE_ENABLED_EVENTS=",".join(sorted(HANDLED_EVENTS)))
     fleet.env = env
     fleet.reap_stale()
     totem = [sys.executable, "-m", "totem.cli"]
@@ -169,7 +177,10 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
                         "--workers", str(args.web_workers)])
     fleet.start("bookings", [*totem, "worker", "bookings", "--processes", str(args.worker_processes),
                              "--threads", str(args.worker_threads)], WORKER_METRICS_PORT=str(free_port()))
+    fleet.start("payments", [*totem, "worker", "payments", "--processes", "1", "--threads", "8"],
+                WORKER_METRICS_PORT=str(free_port()))
     fleet.start("scheduler", [*totem, "scheduler"], SCHEDULER_METRICS_PORT=str(free_port()))
+    fleet.start("fake-stripe", [*totem, "fake-stripe", "--port", env["FAKE_STRIPE_PORT"]])
     if not wait_ready(f"http://127.0.0.1:{port}/readyz", 60):
         raise RuntimeError(f"gateway not ready; see {fleet.log_dir}")
     host = f"127.0.0.1:{port}"
@@ -197,11 +208,13 @@ async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resour
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p99
             FROM jobs WHERE created_at >= %s AND type = 'booking.create'""", (run_start,))).fetchone()
         accept_only = await _accept_only(args, port, host, resources, fleet, conn)
+        webhooks = await _webhook_ingest(args, port, host, fleet, conn)
         availability = await _availability(port, resources[-1], conn)
     assert row is not None
     accepted = load.statuses.get(202, 0)
     return {
         "accept_only": accept_only,
+        "webhooks": webhooks,
         "availability": availability,
         "requests": args.requests, "concurrency": args.concurrency, "statuses": load.statuses,
         "accepted_per_s": accepted / (load.finished - load.started),
@@ -231,6 +244,36 @@ async def _accept_only(args: argparse.Namespace, port: int, host: str, resources
     return {"requests": count, "accepted_per_s": load.statuses.get(202, 0) / (load.finished - load.started),
             "accept_p50_ms": percentile(load.latencies, 50) * 1000,
             "accept_p99_ms": percentile(load.latencies, 99) * 1000}
+
+
+async def _webhook_ingest(args: argparse.Namespace, port: int, host: str, fleet: Fleet,
+                          conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    """The webhook ingress alone: signed events posted with the payments pool paused, so each one costs
+    verify (stripe SDK) + store with its job (one statement) + enqueue, nothing else."""
+    count = max(1000, args.requests // 2)
+    secret = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_totem_dev")
+    requests = []
+    for i in range(count):
+        payload = json.dumps({"id": f"evt_bench_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded",
+                              "created": int(time.time()), "api_version": "2025-09-30.clover", "livemode": False,
+                              "data": {"object": {"id": f"pi_bench_{i}", "object": "payment_intent", "amount": 2500,
+                                                  "amount_received": 2500, "currency": "eur", "status": "succeeded",
+                                                  "metadata": {"booking_id": str(uuid.uuid4())}}}})
+        requests.append(build_post(host, "/v1/webhooks/stripe", payload.encode(),
+                                   {"Stripe-Signature": sign(payload, secret)}))
+    say(f"webhooks: pausing the payments pool, posting {count} signed events at concurrency {args.concurrency} ...")
+    since = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
+    pool_pgid = fleet.procs["payments"].pid
+    os.killpg(pool_pgid, signal.SIGSTOP)
+    try:
+        load = await run_load("127.0.0.1", port, requests, args.concurrency)
+    finally:
+        os.killpg(pool_pgid, signal.SIGCONT)
+    say("webhooks: resumed the payments pool; waiting for every event to be applied")
+    await _wait_terminal(conn, since, count, job_type="stripe.apply_event")
+    return {"events": count, "statuses": load.statuses,
+            "ingested_per_s": load.statuses.get(200, 0) / (load.finished - load.started),
+            "p50_ms": percentile(load.latencies, 50) * 1000, "p99_ms": percentile(load.latencies, 99) * 1000}
 
 
 AVAILABILITY_BOOKINGS = 10_000
@@ -294,23 +337,24 @@ async def _report(conn: psycopg.AsyncConnection[Any], since: Any, total: int) ->
     return int(row["terminal"])
 
 
-async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: int, quiet: bool = False) -> None:
+async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: int, quiet: bool = False,
+                         job_type: str = "booking.create") -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         row = await (await conn.execute(
-            "SELECT count(*) AS n FROM jobs WHERE created_at >= %s AND type = 'booking.create' "
-            "AND status IN ('succeeded', 'failed')", (since,))).fetchone()
+            "SELECT count(*) AS n FROM jobs WHERE created_at >= %s AND type = %s "
+            "AND status IN ('succeeded', 'failed')", (since, job_type))).fetchone()
         if row and row["n"] >= total:
             return
-        if not quiet:
+        if not quiet and job_type == "booking.create":
             await _report(conn, since, total)
         await asyncio.sleep(1 if not quiet else 0.2)
     raise RuntimeError("jobs did not all become terminal within 300 s")
 
 
 def _print(report: dict[str, Any]) -> None:
-    e2e, job, full = report["e2e"], report["pgbench_job"], report["pgbench_full"]
-    av = e2e["availability"]
+    e2e, job, full, hook = report["e2e"], report["pgbench_job"], report["pgbench_full"], report["pgbench_webhook"]
+    av, wh = e2e["availability"], e2e["webhooks"]
     print(f"""
 Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
   (a)  pgbench, the booking job's SQL             {job['tps']:8.0f} tps   (avg {job['latency_avg_ms']} ms)
@@ -323,6 +367,8 @@ Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
   accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms
   CPU ms per booking    {'  '.join(f"{k} {v}" for k, v in e2e['cpu_ms_per_booking'].items())}
   accept-only (workers paused)  {e2e['accept_only']['accepted_per_s']:.0f} accepts/s   p50 {e2e['accept_only']['accept_p50_ms']:.1f} ms   p99 {e2e['accept_only']['accept_p99_ms']:.1f} ms
+  webhook ingest (verify + store + enqueue, payments pool paused)  {wh['ingested_per_s']:.0f} events/s   p50 {wh['p50_ms']:.1f} ms   p99 {wh['p99_ms']:.1f} ms
+       / accept-only rate = {wh['ingested_per_s'] / e2e['accept_only']['accepted_per_s']:.0%}    / pgbench of its statement ({hook['tps']:.0f} tps) = {wh['ingested_per_s'] / hook['tps']:.0%}
   availability, 30 days, {av['bookings_on_resource']} bookings on the resource ({av['free_slots']} free slots):
        database p50 {av['db_p50_ms']:.1f} ms  p99 {av['db_p99_ms']:.1f} ms    through the gateway p50 {av['http_p50_ms']:.1f} ms  p99 {av['http_p99_ms']:.1f} ms
 """, flush=True)

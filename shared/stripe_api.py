@@ -19,6 +19,8 @@ from shared.config import Settings
 from shared.errors import DomainError
 
 log = logging.getLogger("totem.stripe")
+logging.getLogger("stripe").setLevel(logging.WARNING)  # the SDK logs every request at INFO: ours say enough
+stripe.enable_telemetry = False  # no request-timing headers to Stripe
 
 TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 

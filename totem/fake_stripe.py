@@ -5,7 +5,7 @@ Stripe's form-encoded requests and JSON shapes, honours ``Idempotency-Key`` the 
 same parameters → the stored answer with ``Idempotent-Replayed: true``; same key + other parameters → 400
 ``idempotency_error``), and sends events to ``FAKE_STRIPE_WEBHOOK_URL`` signed as Stripe signs them
 (``Stripe-Signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<payload>")``), retrying a delivery that is not
-answered 2xx.
+answered 2xx. ``FAKE_STRIPE_ENABLED_EVENTS`` (comma list, default ``*``) is the endpoint's enabled events.
 
 Endpoints: create / retrieve / confirm / cancel PaymentIntent, create Refund, create Transfer, list balance
 transactions. Test-mode cards as in Stripe: confirming with ``pm_card_chargeDeclined`` (or any payment method
@@ -109,6 +109,7 @@ class FakeStripe:
     webhook_url: str
     webhook_secret: str
     api_key: str | None
+    enabled_events: frozenset[str] | None = None  # None: every type (a Stripe endpoint's "enabled_events")
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -327,6 +328,8 @@ class FakeStripe:
                  "data": {"object": json.loads(json.dumps(obj))}, "livemode": False, "pending_webhooks": 1,
                  "request": {"id": new_id("req"), "idempotency_key": None}, "type": type_}
         self.events.append(event)
+        if self.enabled_events is not None and type_ not in self.enabled_events:
+            return
         if self.hold:
             self.held.append(event)
         else:
@@ -509,6 +512,11 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _enabled(spec: str) -> frozenset[str] | None:
+    names = frozenset(name.strip() for name in spec.split(",") if name.strip())
+    return None if not names or "*" in names else names
+
+
 def create_app(env: dict[str, str] | None = None) -> Litestar:
     env = dict(os.environ) if env is None else env
     port = env.get("PORT", "8000")
@@ -516,6 +524,7 @@ def create_app(env: dict[str, str] | None = None) -> Litestar:
         webhook_url=env.get("FAKE_STRIPE_WEBHOOK_URL") or f"http://127.0.0.1:{port}/v1/webhooks/stripe",
         webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or "whsec_totem_dev",
         api_key=env.get("STRIPE_API_KEY") or None,
+        enabled_events=_enabled(env.get("FAKE_STRIPE_ENABLED_EVENTS", "*")),
     )
 
     async def open_client(app: Litestar) -> None:

@@ -13,7 +13,7 @@ WITH target AS (
   JOIN resource_services rs ON rs.resource_id = r.id
   JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL
-), busy AS (
+), busy AS MATERIALIZED (  -- once per query, never per candidate
   SELECT resource_busy(t.resource_id, t.window) AS ranges FROM target t
 ), windows AS (
   SELECT (d::date + h.opens_at) AT TIME ZONE t.time_zone AS opens,
@@ -61,7 +61,7 @@ WITH listing AS (
                    (%(to)s::date + 1)::timestamp AT TIME ZONE p.time_zone, '[)') AS window
   FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
-), busy AS (
+), busy AS MATERIALIZED (  -- once per query, never per candidate
   SELECT resource_busy(l.id, l.window) AS ranges FROM listing l
 )
 SELECT d::date AS night
