@@ -16,6 +16,8 @@ Misbehaviour on demand, for tests (``/_fake/...``, JSON):
 * ``POST /_fake/faults {"operation": "payment_intents.create", "times": 2, "when": "before"|"after"}``:
   the next ``times`` calls answer 500. ``before``: nothing happens (a failure in front of Stripe);
   ``after``: the call takes effect and is stored under its idempotency key, but the answer is lost.
+  ``"when": "slow", "delay_seconds": 5``: the call waits that long, then takes effect (to kill a caller
+  mid-call).
 * ``POST /_fake/webhooks {"hold": true, "copies": 1, "delay_seconds": 0}``: hold events instead of sending
   them, send each one ``copies`` times, or send late.
 * ``POST /_fake/webhooks/release {"order": "shuffled"|"reversed"|"in_order", "copies": 3, "seed": 1}``.
@@ -100,8 +102,9 @@ def _int(params: dict[str, Any], name: str, *, required: bool = True) -> int | N
 @dataclass
 class Fault:
     times: int
-    when: str  # before | after
+    when: str  # before | after | slow
     status: int = 500
+    delay_seconds: float = 0.0
 
 
 @dataclass
@@ -411,6 +414,10 @@ async def _api(request: Request[Any, Any, Any], state: State, operation: str,
     if not _authorized(request, fake):
         return _answer(401, StripeError(401, "invalid_request_error", "Invalid API Key provided.").body)
     params = decode_form(await request.body())
+    fault = fake.faults.get(operation)
+    if fault and fault.when == "slow" and fault.times > 0:
+        fault.times -= 1
+        await asyncio.sleep(fault.delay_seconds)
     status, body, replayed = fake.call(operation, request.headers.get("idempotency-key"), params,
                                        lambda: run(fake, params))
     return _answer(status, body, replayed)
@@ -472,7 +479,8 @@ async def list_balance_transactions(request: Request[Any, Any, Any], state: Stat
 async def set_fault(state: State, data: dict[str, Any]) -> dict[str, Any]:
     _fake(state).faults[str(data["operation"])] = Fault(times=int(data.get("times", 1)),
                                                          when=str(data.get("when", "before")),
-                                                         status=int(data.get("status", 500)))
+                                                         status=int(data.get("status", 500)),
+                                                         delay_seconds=float(data.get("delay_seconds", 0)))
     return {"ok": True}
 
 

@@ -191,3 +191,75 @@ def test_sigterm_lets_a_worker_finish_its_job_and_loses_nothing(fault_fleet: Fle
         assert worker.wait(40) == 0
         job = wait_job(client, job_id, timeout=10)  # finished by the stopping worker, no restart needed
     assert job["status"] == "succeeded" and job["attempts"] == 1
+
+
+def _fake_events(stripe_url: str, type_: str, booking_id: str) -> list[dict[str, Any]]:
+    events = httpx.get(f"{stripe_url}/_fake/events", timeout=10).json()
+    return [e for e in events if e["type"] == type_ and e["data"]["object"]["metadata"].get("booking_id") == booking_id]
+
+
+def test_a_bookings_worker_killed_inside_its_stripe_call_reuses_its_hold_and_intent(
+    fault_fleet: Fleet, isolated_database_url: str,
+) -> None:
+    """SIGKILL between the committed hold and the PaymentIntent answer: the rerun finds its hold and asks
+    Stripe again with the same idempotency key, so there is one booking and one intent."""
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker(name="bookings-1")
+    fault_fleet.start_scheduler()
+    httpx.post(f"{fault_fleet.stripe_url}/_fake/faults", timeout=10,
+               json={"operation": "payment_intents.create", "times": 1, "when": "slow", "delay_seconds": 3})
+    with httpx.Client(base_url=base, timeout=10) as client:
+        job_id = client.post("/v1/bookings", json=catalog.slot_body(future(days=21)),
+                             headers={"Idempotency-Key": new_key()}).json()["job_id"]
+        wait_for(lambda: _query(url, "SELECT 1 FROM bookings WHERE created_by_job = %s", job_id), 20,
+                 "the hold committed (the worker is now inside its Stripe call)")
+        fault_fleet.kill("bookings-1", signal.SIGKILL)
+        fault_fleet.start_worker(name="bookings-2")
+        job = wait_job(client, job_id, timeout=60)
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    booking_id = job["result"]["booking_id"]
+    assert len(_query(url, "SELECT 1 FROM bookings WHERE created_by_job = %s", job_id)) == 1
+    payments = _query(url, "SELECT payment_intent_id FROM payments WHERE booking_id = %s", booking_id)
+    assert [p["payment_intent_id"] for p in payments] == [job["result"]["payment_intent_id"]]
+    created = _fake_events(fault_fleet.stripe_url, "payment_intent.created", booking_id)
+    assert [e["data"]["object"]["id"] for e in created] == [job["result"]["payment_intent_id"]]
+
+
+def test_a_payments_worker_killed_inside_a_refund_call_refunds_once(
+    fault_fleet: Fleet, isolated_database_url: str,
+) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker()
+    fault_fleet.start_worker("payments", name="payments-1")
+    fault_fleet.start_scheduler()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        created = wait_job(client, client.post("/v1/bookings", json=catalog.slot_body(future(days=22)),
+                                               headers={"Idempotency-Key": new_key()}).json()["job_id"])
+        booking_id, intent = created["result"]["booking_id"], created["result"]["payment_intent_id"]
+        httpx.post(f"{fault_fleet.stripe_url}/v1/payment_intents/{intent}/confirm", timeout=10,
+                   data={"payment_method": "pm_card_visa"})
+        wait_for(lambda: client.get(f"/v1/bookings/{booking_id}").json()["status"] == "paid", 20, "paid")
+        httpx.post(f"{fault_fleet.stripe_url}/_fake/faults", timeout=10,
+                   json={"operation": "refunds.create", "times": 1, "when": "slow", "delay_seconds": 3})
+        cancel = wait_job(client, client.post(f"/v1/bookings/{booking_id}/cancel", json={},
+                                              headers={"Idempotency-Key": new_key()}).json()["job_id"])
+        refund_id = cancel["result"]["refund"]["refund_id"]
+        wait_for(lambda: _query(url, "SELECT 1 FROM jobs WHERE type = 'refund.issue' AND status = 'running'"), 20,
+                 "the refund job inside its Stripe call")
+        fault_fleet.kill("payments-1", signal.SIGKILL)
+        fault_fleet.start_worker("payments", name="payments-2")
+        wait_for(lambda: client.get(f"/v1/bookings/{booking_id}").json()["refunds"][0]["status"] == "succeeded",
+                 60, "refund settled")
+        time.sleep(1)
+        view = client.get(f"/v1/bookings/{booking_id}").json()
+    assert [(r["id"], r["amount"]) for r in view["refunds"]] == [(refund_id, 2500)]
+    assert view["payments"][0]["amount_refunded"] == 2500
+    refunds = [e for e in httpx.get(f"{fault_fleet.stripe_url}/_fake/events", timeout=10).json()
+               if e["type"] == "refund.created" and e["data"]["object"]["payment_intent"] == intent]
+    assert len(refunds) == 1
+    job = _query(url, "SELECT status, attempts FROM jobs WHERE type = 'refund.issue'")
+    assert job == [{"status": "succeeded", "attempts": 2}]
