@@ -36,8 +36,8 @@ from bench.pgbench import PRESEED_JOBS, write_scripts
 from shared.db import QUERIES
 from shared.payments import HANDLED_EVENTS
 from totem.cli import wait_ready
-from totem.fake_stripe import sign
 from totem.embedded import PrivatePostgres, PrivateRedis, free_port, pg_bindir
+from totem.fake_stripe import sign
 from totem.fleet import Fleet
 from totem.migrate import create_database, drop_database, migrate
 

@@ -202,7 +202,7 @@ def test_events_delivered_three_times_in_shuffled_order_end_as_if_delivered_once
     once = book(client, catalog, days=31)
     _history(customer, once["payment_intent_id"])
     expected = wait_for(lambda: (s := _final_state(client, once["booking_id"]))["refunds"] and
-                        s["payments"][0][2] == 700 and s, 20, "control history applied")
+                        s["payments"][0][2] == 700 and s["status"] == "paid" and s, 20, "control history applied")
 
     shuffled = book(client, catalog, days=32)
     fake.post("/_fake/webhooks", json={"hold": True})
@@ -328,3 +328,30 @@ def test_one_active_payment_per_booking_and_payment_terms_are_immutable(database
             conn.execute("UPDATE payments SET amount = 1 WHERE booking_id = %s", (result["booking_id"],))
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("DELETE FROM payments WHERE booking_id = %s", (result["booking_id"],))
+
+
+def test_a_refund_stripe_refuses_is_marked_failed_and_visible(
+        client: httpx.Client, customer: stripe.StripeClient, fake: httpx.Client, catalog: Catalog, db: Any) -> None:
+    """The charge was refunded in full from the dashboard and we had not heard yet: our policy refund is
+    refused by Stripe; the refund row says failed and why, the job fails with PAYMENT_PROVIDER_REFUSED, and
+    the external refund is recorded once its event arrives."""
+    result = book(client, catalog, days=53)
+    pay(customer, result["payment_intent_id"])
+    wait_booking(client, result["booking_id"], "paid", lambda b: b["status"] == "paid")
+    fake.post("/_fake/webhooks", json={"hold": True})
+    customer.v1.refunds.create(params={"payment_intent": result["payment_intent_id"]})
+    cancelled = cancel(client, result["booking_id"])
+    refund_id = cancelled["result"]["refund"]["refund_id"]
+    failed = wait_booking(client, result["booking_id"], "refund failed",
+                          lambda b: b["refunds"] and b["refunds"][0]["status"] == "failed")
+    assert "already been refunded" in failed["refunds"][0]["failure_reason"]
+    job = db.execute("SELECT status, error FROM jobs WHERE type = 'refund.issue' AND payload->>'refund_id' = %s",
+                     (refund_id,)).fetchone()
+    assert job["status"] == "failed" and job["error"]["code"] == "PAYMENT_PROVIDER_REFUSED"
+    fake.post("/_fake/webhooks", json={"hold": False})
+    fake.post("/_fake/webhooks/release", json={"order": "in_order"})
+    final = wait_booking(client, result["booking_id"], "external refund recorded", lambda b: len(b["refunds"]) == 2)
+    assert sorted((r["kind"], r["status"], r["amount"]) for r in final["refunds"]) == [
+        ("cancellation", "failed", 2500), ("external", "succeeded", 2500)]
+    assert final["status"] == "cancelled" and final["payments"][0]["amount_refunded"] == 2500
+    assert refund_id == next(r["id"] for r in final["refunds"] if r["kind"] == "cancellation")

@@ -33,7 +33,9 @@ def prepare_refund(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
     try:
         answer = runtime.stripe.create_refund(refund_id=str(refund_id), booking_id=str(refund["booking_id"]),
                                               payment_intent_id=refund["payment_intent_id"], amount=refund["amount"])
-    except PaymentProviderRefused as refused:
+    except PaymentProviderRefused as exc:
+        refused = exc  # the except clause unbinds its own name; the handler runs after it
+
         return lambda conn, job: _refused(conn, refund_id, refund, refused)
 
     def record(conn: psycopg.Connection[Any], job: ClaimedJob) -> RefundIssued:
