@@ -21,7 +21,7 @@ settings = runtime.boot()
 def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.Hold:
     """The job's hold, placed in a transaction of its own (committed before Stripe is called). A retried
     job finds the hold it placed before (bookings.created_by_job is unique) and goes on with it."""
-    request: BookingRequest = msgspec.convert(job.payload, BookingRequest)  # type: ignore[arg-type]
+    request: BookingRequest = msgspec.convert(job.payload, BookingRequest)
     try:
         with conn.transaction():
             row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone()
