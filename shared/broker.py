@@ -32,6 +32,8 @@ ROUTES: dict[str, tuple[str, str]] = {
     "booking.mark_paid": ("bookings", "mark_booking_paid"),
     "stripe.apply_event": ("payment_webhooks", "apply_stripe_event"),
     "refund.issue": ("payment_webhooks", "issue_refund"),
+    "payout.send": ("payouts", "send_payout"),
+    "ledger.reconcile": ("payouts", "reconcile_ledger"),
 }
 
 _HEARTBEAT_TIMEOUT_MS = 60_000

@@ -32,6 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stripe_webhook_tolerance_seconds: int = 300
     stripe_max_attempts: int = 4
     stripe_timeout_seconds: float = 10.0
+    # Money: payable matures this long after completion; the scheduler reconciles with Stripe this often.
+    payout_maturity_seconds: float = 86_400.0
+    reconcile_interval_seconds: float = 3_600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

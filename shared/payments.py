@@ -30,6 +30,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
+from shared import ledger
 from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.jobs import ClaimedJob
@@ -64,9 +65,10 @@ def quote_refund(policy: list[dict[str, Any]], start_at: datetime, now: datetime
 
 
 def cancel_booking(conn: psycopg.Connection[Any], command: BookingCommand, job: ClaimedJob,
-                   now: datetime) -> BookingTransitioned:
+                   now: datetime, maturity_seconds: float) -> BookingTransitioned:
     """Cancel a booking; if it was paid, stage the refund its policy grants (issued by a refund.issue job)
-    and record amount and window in the audit row. Runs in the caller's transaction."""
+    and record amount and window in the audit row. What the provider keeps is earned now: it matures for
+    payout (the refund, when it settles, comes off it). Runs in the caller's transaction."""
     booking = conn.execute(QUERIES["lock_booking"], {"id": command.booking_id}).fetchone()
     payment = None
     if booking is not None and booking["status"] == "paid":
@@ -85,6 +87,9 @@ def cancel_booking(conn: psycopg.Connection[Any], command: BookingCommand, job: 
         plan = msgspec.structs.replace(plan, refund_id=refund_id, status="pending" if refund_id else "none")
     detail = {"refund": msgspec.to_builtins(plan)} if plan else None
     transitioned = transition_booking(conn, command, job_id=job.id, detail=detail)
+    if transitioned.from_status == "paid":
+        ledger.post_maturity(conn, booking_id=command.booking_id, maturity_seconds=maturity_seconds,
+                             reason="cancelled: the provider keeps what the policy does not refund")
     return msgspec.structs.replace(transitioned, refund=plan)
 
 
@@ -158,19 +163,32 @@ def _payment_succeeded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id:
     booking = conn.execute(QUERIES["lock_booking"], {"id": booking_id}).fetchone() if booking_id else None
     if booking is None:
         return [Effect("unknown_booking", detail={"payment_intent_id": obj["id"]})]
+    return _apply_success(conn, job, event_id, booking, intent_id=obj["id"], amount=obj["amount"],
+                          received=int(obj.get("amount_received") or obj["amount"]),
+                          currency=str(obj["currency"]).upper(), charge_id=obj.get("latest_charge"),
+                          source="payment_intent.succeeded")
+
+
+def _apply_success(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str, booking: dict[str, Any], *,
+                   intent_id: str, amount: int, received: int, currency: str, charge_id: str | None,
+                   source: str) -> list[Effect]:
+    """The payment succeeded (said by its intent's event, or by its charge's when that came first): record
+    it, post the capture, and pay the booking if it was waiting (else refund it: the late rule)."""
     changed = conn.execute(QUERIES["record_payment_succeeded"], {
-        **_intent_terms(obj, booking["id"]), "charge_id": obj.get("latest_charge")}).fetchone()
+        "booking_id": booking["id"], "payment_intent_id": intent_id, "amount": amount, "currency": currency,
+        "charge_id": charge_id}).fetchone()
     if changed is None:
         return [Effect("no_change", booking["id"], {"reason": "payment already recorded as succeeded"})]
-    received = int(obj.get("amount_received") or obj["amount"])
-    if (received, str(obj["currency"]).upper()) != (booking["amount"], booking["currency"]):
+    ledger.post_capture(conn, booking_id=booking["id"], payment_intent_id=intent_id, charge_id=charge_id,
+                        amount=received, currency=currency)
+    if (received, currency) != (booking["amount"], booking["currency"]):
         return [Effect("amount_mismatch", booking["id"], {
-            "expected": booking["amount"], "received": received, "currency": obj["currency"]})]
+            "expected": booking["amount"], "received": received, "currency": currency})]
     if booking["status"] == "pending_payment":
         transition_booking(conn, BookingCommand(booking_id=booking["id"], to_status="paid", actor="stripe",
-                                                reason="payment_intent.succeeded"),
-                           job_id=job.id, detail={"event_id": event_id, "payment_intent_id": obj["id"]})
-        return [Effect("booking_paid", booking["id"], {"payment_intent_id": obj["id"], "amount": received})]
+                                                reason=source),
+                           job_id=job.id, detail={"event_id": event_id, "payment_intent_id": intent_id})
+        return [Effect("booking_paid", booking["id"], {"payment_intent_id": intent_id, "amount": received})]
     # Late: the hold expired, the booking was cancelled, or it was already marked paid another way.
     refund_id = _stage_refund(conn, job, booking_id=booking["id"], payment_id=changed["id"], kind="late_payment",
                               amount=received, currency=booking["currency"],
@@ -210,25 +228,33 @@ def _charge_refunded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: s
                      obj: dict[str, Any]) -> list[Effect]:
     intent_id = obj.get("payment_intent")
     payment = conn.execute(QUERIES["payment_by_intent"], {"payment_intent_id": intent_id}).fetchone()
-    if payment is None:
-        return [Effect("unknown_booking", _booking_id(obj), {"charge_id": obj["id"], "payment_intent_id": intent_id})]
-    conn.execute(QUERIES["lock_booking"], {"id": payment["booking_id"]})
+    booking_id = payment["booking_id"] if payment else _booking_id(obj)
+    booking = conn.execute(QUERIES["lock_booking"], {"id": booking_id}).fetchone() if booking_id else None
+    if booking is None or intent_id is None:
+        return [Effect("unknown_booking", detail={"charge_id": obj["id"], "payment_intent_id": intent_id})]
     effects = []
+    if (payment is None or payment["status"] != "succeeded") and obj.get("paid") and obj.get("status") == "succeeded":
+        # delivered before its payment_intent.succeeded: the charge itself proves the capture
+        effects += _apply_success(conn, job, event_id, booking, intent_id=intent_id, amount=obj["amount"],
+                                  received=int(obj.get("amount_captured") or obj["amount"]),
+                                  currency=str(obj["currency"]).upper(), charge_id=obj["id"],
+                                  source="charge.refunded (before its payment_intent.succeeded)")
     for refund in (obj.get("refunds") or {}).get("data", []):
         ours = (refund.get("metadata") or {}).get("refund_id")
         row = conn.execute(QUERIES["record_stripe_refund"], {
             "refund_id": ours, "stripe_refund_id": refund["id"], "amount": refund["amount"],
             "payment_intent_id": intent_id}).fetchone()
         if row is not None:
-            effects.append(Effect("refund_recorded", payment["booking_id"], {
+            ledger.post_refund(conn, refund_id=row["id"], booking_id=booking["id"],
+                               stripe_refund_id=refund["id"], amount=row["amount"])
+            effects.append(Effect("refund_recorded", booking["id"], {
                 "refund_id": str(row["id"]), "kind": row["kind"], "amount": row["amount"],
                 "stripe_refund_id": refund["id"]}))
     total = conn.execute(QUERIES["record_amount_refunded"], {
         "payment_intent_id": intent_id, "amount_refunded": obj["amount_refunded"], "charge_id": obj["id"]}).fetchone()
     if not effects:
         reason = "refund total updated" if total else "refunds already recorded"
-        effects.append(Effect("no_change", payment["booking_id"], {"reason": reason,
-                                                                   "amount_refunded": obj["amount_refunded"]}))
+        effects.append(Effect("no_change", booking["id"], {"reason": reason, "amount_refunded": obj["amount_refunded"]}))
     return effects
 
 

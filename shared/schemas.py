@@ -219,3 +219,16 @@ class JobMessage(msgspec.Struct, frozen=True):
     """What a worker needs to find its job: the id. Everything else is re-read from Postgres."""
 
     job_id: UUID
+
+
+class PayoutJob(msgspec.Struct):
+    """Payload of a payout.send job."""
+
+    payout_id: UUID
+
+
+class PayoutSent(msgspec.Struct):
+    payout_id: UUID
+    status: Literal["pending", "paid", "failed"]
+    stripe_transfer_id: str | None
+    amount: int

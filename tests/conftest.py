@@ -99,12 +99,13 @@ def fleet_env(database_url: str, redis_url: str, redis_namespace: str) -> dict[s
 
 @pytest.fixture(scope="session")
 def fleet(fleet_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """The shared fleet: the fake Stripe, one gateway, one bookings and one payments worker, one scheduler."""
+    """The shared fleet: the fake Stripe, one gateway, one worker per pool, one scheduler."""
     fleet = Fleet(env=fleet_env, log_dir=tmp_path_factory.mktemp("fleet-logs"))
     try:
         fleet.start_gateway()
         fleet.start_worker()
         fleet.start_worker("payments")
+        fleet.start_worker("payouts")
         fleet.start_scheduler()
         yield fleet
     finally:

@@ -14,6 +14,7 @@ import urllib.request
 POOLS: dict[str, tuple[str, list[str]]] = {
     "bookings": ("workers.bookings", ["bookings"]),
     "payments": ("workers.payments", ["payment_webhooks"]),
+    "payouts": ("workers.payouts", ["payouts"]),
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from shared import booking, payments
+from shared import booking, ledger, payments
 from shared.db import QUERIES, ConstraintViolation
 from shared.jobs import ClaimedJob, Handler
 from shared.schemas import BookingCommand, BookingCreated, BookingRequest, BookingTransitioned
@@ -73,7 +73,17 @@ def _confirm_free(conn: psycopg.Connection[Any], job: ClaimedJob, hold: booking.
 
 def handle_cancel(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
     command = msgspec.convert(job.payload, BookingCommand)
-    return payments.cancel_booking(conn, command, job, now=datetime.now(UTC))
+    return payments.cancel_booking(conn, command, job, now=datetime.now(UTC),
+                                   maturity_seconds=settings.payout_maturity_seconds)
+
+
+def handle_complete(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
+    """Completed: the provider's payable matures for payout after PAYOUT_MATURITY_SECONDS."""
+    command = msgspec.convert(job.payload, BookingCommand)
+    transitioned = booking.transition_booking(conn, command, job_id=job.id)
+    ledger.post_maturity(conn, booking_id=command.booking_id, maturity_seconds=settings.payout_maturity_seconds,
+                         reason="booking completed")
+    return transitioned
 
 
 def handle_transition(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
@@ -82,5 +92,5 @@ def handle_transition(conn: psycopg.Connection[Any], job: ClaimedJob) -> Booking
 
 create_booking = job_actor("bookings", "create_booking", prepare=prepare_create_booking)
 cancel_booking = job_actor("bookings", "cancel_booking", handle_cancel)
-complete_booking = job_actor("bookings", "complete_booking", handle_transition)
+complete_booking = job_actor("bookings", "complete_booking", handle_complete)
 mark_booking_paid = job_actor("bookings", "mark_booking_paid", handle_transition)

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from shared import payments
+from shared import ledger, payments
 from shared.db import QUERIES
 from shared.errors import DomainError
 from shared.jobs import ClaimedJob, Handler
@@ -39,8 +39,12 @@ def prepare_refund(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
         return lambda conn, job: _refused(conn, refund_id, refund, refused)
 
     def record(conn: psycopg.Connection[Any], job: ClaimedJob) -> RefundIssued:
-        conn.execute(QUERIES["mark_refund_issued"], {"id": refund_id, "stripe_refund_id": answer.id,
-                                                     "succeeded": answer.status == "succeeded"})
+        conn.execute(QUERIES["lock_booking"], {"id": refund["booking_id"]})  # booking -> payment -> refund
+        settled = conn.execute(QUERIES["mark_refund_issued"], {"id": refund_id, "stripe_refund_id": answer.id,
+                                                               "succeeded": answer.status == "succeeded"}).fetchone()
+        if settled is not None and settled["status"] == "succeeded":  # we settled it (not its event): post it
+            ledger.post_refund(conn, refund_id=refund_id, booking_id=refund["booking_id"],
+                               stripe_refund_id=answer.id, amount=refund["amount"])
         return RefundIssued(refund_id=refund_id, status="succeeded" if answer.status == "succeeded" else "pending",
                             stripe_refund_id=answer.id, amount=refund["amount"])
 

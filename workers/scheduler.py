@@ -15,22 +15,26 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from psycopg.types.json import Jsonb
 
 from shared.booking import expire_overdue_holds
-from shared.broker import ROUTES, make_broker, message_for
+from shared.broker import ROUTES, build_message, make_broker, message_for
 from shared.config import Settings
 from shared.db import QUERIES, Pool, open_pool
 from shared.jobs import requeue_stale_jobs
 from shared.logs import configure_logging
+from shared.settlement import PAYOUT_JOB, close_due_periods
 
 log = logging.getLogger("totem.scheduler")
 LEASE_NAME = "scheduler"
+RECONCILE_JOB = "ledger.reconcile"
 
 
 class Gauges:
@@ -102,6 +106,8 @@ class Scheduler:
                 "requeued_jobs": self.requeue_stale_jobs(conn),
                 "expired_holds": expire_overdue_holds(conn),
                 "purged_idempotency_keys": self._purge_keys(conn),
+                "payouts_created": self._settle(conn),
+                "reconciliations_queued": self._reconcile_if_due(conn),
             }
         if any(done.values()):
             log.info("scheduler tick", extra=done)
@@ -113,6 +119,37 @@ class Scheduler:
             self.gauges.refresh(conn, self.broker, self.settings.redis_namespace, leader)
         except (psycopg.Error, redis.RedisError) as exc:  # metrics never stop the periodic work
             log.warning("could not refresh gauges", extra={"error": type(exc).__name__})
+
+    def _settle(self, conn: psycopg.Connection[Any]) -> int:
+        """Close every provider's ended settlement period into a payout batch; send its payouts."""
+        closed, jobs = close_due_periods(conn, now=datetime.now(UTC), max_attempts=self.settings.job_max_attempts)
+        for period in closed:
+            log.info("settlement period closed", extra={"provider_id": str(period.provider_id),
+                                                        "batch_id": str(period.batch_id), "payouts": len(period.payouts)})
+        self._enqueue(PAYOUT_JOB, jobs)
+        return len(jobs)
+
+    def _reconcile_if_due(self, conn: psycopg.Connection[Any]) -> int:
+        if self.settings.reconcile_interval_seconds <= 0:  # 0: only on demand (POST /v1/system/reconciliations)
+            return 0
+        row = conn.execute(QUERIES["reconcile_due"], {"interval": self.settings.reconcile_interval_seconds}).fetchone()
+        if not (row and row["due"]):
+            return 0
+        job_id = uuid.uuid4()
+        queue, actor = ROUTES[RECONCILE_JOB]
+        conn.execute(QUERIES["insert_job"], {"id": job_id, "type": RECONCILE_JOB, "queue": queue, "actor": actor,
+                                             "payload": Jsonb({}), "max_attempts": self.settings.job_max_attempts,
+                                             "request_id": None})
+        self._enqueue(RECONCILE_JOB, [job_id])
+        return 1
+
+    def _enqueue(self, job_type: str, job_ids: list[uuid.UUID]) -> None:
+        for job_id in job_ids:  # committed rows: a failed send is picked up by the sweeper
+            try:
+                self.broker.enqueue(build_message(job_type, job_id))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("enqueue failed; the sweeper will retry", extra={"job_id": str(job_id), "error": repr(exc)})
+                break
 
     def _purge_keys(self, conn: psycopg.Connection[Any]) -> int:
         with conn.transaction():

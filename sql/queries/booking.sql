@@ -11,7 +11,7 @@ WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r
 -- Create a slot booking on hold with its snapshot, its audit row and its outbox event, in one statement.
 -- Overlap with a booking that holds time is refused by bookings_no_overlap (no read-then-insert).
 WITH offer AS (
-  SELECT r.id AS resource_id, r.provider_id, p.hold_ttl_seconds, p.cancellation_policy,
+  SELECT r.id AS resource_id, r.provider_id, p.hold_ttl_seconds, p.cancellation_policy, p.commission_bps,
          s.id AS service_id, s.name, s.duration_minutes, s.price, s.currency
   FROM resources r
   JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
@@ -31,7 +31,8 @@ WITH offer AS (
         AND k.period && tstzrange(%(start_at)s, %(start_at)s + make_interval(mins => s.duration_minutes), '[)'))
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
-                        service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy)
+                        service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy,
+                        commission_bps)
   SELECT %(id)s, 'slot', 'pending_payment', resource_id, provider_id,
          tstzrange(%(start_at)s, %(start_at)s + make_interval(mins => duration_minutes), '[)'),
          price, currency,
@@ -39,7 +40,7 @@ WITH offer AS (
                             'price', price, 'currency', currency),
          %(customer)s,
          now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
-         %(job_id)s, cancellation_policy
+         %(job_id)s, cancellation_policy, commission_bps
   FROM offer
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (
@@ -66,7 +67,7 @@ WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL;
 -- check-out day is free for the next check-in. Price = nights x nightly price, snapshotted.
 WITH listing AS (
   SELECT r.id AS resource_id, r.provider_id, r.name, r.nightly_price, p.currency, p.hold_ttl_seconds,
-         p.cancellation_policy,
+         p.cancellation_policy, p.commission_bps,
          tstzrange(%(check_in)s::date::timestamp AT TIME ZONE p.time_zone,
                    %(check_out)s::date::timestamp AT TIME ZONE p.time_zone, '[)') AS period
   FROM resources r
@@ -79,7 +80,8 @@ WITH listing AS (
                     WHERE k.resource_id = l.resource_id AND k.deleted_at IS NULL AND k.period && l.period)
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
-                        service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy)
+                        service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy,
+                        commission_bps)
   SELECT %(id)s, 'stay', 'pending_payment', resource_id, provider_id, period,
          nightly_price * (%(check_out)s::date - %(check_in)s::date), currency,
          jsonb_build_object('listing_name', name, 'nightly_price', nightly_price, 'currency', currency,
@@ -87,7 +89,7 @@ WITH listing AS (
                             'nights', %(check_out)s::date - %(check_in)s::date, 'guests', %(guests)s::int),
          %(customer)s,
          now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
-         %(job_id)s, cancellation_policy
+         %(job_id)s, cancellation_policy, commission_bps
   FROM clear
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (

@@ -1,0 +1,152 @@
+"""Owner views of money, computed from the ledger: balance, statement (window functions), payouts; and the
+system's reconciliation trigger. Until owner sessions exist these need X-System-Token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from gateway.auth import require_system_token
+from gateway.idempotency import keyed_command
+from gateway.pagination import decode_cursor, next_cursor
+from gateway.problems import Problem, problem_responses
+from shared.db import QUERIES, with_reconnect
+from shared.ledger import Balance
+from shared.schemas import Accepted
+
+MAX_STATEMENT_ENTRIES = 5000
+
+
+class ProviderBalance(msgspec.Struct):
+    provider_id: UUID
+    balances: list[Balance]
+
+
+class StatementEntry(msgspec.Struct):
+    id: int
+    created_at: datetime
+    available_at: datetime
+    amount: int  # what we owe the provider: + earned, - refunded or paid out
+    currency: str
+    account: str
+    transaction_id: int
+    kind: str
+    booking_id: UUID | None
+    payout_id: UUID | None
+    description: str | None
+    running_balance: int
+
+
+class Statement(msgspec.Struct):
+    provider_id: UUID
+    from_: datetime = msgspec.field(name="from")
+    to: datetime = msgspec.field()
+    opening_balances: dict[str, int] = msgspec.field()
+    closing_balances: dict[str, int] = msgspec.field()
+    entries: list[StatementEntry] = msgspec.field()
+    truncated: bool = False
+
+
+class PayoutLine(msgspec.Struct):
+    payout_id: UUID
+    booking_id: UUID
+    amount: int
+    status: str
+    stripe_transfer_id: str | None
+    failure_reason: str | None
+
+
+class PayoutBatch(msgspec.Struct):
+    id: UUID
+    provider_id: UUID
+    currency: str
+    total: int
+    destination: str
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+    lines: list[PayoutLine]
+
+
+class PayoutPage(msgspec.Struct):
+    items: list[PayoutBatch]
+    next_cursor: str | None
+
+
+async def _fetch(state: State, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        async with state.pool.connection() as conn:
+            cur = await conn.execute(QUERIES[query], params)
+            return await cur.fetchall()
+
+    return await with_reconnect(read)
+
+
+async def _require_provider(state: State, provider_id: UUID) -> None:
+    if not await _fetch(state, "get_provider", {"id": provider_id}):
+        raise Problem("NOT_FOUND", f"provider {provider_id} does not exist")
+
+
+@get("/v1/providers/{provider_id:uuid}/balance", guards=[require_system_token],
+     summary="A provider's balance per currency: pending, available, in transit, paid out",
+     responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND"))
+async def provider_balance(state: State, provider_id: UUID) -> ProviderBalance:
+    await _require_provider(state, provider_id)
+    rows = await _fetch(state, "provider_balances", {"provider_id": provider_id})
+    return ProviderBalance(provider_id=provider_id, balances=[Balance(**row) for row in rows])
+
+
+@get("/v1/providers/{provider_id:uuid}/statement", guards=[require_system_token],
+     summary="A provider's ledger entries between two instants, with the running balance",
+     responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "VALIDATION_FAILED"))
+async def provider_statement(
+    state: State, provider_id: UUID,
+    from_: Annotated[datetime, Parameter(query="from")],
+    to: Annotated[datetime, Parameter(query="to")],
+) -> Statement:
+    if from_.tzinfo is None or to.tzinfo is None or to <= from_:
+        raise Problem("VALIDATION_FAILED", "from and to must be ISO-8601 instants with an offset, from < to",
+                      errors=[{"field": "to", "message": "after from, with an offset"}])
+    await _require_provider(state, provider_id)
+    params = {"provider_id": provider_id, "from": from_, "to": to, "limit": MAX_STATEMENT_ENTRIES + 1}
+    opening = {row["currency"]: row["balance"] for row in await _fetch(state, "statement_opening", params)}
+    rows = await _fetch(state, "provider_statement", params)
+    entries = [StatementEntry(**row) for row in rows[:MAX_STATEMENT_ENTRIES]]
+    closing = dict(opening)
+    for entry in entries:
+        closing[entry.currency] = entry.running_balance
+    return Statement(provider_id=provider_id, from_=from_, to=to, opening_balances=opening,
+                     closing_balances=closing, entries=entries, truncated=len(rows) > MAX_STATEMENT_ENTRIES)
+
+
+@get("/v1/payouts", guards=[require_system_token], summary="A provider's payout batches with their booking lines",
+     responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "VALIDATION_FAILED"))
+async def list_payouts(
+    state: State, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50, cursor: str | None = None,
+) -> PayoutPage:
+    before_created_at, before_id = decode_cursor(cursor)
+    rows = await _fetch(state, "list_payout_batches", {"provider_id": provider, "limit": limit + 1,
+                                                       "before_created_at": before_created_at, "before_id": before_id})
+    items = [PayoutBatch(**{**row, "lines": [PayoutLine(**line) for line in row["lines"] or []]})
+             for row in rows[:limit]]
+    return PayoutPage(items=items, next_cursor=next_cursor(rows, limit))
+
+
+class ReconcileRequest(msgspec.Struct, forbid_unknown_fields=True):
+    note: str | None = None
+
+
+@post("/v1/system/reconciliations", guards=[require_system_token], status_code=202,
+      summary="Reconcile the ledger with Stripe's balance transactions now (as a job)",
+      responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "IDEMPOTENCY_KEY_MISSING"))
+async def run_reconciliation(request: Request[Any, Any, Any], state: State,
+                             data: ReconcileRequest) -> Response[Accepted]:
+    command = keyed_command(request, data)
+    return await state.acceptor.accept(  # type: ignore[no-any-return]
+        request, command, job_type="ledger.reconcile", payload=data, check=None)

@@ -1,0 +1,172 @@
+-- ledger_post --
+-- Post one journal transaction once (see ledger_post() in migration 0004).
+SELECT transaction_id, posted
+FROM ledger_post(%(key)s, %(kind)s, %(booking_id)s, %(payout_id)s, %(external_ref)s, %(description)s, %(entries)s);
+
+-- booking_money --
+-- What the ledger needs to know about a booking: who is paid, in what currency, at what commission, and
+-- what was captured for it.
+SELECT b.id, b.provider_id, b.currency, b.commission_bps, b.status,
+       (SELECT p.amount FROM payments p WHERE p.booking_id = b.id AND p.status = 'succeeded') AS captured,
+       EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.booking_id = b.id AND t.kind = 'maturity') AS matured
+FROM bookings b WHERE b.id = %(booking_id)s;
+
+-- booking_pending_payable --
+-- What a booking still owes its provider on the pending account (captured share minus refunds so far).
+SELECT coalesce(-sum(e.amount), 0)::bigint AS amount
+FROM ledger_transactions t
+JOIN ledger_entries e ON e.transaction_id = t.id
+JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'provider_pending'
+WHERE t.booking_id = %(booking_id)s;
+
+-- provider_balances --
+-- A provider's money per currency, computed from entries: pending (not yet matured), available (matured,
+-- payable now), in transit (payouts sent, not confirmed) and paid out (confirmed transfers).
+SELECT a.currency,
+       coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'provider_pending'
+                                          OR (a.kind = 'provider_available' AND e.amount < 0
+                                              AND e.available_at > now())), 0)::bigint AS pending,
+       coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'provider_available'
+                                          AND (e.amount > 0 OR e.available_at <= now())), 0)::bigint AS available,
+       coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'payouts_in_transit'), 0)::bigint AS in_transit,
+       coalesce(sum(e.amount) FILTER (WHERE a.kind = 'payouts_in_transit' AND t.kind = 'payout_paid'), 0)::bigint
+         AS paid_out
+FROM ledger_accounts a
+JOIN ledger_entries e ON e.account_id = a.id
+JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE a.provider_id = %(provider_id)s
+GROUP BY a.currency
+ORDER BY a.currency;
+
+-- provider_statement --
+-- A provider's entries between two instants with the running balance of what we owe them (pending +
+-- available + in transit), per currency, computed with a window over all earlier entries.
+WITH owed AS (
+  SELECT e.id, e.created_at, e.available_at, e.amount, e.currency, a.kind AS account, t.id AS transaction_id,
+         t.kind, t.booking_id, t.payout_id, t.description,
+         -sum(e.amount) OVER (PARTITION BY e.currency ORDER BY e.created_at, e.id) AS running_balance
+  FROM ledger_accounts a
+  JOIN ledger_entries e ON e.account_id = a.id
+  JOIN ledger_transactions t ON t.id = e.transaction_id
+  WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
+    AND e.created_at < %(to)s
+)
+SELECT id, created_at, available_at, -amount AS amount, currency, account, transaction_id, kind, booking_id,
+       payout_id, description, running_balance
+FROM owed WHERE created_at >= %(from)s
+ORDER BY created_at, id
+LIMIT %(limit)s;
+
+-- statement_opening --
+-- What we owed a provider per currency just before a statement's start.
+SELECT e.currency, coalesce(-sum(e.amount), 0)::bigint AS balance
+FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id
+WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
+  AND e.created_at < %(from)s
+GROUP BY e.currency;
+
+-- ledger_trial_balance --
+-- Every transaction balances: the transactions that do not (always none).
+SELECT t.id, e.currency, sum(e.amount) AS total
+FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
+GROUP BY t.id, e.currency HAVING sum(e.amount) <> 0;
+
+-- close_due_periods --
+-- Close each payout-enabled provider's most recent ended period (local midnights in its time zone). The
+-- exclusion constraint makes this once per period whatever races it: a second closer inserts nothing.
+INSERT INTO settlement_periods (provider_id, schedule, period)
+SELECT p.id, p.payout_schedule,
+       tstzrange((b.period_end - CASE p.payout_schedule WHEN 'weekly' THEN interval '7 days' ELSE interval '1 day' END)
+                   AT TIME ZONE p.time_zone,
+                 b.period_end AT TIME ZONE p.time_zone, '[)')
+FROM providers p,
+     LATERAL (SELECT date_trunc(CASE p.payout_schedule WHEN 'weekly' THEN 'week' ELSE 'day' END,
+                                %(now)s::timestamptz AT TIME ZONE p.time_zone) AS period_end) b
+WHERE p.payout_account IS NOT NULL AND p.deleted_at IS NULL
+  AND (%(provider_id)s::uuid IS NULL OR p.id = %(provider_id)s::uuid)
+ON CONFLICT DO NOTHING
+RETURNING id, provider_id, upper(period) AS period_end;
+
+-- payable_due --
+-- Per booking of a provider: matured payable not yet paid out (credits count once available_at has
+-- passed the cutoff, debits at once). Bookings with a refund still pending wait for the next period.
+SELECT t.booking_id, a.currency, -sum(e.amount)::bigint AS amount
+FROM ledger_accounts a
+JOIN ledger_entries e ON e.account_id = a.id
+JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE a.provider_id = %(provider_id)s AND a.kind = 'provider_available' AND t.booking_id IS NOT NULL
+  AND (e.amount > 0 OR e.available_at <= %(cutoff)s)
+  AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.booking_id = t.booking_id AND r.status = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM payouts o WHERE o.booking_id = t.booking_id AND o.status <> 'failed')
+GROUP BY t.booking_id, a.currency
+HAVING -sum(e.amount) > 0
+ORDER BY t.booking_id;
+
+-- insert_payout_batch --
+INSERT INTO payout_batches (provider_id, period_id, currency, total, destination)
+SELECT p.id, %(period_id)s, %(currency)s, %(total)s, p.payout_account FROM providers p WHERE p.id = %(provider_id)s
+RETURNING id, destination;
+
+-- insert_payout --
+-- One payout per booking (payouts_one_per_booking): a racing closer inserts nothing.
+INSERT INTO payouts (batch_id, provider_id, booking_id, amount, currency, status)
+VALUES (%(batch_id)s, %(provider_id)s, %(booking_id)s, %(amount)s, %(currency)s, 'pending')
+ON CONFLICT (booking_id) WHERE status <> 'failed' DO NOTHING
+RETURNING id;
+
+-- payout_to_send --
+SELECT o.id, o.batch_id, o.provider_id, o.booking_id, o.amount, o.currency, o.status, o.stripe_transfer_id,
+       b.destination
+FROM payouts o JOIN payout_batches b ON b.id = o.batch_id WHERE o.id = %(id)s;
+
+-- mark_payout_paid --
+UPDATE payouts SET status = 'paid', stripe_transfer_id = %(transfer_id)s
+WHERE id = %(id)s AND status = 'pending'
+RETURNING id, provider_id, booking_id, amount, currency;
+
+-- mark_payout_failed --
+UPDATE payouts SET status = 'failed', failure_reason = %(reason)s
+WHERE id = %(id)s AND status = 'pending'
+RETURNING id, provider_id, booking_id, amount, currency;
+
+-- list_payout_batches --
+-- A provider's payout batches, newest first, with one line per booking (keyset-paginated).
+SELECT b.id, b.provider_id, b.currency, b.total, b.destination, b.created_at,
+       lower(s.period) AS period_start, upper(s.period) AS period_end,
+       (SELECT jsonb_agg(jsonb_build_object('payout_id', o.id, 'booking_id', o.booking_id, 'amount', o.amount,
+                                            'status', o.status, 'stripe_transfer_id', o.stripe_transfer_id,
+                                            'failure_reason', o.failure_reason) ORDER BY o.created_at, o.id)
+        FROM payouts o WHERE o.batch_id = b.id) AS lines
+FROM payout_batches b JOIN settlement_periods s ON s.id = b.period_id
+WHERE b.provider_id = %(provider_id)s
+  AND (%(before_created_at)s::timestamptz IS NULL
+       OR (b.created_at, b.id) < (%(before_created_at)s::timestamptz, %(before_id)s::uuid))
+ORDER BY b.created_at DESC, b.id DESC
+LIMIT %(limit)s;
+
+-- ledger_stripe_refs --
+-- What our ledger says moved through Stripe, by Stripe's id: captures (cash in), refunds and paid
+-- payouts (cash out), for reconciliation against Stripe's balance transactions.
+SELECT t.external_ref AS reference,
+       CASE t.kind WHEN 'capture' THEN 'capture' WHEN 'refund' THEN 'refund' ELSE 'payout' END AS kind,
+       sum(e.amount)::bigint AS amount, e.currency
+FROM ledger_transactions t
+JOIN ledger_entries e ON e.transaction_id = t.id
+JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'platform_cash'
+WHERE t.kind IN ('capture', 'refund', 'payout_paid') AND t.external_ref IS NOT NULL
+GROUP BY t.external_ref, t.kind, e.currency;
+
+-- insert_reconciliation_run --
+INSERT INTO reconciliation_runs (checked, mismatches, finished_at)
+VALUES (%(checked)s, %(mismatches)s, now())
+RETURNING id;
+
+-- insert_reconciliation --
+INSERT INTO reconciliations (run_id, kind, reference, problem, ledger_amount, stripe_amount, currency)
+VALUES (%(run_id)s, %(kind)s, %(reference)s, %(problem)s, %(ledger_amount)s, %(stripe_amount)s, %(currency)s);
+
+-- reconcile_due --
+-- Whether a scheduled reconciliation is due: none ran in the interval and none is queued or running.
+SELECT NOT EXISTS (SELECT 1 FROM reconciliation_runs WHERE started_at > now() - make_interval(secs => %(interval)s))
+       AND NOT EXISTS (SELECT 1 FROM jobs WHERE type = 'ledger.reconcile' AND status IN ('queued', 'running'))
+       AS due;
