@@ -291,6 +291,9 @@ class FakeStripe:
                               "parameter_missing", param="destination")
         if not amount:
             raise StripeError(400, "invalid_request_error", "Amount must be at least 1.", "amount_too_small")
+        if not str(destination).startswith("acct_") or "invalid" in str(destination):
+            raise StripeError(400, "invalid_request_error", f"No such destination: '{destination}'",
+                              "resource_missing", param="destination")
         transfer_id = new_id("tr")
         txn = self.balance_transaction("transfer", -amount, currency, transfer_id)
         transfer = {

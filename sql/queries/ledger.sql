@@ -44,7 +44,7 @@ ORDER BY a.currency;
 WITH owed AS (
   SELECT e.id, e.created_at, e.available_at, e.amount, e.currency, a.kind AS account, t.id AS transaction_id,
          t.kind, t.booking_id, t.payout_id, t.description,
-         -sum(e.amount) OVER (PARTITION BY e.currency ORDER BY e.created_at, e.id) AS running_balance
+         (-sum(e.amount) OVER (PARTITION BY e.currency ORDER BY e.created_at, e.id))::bigint AS running_balance
   FROM ledger_accounts a
   JOIN ledger_entries e ON e.account_id = a.id
   JOIN ledger_transactions t ON t.id = e.transaction_id
@@ -67,7 +67,7 @@ GROUP BY e.currency;
 
 -- ledger_trial_balance --
 -- Every transaction balances: the transactions that do not (always none).
-SELECT t.id, e.currency, sum(e.amount) AS total
+SELECT t.id, e.currency, sum(e.amount)::bigint AS total
 FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
 GROUP BY t.id, e.currency HAVING sum(e.amount) <> 0;
 
