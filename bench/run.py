@@ -30,6 +30,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from bench import ledger as ledger_bench
 from bench.cpu import cpu_by_part, delta
 from bench.load import build_post, percentile, run_load
 from bench.pgbench import PRESEED_JOBS, write_scripts
@@ -80,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
         report["pgbench_webhook"] = _pgbench(url, scripts["webhook"], args.pgbench_seconds, resources)
         _reset(url)
         report["e2e"] = asyncio.run(_end_to_end(args, url, redis_url, resources, fleet))
+        report["ledger"] = _ledger(url, work, args.pgbench_seconds, resources)
         _print(report)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -139,9 +141,20 @@ def _pgbench(url: str, script: Path, seconds: int, resources: list[dict[str, str
     return {"script": script.name, "tps": tps, "latency_avg_ms": float(latency.group(1)) if latency else None}
 
 
+def _ledger(url: str, work: Path, seconds: int, resources: list[dict[str, str]]) -> dict[str, Any]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        provider_id = str(conn.execute("SELECT id FROM providers WHERE slug = 'bench-salon'").fetchone()[0])  # type: ignore[index]
+    scripts = ledger_bench.write_scripts(work / "pgbench", provider_id, ledger_bench.accounts(url, provider_id))
+    post = _pgbench(url, scripts["ledger_post"], seconds, resources)
+    direct = _pgbench(url, scripts["ledger_direct"], seconds, resources)
+    entries = ledger_bench.fill(url, provider_id, say)
+    return {"post": post, "direct": direct, "provider_entries": entries,
+            "reads": ledger_bench.read_times(url, provider_id)}
+
+
 def _reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE idempotency_keys, booking_audit_log, outbox, stripe_event_effects, stripe_events, "
+        conn.execute("TRUNCATE ledger_entries, ledger_transactions, payouts, payout_batches, settlement_periods, idempotency_keys, booking_audit_log, outbox, stripe_event_effects, stripe_events, "
                      "refunds, payments, bookings")
         conn.execute("DELETE FROM jobs WHERE type <> 'bench'")
         conn.execute("VACUUM ANALYZE")
@@ -355,6 +368,8 @@ async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: 
 def _print(report: dict[str, Any]) -> None:
     e2e, job, full, hook = report["e2e"], report["pgbench_job"], report["pgbench_full"], report["pgbench_webhook"]
     av, wh = e2e["availability"], e2e["webhooks"]
+    led = report["ledger"]
+    rd = led["reads"]
     print(f"""
 Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
   (a)  pgbench, the booking job's SQL             {job['tps']:8.0f} tps   (avg {job['latency_avg_ms']} ms)
@@ -369,6 +384,9 @@ Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
   accept-only (workers paused)  {e2e['accept_only']['accepted_per_s']:.0f} accepts/s   p50 {e2e['accept_only']['accept_p50_ms']:.1f} ms   p99 {e2e['accept_only']['accept_p99_ms']:.1f} ms
   webhook ingest (verify + store + enqueue, payments pool paused)  {wh['ingested_per_s']:.0f} events/s   p50 {wh['p50_ms']:.1f} ms   p99 {wh['p99_ms']:.1f} ms
        / accept-only rate = {wh['ingested_per_s'] / e2e['accept_only']['accepted_per_s']:.0%}    / pgbench of its statement ({hook['tps']:.0f} tps) = {wh['ingested_per_s'] / hook['tps']:.0%}
+  ledger posting (pgbench)  ledger_post {led['post']['tps']:.0f} tps   vs the same rows inserted directly {led['direct']['tps']:.0f} tps   = {led['post']['tps'] / led['direct']['tps']:.0%}
+  at {led['provider_entries']} entries on one provider: statement (last day) p50 {rd['statement_last_day']['p50_ms']} ms p99 {rd['statement_last_day']['p99_ms']} ms;
+       statement (all, first 5,000 rows) p50 {rd['statement_all_first_page']['p50_ms']} ms p99 {rd['statement_all_first_page']['p99_ms']} ms;   balance p50 {rd['balance']['p50_ms']} ms p99 {rd['balance']['p99_ms']} ms
   availability, 30 days, {av['bookings_on_resource']} bookings on the resource ({av['free_slots']} free slots):
        database p50 {av['db_p50_ms']:.1f} ms  p99 {av['db_p99_ms']:.1f} ms    through the gateway p50 {av['http_p50_ms']:.1f} ms  p99 {av['http_p99_ms']:.1f} ms
 """, flush=True)

@@ -53,6 +53,9 @@ def _create_provider(conn: psycopg.Connection[Any], spec: dict[str, Any]) -> dic
     provider = conn.execute(QUERIES["insert_provider"], {
         **spec, "hold_ttl_seconds": None, "cancellation_policy": Jsonb(DEMO_CANCELLATION_POLICY)}).fetchone()
     assert provider is not None
+    # paid out daily to a (test-mode) connected account
+    conn.execute("UPDATE providers SET payout_account = %s WHERE id = %s",
+                 (f"acct_demo_{spec['slug'].replace('-', '_')}", provider["id"]))
     services = [conn.execute(QUERIES["insert_service"], {
         "provider_id": provider["id"], "name": name, "duration_minutes": minutes, "price": price,
         "currency": spec["currency"]}).fetchone() for name, minutes, price in spec["services"]]

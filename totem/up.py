@@ -121,7 +121,7 @@ Totem is up: {base}
   API docs:   {base}/schema (OpenAPI: {base}/schema/openapi.json)
   health:     {base}/healthz  {base}/readyz  {base}/metrics
   pool metrics: {'  '.join(f"{pool} http://127.0.0.1:{port}/" for pool, port in metrics_ports.items())}
-  logs:       {log_dir}/(web|bookings|payments|scheduler|fake-stripe).log
+  logs:       {log_dir}/(web|bookings|payments|payouts|scheduler|fake-stripe).log
   Stripe:     {stripe_base or "api.stripe.com"}
 
 Try it:
@@ -131,6 +131,8 @@ Try it:
   curl -s -X POST {stripe_base or "https://api.stripe.com"}/v1/payment_intents/<payment_intent_id>/confirm \\
        -d payment_method=pm_card_visa                   # pay (the fake then posts the signed webhook)
   curl -s {base}/v1/bookings/<booking_id>              # status: paid, with its payment and audit trail
+  curl -s {base}/v1/providers/{resource["provider_id"]}/balance -H 'X-System-Token: {os.environ.get("SYSTEM_TOKEN", "dev-system-token")}'
+                                                        # pending / available / in transit / paid out
 
 Ctrl-C stops everything.
 """, flush=True)

@@ -56,7 +56,9 @@ CREATE TABLE ledger_entries (
   created_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX ledger_entries_transaction_id_idx ON ledger_entries (transaction_id);
-CREATE INDEX ledger_entries_account_idx ON ledger_entries (account_id, created_at, id);
+-- Balances and statements read an account's entries in time order without touching the heap.
+CREATE INDEX ledger_entries_account_idx ON ledger_entries (account_id, created_at, id)
+  INCLUDE (amount, currency, available_at, transaction_id);
 
 -- Immutable: the ledger is corrected by compensating transactions, never by edits.
 CREATE FUNCTION ledger_refuse_change() RETURNS trigger

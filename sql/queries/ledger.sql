@@ -21,41 +21,56 @@ WHERE t.booking_id = %(booking_id)s;
 
 -- provider_balances --
 -- A provider's money per currency, computed from entries: pending (not yet matured), available (matured,
--- payable now), in transit (payouts sent, not confirmed) and paid out (confirmed transfers).
-SELECT a.currency,
-       coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'provider_pending'
-                                          OR (a.kind = 'provider_available' AND e.amount < 0
-                                              AND e.available_at > now())), 0)::bigint AS pending,
-       coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'provider_available'
-                                          AND (e.amount > 0 OR e.available_at <= now())), 0)::bigint AS available,
-       coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'payouts_in_transit'), 0)::bigint AS in_transit,
-       coalesce(sum(e.amount) FILTER (WHERE a.kind = 'payouts_in_transit' AND t.kind = 'payout_paid'), 0)::bigint
-         AS paid_out
-FROM ledger_accounts a
-JOIN ledger_entries e ON e.account_id = a.id
-JOIN ledger_transactions t ON t.id = e.transaction_id
-WHERE a.provider_id = %(provider_id)s
-GROUP BY a.currency
-ORDER BY a.currency;
+-- payable now), in transit (payouts sent, not confirmed) and paid out (confirmed transfers). One pass over
+-- the account index; only the in-transit entries are joined to their transactions (paid vs returned).
+WITH accounts AS (
+  SELECT id, kind, currency FROM ledger_accounts WHERE provider_id = %(provider_id)s
+), sums AS (
+  SELECT a.currency,
+         coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'provider_pending'
+                                            OR (a.kind = 'provider_available' AND e.amount < 0
+                                                AND e.available_at > now())), 0)::bigint AS pending,
+         coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'provider_available'
+                                            AND (e.amount > 0 OR e.available_at <= now())), 0)::bigint AS available,
+         coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'payouts_in_transit'), 0)::bigint AS in_transit
+  FROM accounts a JOIN ledger_entries e ON e.account_id = a.id
+  GROUP BY a.currency
+)
+SELECT s.currency, s.pending, s.available, s.in_transit,
+       coalesce((SELECT sum(e.amount) FROM accounts a
+                 JOIN ledger_entries e ON e.account_id = a.id
+                 JOIN ledger_transactions t ON t.id = e.transaction_id AND t.kind = 'payout_paid'
+                 WHERE a.kind = 'payouts_in_transit' AND a.currency = s.currency), 0)::bigint AS paid_out
+FROM sums s
+ORDER BY s.currency;
 
 -- provider_statement --
--- A provider's entries between two instants with the running balance of what we owe them (pending +
--- available + in transit), per currency, computed with a window over all earlier entries.
-WITH owed AS (
-  SELECT e.id, e.created_at, e.available_at, e.amount, e.currency, a.kind AS account, t.id AS transaction_id,
-         t.kind, t.booking_id, t.payout_id, t.description,
-         (-sum(e.amount) OVER (PARTITION BY e.currency ORDER BY e.created_at, e.id))::bigint AS running_balance
-  FROM ledger_accounts a
-  JOIN ledger_entries e ON e.account_id = a.id
-  JOIN ledger_transactions t ON t.id = e.transaction_id
-  WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
-    AND e.created_at < %(to)s
+-- A provider's entries between two instants (first %(limit)s of them) with the running balance of what we
+-- owe them (pending + available + in transit) per currency: the opening balance (one indexed sum over the
+-- earlier entries) plus a window over the page itself.
+WITH accounts AS (
+  SELECT id, kind FROM ledger_accounts
+  WHERE provider_id = %(provider_id)s AND kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
+), opening AS (
+  SELECT e.currency, -sum(e.amount) AS balance
+  FROM accounts a JOIN ledger_entries e ON e.account_id = a.id
+  WHERE e.created_at < %(from)s
+  GROUP BY e.currency
+), page AS (
+  SELECT e.id, e.created_at, e.available_at, e.amount, e.currency, a.kind AS account, e.transaction_id
+  FROM accounts a JOIN ledger_entries e ON e.account_id = a.id
+  WHERE e.created_at >= %(from)s AND e.created_at < %(to)s
+  ORDER BY e.created_at, e.id
+  LIMIT %(limit)s
 )
-SELECT id, created_at, available_at, -amount AS amount, currency, account, transaction_id, kind, booking_id,
-       payout_id, description, running_balance
-FROM owed WHERE created_at >= %(from)s
-ORDER BY created_at, id
-LIMIT %(limit)s;
+SELECT p.id, p.created_at, p.available_at, -p.amount AS amount, p.currency, p.account, p.transaction_id, t.kind,
+       t.booking_id, t.payout_id, t.description,
+       (coalesce(o.balance, 0) - sum(p.amount) OVER (PARTITION BY p.currency ORDER BY p.created_at, p.id))::bigint
+         AS running_balance
+FROM page p
+JOIN ledger_transactions t ON t.id = p.transaction_id
+LEFT JOIN opening o ON o.currency = p.currency
+ORDER BY p.created_at, p.id;
 
 -- statement_opening --
 -- What we owed a provider per currency just before a statement's start.
