@@ -234,3 +234,29 @@ def test_reconciliation_records_every_mismatch_with_stripe(
     assert (stray.id, "missing_in_ledger", None, -777) in found
     assert ("ch_never_at_stripe", "missing_at_stripe", 500, None) in found
     assert (charge_id, "amount_differs", 2501, 2500) in found
+
+
+@pytest.mark.parametrize(("schedule", "time_zone", "now", "period"), [
+    ("daily", "America/New_York", "2031-03-10T12:00:00+00:00",  # the day before had 23 hours (DST began)
+     ("2031-03-09T05:00:00+00:00", "2031-03-10T04:00:00+00:00")),
+    ("weekly", "Europe/Berlin", "2031-06-04T12:00:00+00:00",  # a Wednesday: the week before, Monday to Monday
+     ("2031-05-25T22:00:00+00:00", "2031-06-01T22:00:00+00:00")),
+])
+def test_settlement_periods_are_bounded_by_local_midnights(conn: Any, database_url: str, schedule: str,
+                                                           time_zone: str, now: str, period: tuple[str, str]) -> None:
+    catalog = make_catalog(database_url, time_zone=time_zone)
+    conn.execute("UPDATE providers SET payout_account = 'acct_tz', payout_schedule = %s WHERE id = %s",
+                 (schedule, catalog.provider_id))
+    close_due_periods(conn, now=datetime.fromisoformat(now), provider_id=uuid.UUID(catalog.provider_id))
+    row = conn.execute("SELECT lower(period) AS lo, upper(period) AS hi FROM settlement_periods "
+                       "WHERE provider_id = %s AND upper(period) <= %s ORDER BY lower(period) DESC LIMIT 1",
+                       (catalog.provider_id, now)).fetchone()
+    assert (row["lo"], row["hi"]) == tuple(datetime.fromisoformat(p) for p in period)
+
+
+def test_the_scheduler_closes_each_payout_enabled_providers_last_period(conn: Any, database_url: str,
+                                                                      fleet: Fleet) -> None:
+    catalog = payout_enabled(database_url)
+    row = wait_for(lambda: conn.execute("SELECT upper(period) AS hi FROM settlement_periods WHERE provider_id = %s",
+                                        (catalog.provider_id,)).fetchone(), 15, "the scheduler to close a period")
+    assert row["hi"] <= datetime.now(UTC)
