@@ -131,12 +131,13 @@ def transition_booking(
     return BookingTransitioned(booking_id=row["id"], from_status=row["from_status"], status=row["to_status"])
 
 
-def expire_overdue_holds(conn: psycopg.Connection[Any], *, limit: int = 500) -> int:
-    """The scheduler's sweep: every lapsed hold."""
+def expire_overdue_holds(conn: psycopg.Connection[Any], *, limit: int = 500) -> tuple[int, list[uuid.UUID]]:
+    """The scheduler's sweep: every lapsed hold. Returns how many expired and the payment.cancel_intent
+    jobs staged for their open PaymentIntents (for the caller to enqueue)."""
     with conn.transaction():
         row = conn.execute(QUERIES["expire_overdue_holds"],
                            {"limit": limit, "resource_id": None, "actor": "scheduler"}).fetchone()
-    return int(row["expired"]) if row else 0
+    return (int(row["expired"]), list(row["cancel_jobs"] or [])) if row else (0, [])
 
 
 async def read_booking(conn: psycopg.AsyncConnection[Any], booking_id: uuid.UUID) -> BookingView | None:

@@ -32,6 +32,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "booking.mark_paid": ("bookings", "mark_booking_paid"),
     "stripe.apply_event": ("payment_webhooks", "apply_stripe_event"),
     "refund.issue": ("payment_webhooks", "issue_refund"),
+    "payment.cancel_intent": ("payment_webhooks", "cancel_payment_intent"),  # also staged in expire_overdue_holds
     "payout.send": ("payouts", "send_payout"),
     "ledger.reconcile": ("payouts", "reconcile_ledger"),
 }

@@ -34,7 +34,7 @@ from shared import ledger
 from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.jobs import ClaimedJob
-from shared.schemas import BookingCommand, BookingTransitioned, RefundJob, RefundPlanned
+from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob, RefundJob, RefundPlanned
 
 HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
                             "payment_intent.canceled", "charge.refunded"})
@@ -87,6 +87,9 @@ def cancel_booking(conn: psycopg.Connection[Any], command: BookingCommand, job: 
         plan = msgspec.structs.replace(plan, refund_id=refund_id, status="pending" if refund_id else "none")
     detail = {"refund": msgspec.to_builtins(plan)} if plan else None
     transitioned = transition_booking(conn, command, job_id=job.id, detail=detail)
+    if transitioned.from_status == "pending_payment":  # nobody should pay for it any more
+        for open_payment in conn.execute(QUERIES["open_payments"], {"booking_id": command.booking_id}).fetchall():
+            job.follow_up(conn, "payment.cancel_intent", CancelIntentJob(payment_intent_id=open_payment["payment_intent_id"]))
     if transitioned.from_status == "paid":
         ledger.post_maturity(conn, booking_id=command.booking_id, maturity_seconds=maturity_seconds,
                              reason="cancelled: the provider keeps what the policy does not refund")

@@ -232,3 +232,15 @@ class PayoutSent(msgspec.Struct):
     status: Literal["pending", "paid", "failed"]
     stripe_transfer_id: str | None
     amount: int
+
+
+class CancelIntentJob(msgspec.Struct):
+    """Payload of a payment.cancel_intent job: the booking stopped waiting for this payment."""
+
+    payment_intent_id: str
+
+
+class IntentCanceled(msgspec.Struct):
+    payment_intent_id: str
+    status: Literal["canceled", "not_canceled"]
+    detail: str | None = None

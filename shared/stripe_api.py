@@ -66,6 +66,11 @@ class StripeApi:
             params["description"] = description
         return self._call(self.client.v1.payment_intents.create, params, f"totem-booking-{booking_id}-intent")
 
+    def cancel_payment_intent(self, payment_intent_id: str) -> Any:
+        return self._call(lambda params, options: self.client.v1.payment_intents.cancel(
+            payment_intent_id, params=params, options=options),
+            {"cancellation_reason": "abandoned"}, f"totem-cancel-{payment_intent_id}")
+
     def create_refund(self, *, refund_id: str, booking_id: str, payment_intent_id: str, amount: int,
                       reason: str = "requested_by_customer") -> Any:
         params = {"payment_intent": payment_intent_id, "amount": amount, "reason": reason,

@@ -12,7 +12,7 @@ from shared import ledger, payments
 from shared.db import QUERIES
 from shared.errors import DomainError
 from shared.jobs import ClaimedJob, Handler
-from shared.schemas import RefundIssued, RefundJob, StripeEventJob
+from shared.schemas import CancelIntentJob, IntentCanceled, RefundIssued, RefundJob, StripeEventJob
 from shared.stripe_api import PaymentProviderRefused
 from workers.runtime import job_actor, runtime
 
@@ -65,5 +65,27 @@ def _refused(conn: psycopg.Connection[Any], refund_id: Any, refund: dict[str, An
     return refused
 
 
+def prepare_cancel_intent(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
+    """The booking stopped waiting (cancelled or expired): cancel its PaymentIntent at Stripe so it can no
+    longer be paid. If Stripe refuses (it succeeded meanwhile), the late-payment rule refunds it."""
+    intent_id = msgspec.convert(job.payload, CancelIntentJob).payment_intent_id
+    payment = conn.execute(QUERIES["payment_by_intent"], {"payment_intent_id": intent_id}).fetchone()
+    if payment is None or payment["status"] not in ("requires_payment", "failed"):
+        return lambda conn, job: IntentCanceled(payment_intent_id=intent_id, status="not_canceled",
+                                                detail=f"payment is {payment['status'] if payment else 'unknown'}")
+    try:
+        runtime.stripe.cancel_payment_intent(intent_id)
+    except PaymentProviderRefused as exc:
+        detail = exc.detail
+        return lambda conn, job: IntentCanceled(payment_intent_id=intent_id, status="not_canceled", detail=detail)
+
+    def record(conn: psycopg.Connection[Any], job: ClaimedJob) -> IntentCanceled:
+        conn.execute(QUERIES["record_payment_canceled"], {"payment_intent_id": intent_id})
+        return IntentCanceled(payment_intent_id=intent_id, status="canceled")
+
+    return record
+
+
 apply_stripe_event = job_actor("payment_webhooks", "apply_stripe_event", handle_stripe_event)
 issue_refund = job_actor("payment_webhooks", "issue_refund", prepare=prepare_refund)
+cancel_payment_intent = job_actor("payment_webhooks", "cancel_payment_intent", prepare=prepare_cancel_intent)

@@ -35,6 +35,7 @@ from shared.settlement import PAYOUT_JOB, close_due_periods
 log = logging.getLogger("totem.scheduler")
 LEASE_NAME = "scheduler"
 RECONCILE_JOB = "ledger.reconcile"
+CANCEL_INTENT_JOB = "payment.cancel_intent"
 
 
 class Gauges:
@@ -104,7 +105,7 @@ class Scheduler:
                 return None
             done = {
                 "requeued_jobs": self.requeue_stale_jobs(conn),
-                "expired_holds": expire_overdue_holds(conn),
+                "expired_holds": self._expire_holds(conn),
                 "purged_idempotency_keys": self._purge_keys(conn),
                 "payouts_created": self._settle(conn),
                 "reconciliations_queued": self._reconcile_if_due(conn),
@@ -119,6 +120,11 @@ class Scheduler:
             self.gauges.refresh(conn, self.broker, self.settings.redis_namespace, leader)
         except (psycopg.Error, redis.RedisError) as exc:  # metrics never stop the periodic work
             log.warning("could not refresh gauges", extra={"error": type(exc).__name__})
+
+    def _expire_holds(self, conn: psycopg.Connection[Any]) -> int:
+        expired, cancel_jobs = expire_overdue_holds(conn)
+        self._enqueue(CANCEL_INTENT_JOB, cancel_jobs)
+        return expired
 
     def _settle(self, conn: psycopg.Connection[Any]) -> int:
         """Close every provider's ended settlement period into a payout batch; send its payouts."""

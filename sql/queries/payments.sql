@@ -19,6 +19,10 @@ FROM bookings WHERE id = %(id)s FOR UPDATE;
 SELECT id, payment_intent_id, amount, amount_refunded, currency
 FROM payments WHERE booking_id = %(booking_id)s AND status = 'succeeded';
 
+-- open_payments --
+-- A booking's payments a customer could still pay.
+SELECT payment_intent_id FROM payments WHERE booking_id = %(booking_id)s AND status IN ('requires_payment', 'failed');
+
 -- payment_by_intent --
 SELECT id, booking_id, status, amount, currency FROM payments WHERE payment_intent_id = %(payment_intent_id)s;
 
