@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # The transaction is the idempotency key's in-flight lease: a stuck one is cut off by Postgres.
         lease_ms = str(int(settings.idempotency_lease_seconds * 1000))
         pool = await open_async_pool(settings.database_url, max_size=settings.db_pool_max,
+                                     wait_seconds=settings.db_pool_wait_seconds,
                                      session={"idle_in_transaction_session_timeout": lease_ms})
         enqueuer = AsyncEnqueuer(settings)
         app.state.pool = pool

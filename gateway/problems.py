@@ -142,7 +142,8 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def handle_database_down(request: Request[Any, Any, Any], exc: psycopg.OperationalError) -> Response[bytes]:
-    log.warning("database unavailable", extra={"request_id": request_id_of(request), "error": type(exc).__name__})
+    log.warning("database unavailable (%s: %s)", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+                extra={"request_id": request_id_of(request), "error": type(exc).__name__})
     return problem_response(request, Problem("SERVICE_UNAVAILABLE", "the database is unavailable; retry shortly",
                                              headers={"Retry-After": "1"}))
 

@@ -24,6 +24,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_seconds: int = 86_400
     idempotency_lease_seconds: float = 10.0
     db_pool_max: int = 10
+    db_pool_wait_seconds: float = 5.0  # the gateway waits this long for a connection, then answers 503
     log_level: str = "INFO"
     # Stripe: the real SDK; STRIPE_API_BASE points it at the local fake (totem fake-stripe) in dev and tests.
     stripe_api_key: str = "sk_test_totem"
