@@ -36,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Money: payable matures this long after completion; the scheduler reconciles with Stripe this often.
     payout_maturity_seconds: float = 86_400.0
     reconcile_interval_seconds: float = 3_600.0
+    payout_redrive_after_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -260,3 +260,30 @@ def test_the_scheduler_closes_each_payout_enabled_providers_last_period(conn: An
     row = wait_for(lambda: conn.execute("SELECT upper(period) AS hi FROM settlement_periods WHERE provider_id = %s",
                                         (catalog.provider_id,)).fetchone(), 15, "the scheduler to close a period")
     assert row["hi"] <= datetime.now(UTC)
+
+
+def test_a_pending_payout_whose_job_gave_up_is_sent_again(
+        client: httpx.Client, customer: stripe.StripeClient, database_url: str, conn: Any, fleet: Fleet) -> None:
+    """Stripe was down for every attempt: the job ended JOB_ATTEMPTS_EXHAUSTED with the payout pending. Once
+    that job has been quiet long enough the scheduler queues a new one, and the payout is paid once."""
+    catalog = payout_enabled(database_url)
+    booking_id = paid_booking(client, customer, catalog, days=90)
+    complete(client, booking_id)
+    with conn.transaction():  # close the period, then play the job's exhaustion before any worker sees it
+        [closed], _ = close_due_periods(conn, now=datetime.now(UTC) + timedelta(days=1),
+                                        provider_id=uuid.UUID(catalog.provider_id))
+        [payout_id] = closed.payouts
+        conn.execute("UPDATE jobs SET status = 'failed', error = '{\"code\": \"JOB_ATTEMPTS_EXHAUSTED\", "
+                     "\"detail\": \"Stripe down\"}', attempts = max_attempts, updated_at = now() - interval '1 hour' "
+                     "WHERE type = 'payout.send' AND payload->>'payout_id' = %s", (str(payout_id),))
+        conn.execute("UPDATE payouts SET created_at = now() - interval '1 hour' WHERE id = %s", (payout_id,))
+        # (in the same transaction, so the fleet's own scheduler cannot re-drive it first)
+        query = QUERIES["redrive_stuck_payouts"]
+        params = {"type": "payout.send", "queue": "payouts", "actor": "send_payout", "max_attempts": 5,
+                  "after_seconds": 600}
+        assert len(conn.execute(query, params).fetchall()) == 1
+        assert conn.execute(query, params).fetchall() == []  # its fresh job is open: not twice
+    wait_for(lambda: balance(client, catalog.provider_id)["paid_out"] == 2250, 30, "paid by the fresh job")
+    jobs = conn.execute("SELECT status FROM jobs WHERE type = 'payout.send' AND payload->>'payout_id' = %s "
+                        "ORDER BY created_at", (str(payout_id),)).fetchall()
+    assert [j["status"] for j in jobs] == ["failed", "succeeded"]

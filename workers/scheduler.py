@@ -108,6 +108,7 @@ class Scheduler:
                 "expired_holds": self._expire_holds(conn),
                 "purged_idempotency_keys": self._purge_keys(conn),
                 "payouts_created": self._settle(conn),
+                "payouts_redriven": self._redrive_payouts(conn),
                 "reconciliations_queued": self._reconcile_if_due(conn),
             }
         if any(done.values()):
@@ -134,6 +135,14 @@ class Scheduler:
                                                         "batch_id": str(period.batch_id), "payouts": len(period.payouts)})
         self._enqueue(PAYOUT_JOB, jobs)
         return len(jobs)
+
+    def _redrive_payouts(self, conn: psycopg.Connection[Any]) -> int:
+        queue, actor = ROUTES[PAYOUT_JOB]
+        rows = conn.execute(QUERIES["redrive_stuck_payouts"], {
+            "type": PAYOUT_JOB, "queue": queue, "actor": actor, "max_attempts": self.settings.job_max_attempts,
+            "after_seconds": self.settings.payout_redrive_after_seconds}).fetchall()
+        self._enqueue(PAYOUT_JOB, [row["id"] for row in rows])
+        return len(rows)
 
     def _reconcile_if_due(self, conn: psycopg.Connection[Any]) -> int:
         if self.settings.reconcile_interval_seconds <= 0:  # 0: only on demand (POST /v1/system/reconciliations)

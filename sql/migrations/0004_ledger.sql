@@ -199,6 +199,8 @@ CREATE UNIQUE INDEX payouts_one_per_booking ON payouts (booking_id) WHERE status
 CREATE INDEX payouts_batch_id_idx ON payouts (batch_id);
 CREATE INDEX payouts_provider_id_idx ON payouts (provider_id, created_at);
 CREATE INDEX payouts_pending_idx ON payouts (created_at) WHERE status = 'pending';
+-- The send jobs of one payout (the scheduler re-drives a pending payout whose job gave up).
+CREATE INDEX jobs_payout_send_idx ON jobs ((payload->>'payout_id'), updated_at) WHERE type = 'payout.send';
 CREATE TRIGGER payouts_touch_updated_at BEFORE UPDATE ON payouts FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
 CREATE TRIGGER payouts_no_delete BEFORE DELETE ON payouts FOR EACH ROW EXECUTE FUNCTION refuse_delete();
 ALTER TABLE ledger_transactions ADD CONSTRAINT ledger_transactions_payout_id_fkey

@@ -185,3 +185,18 @@ VALUES (%(run_id)s, %(kind)s, %(reference)s, %(problem)s, %(ledger_amount)s, %(s
 SELECT NOT EXISTS (SELECT 1 FROM reconciliation_runs WHERE started_at > now() - make_interval(secs => %(interval)s))
        AND NOT EXISTS (SELECT 1 FROM jobs WHERE type = 'ledger.reconcile' AND status IN ('queued', 'running'))
        AS due;
+
+-- redrive_stuck_payouts --
+-- A payout still pending whose send job gave up (attempts exhausted on transient errors, e.g. Stripe down)
+-- gets a fresh job once that job has been quiet for %(after_seconds)s; its Stripe idempotency key makes
+-- the resend safe.
+INSERT INTO jobs (id, type, queue, actor, payload, max_attempts)
+SELECT gen_random_uuid(), %(type)s, %(queue)s, %(actor)s, jsonb_build_object('payout_id', o.id), %(max_attempts)s
+FROM payouts o
+WHERE o.status = 'pending' AND o.created_at < now() - make_interval(secs => %(after_seconds)s)
+  AND NOT EXISTS (SELECT 1 FROM jobs j
+                  WHERE j.type = %(type)s AND j.payload->>'payout_id' = o.id::text
+                    AND (j.status IN ('queued', 'running')
+                         OR j.updated_at > now() - make_interval(secs => %(after_seconds)s)))
+LIMIT 100
+RETURNING id;
