@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,5 @@ def read_times(url: str, provider_id: str, runs: int = 20) -> dict[str, Any]:
     return out
 
 
-def _day() -> Any:
-    from datetime import timedelta
-
+def _day() -> timedelta:
     return timedelta(days=1)

@@ -55,13 +55,21 @@ class ClaimedJob:
 
     def follow_up(self, conn: psycopg.Connection[Any], job_type: str, payload: msgspec.Struct) -> uuid.UUID:
         """Insert a job row in the current transaction; it is enqueued after the commit."""
-        job_id = uuid.uuid4()
-        queue, actor = ROUTES[job_type]
-        conn.execute(QUERIES["insert_job"], {"id": job_id, "type": job_type, "queue": queue, "actor": actor,
-                                             "payload": Jsonb(payload), "max_attempts": self.max_attempts,
-                                             "request_id": self.request_id})
+        job_id = insert_job(conn, job_type, payload, max_attempts=self.max_attempts, request_id=self.request_id)
         self.follow_ups.append((job_type, job_id))
         return job_id
+
+
+def insert_job(conn: psycopg.Connection[Any], job_type: str, payload: msgspec.Struct | dict[str, Any], *,
+               max_attempts: int, request_id: str | None = None) -> uuid.UUID:
+    """A queued job row, routed by ROUTES, in the caller's transaction (the caller enqueues it after the
+    commit; if that is lost the scheduler's sweeper does)."""
+    job_id = uuid.uuid4()
+    queue, actor = ROUTES[job_type]
+    conn.execute(QUERIES["insert_job"], {"id": job_id, "type": job_type, "queue": queue, "actor": actor,
+                                         "payload": Jsonb(payload), "max_attempts": max_attempts,
+                                         "request_id": request_id})
+    return job_id
 
 
 Handler = Callable[[psycopg.Connection[Any], ClaimedJob], "msgspec.Struct | DomainError"]
@@ -112,12 +120,11 @@ def run_job(pool: Pool, job_id: uuid.UUID, handler: Handler | None, *, lease_sec
                 raise TypeError("run_job needs a handler or a prepare step")
             with conn.pipeline(), conn.transaction():  # BEGIN rides with the first statement, COMMIT with the last
                 outcome = handler(conn, job)
-                failed = isinstance(outcome, DomainError)
-                if not (finish_job(conn, job, error=outcome) if isinstance(outcome, DomainError)
-                        else finish_job(conn, job, result=outcome)):
+                error, result = (outcome, None) if isinstance(outcome, DomainError) else (None, outcome)
+                if not finish_job(conn, job, result=result, error=error):
                     raise LeaseLost(str(job.id))
             _enqueue_follow_ups(job, enqueue)
-            return "failed" if failed else "succeeded"
+            return "failed" if error else "succeeded"
         except DomainError as exc:
             finish_job(conn, job, error=exc)
             return "failed"

@@ -19,8 +19,8 @@ import msgspec
 import psycopg
 
 from shared import ledger
-from shared.broker import ROUTES
 from shared.db import QUERIES
+from shared.jobs import insert_job
 from shared.schemas import PayoutJob
 
 PAYOUT_JOB = "payout.send"
@@ -71,13 +71,8 @@ def _batch(conn: psycopg.Connection[Any], period: dict[str, Any], max_attempts: 
             ledger.post_payout(conn, "initiated", {"id": payout["id"], "provider_id": period["provider_id"],
                                                    "booking_id": row["booking_id"], "amount": row["amount"],
                                                    "currency": currency})
-            job_id = uuid.uuid4()
-            queue, actor = ROUTES[PAYOUT_JOB]
-            conn.execute(QUERIES["insert_job"], {"id": job_id, "type": PAYOUT_JOB, "queue": queue, "actor": actor,
-                                                 "payload": psycopg.types.json.Jsonb(PayoutJob(payout_id=payout["id"])),
-                                                 "max_attempts": max_attempts, "request_id": None})
             payouts.append(payout["id"])
-            jobs.append(job_id)
+            jobs.append(insert_job(conn, PAYOUT_JOB, PayoutJob(payout_id=payout["id"]), max_attempts=max_attempts))
     return ClosedPeriod(period_id=period["id"], provider_id=period["provider_id"], batch_id=batch_id,
                         payouts=payouts), jobs
 

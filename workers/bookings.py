@@ -24,7 +24,8 @@ def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.H
     request: BookingRequest = msgspec.convert(job.payload, BookingRequest)
     try:
         with conn.transaction():
-            row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone()
+            # only a rerun can find one (a first attempt is the job's first claim): no extra query per booking
+            row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone() if job.attempts > 1 else None
             if row is not None:
                 return booking.Hold.from_row(row)
             return booking.create_booking(conn, request, job_id=job.id,

@@ -22,13 +22,12 @@ import psycopg
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
-from psycopg.types.json import Jsonb
 
 from shared.booking import expire_overdue_holds
 from shared.broker import ROUTES, build_message, make_broker, message_for
 from shared.config import Settings
 from shared.db import QUERIES, Pool, open_pool
-from shared.jobs import requeue_stale_jobs
+from shared.jobs import insert_job, requeue_stale_jobs
 from shared.logs import configure_logging
 from shared.settlement import PAYOUT_JOB, close_due_periods
 
@@ -150,11 +149,7 @@ class Scheduler:
         row = conn.execute(QUERIES["reconcile_due"], {"interval": self.settings.reconcile_interval_seconds}).fetchone()
         if not (row and row["due"]):
             return 0
-        job_id = uuid.uuid4()
-        queue, actor = ROUTES[RECONCILE_JOB]
-        conn.execute(QUERIES["insert_job"], {"id": job_id, "type": RECONCILE_JOB, "queue": queue, "actor": actor,
-                                             "payload": Jsonb({}), "max_attempts": self.settings.job_max_attempts,
-                                             "request_id": None})
+        job_id = insert_job(conn, RECONCILE_JOB, {}, max_attempts=self.settings.job_max_attempts)
         self._enqueue(RECONCILE_JOB, [job_id])
         return 1
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -57,9 +58,9 @@ class StripeEventView(msgspec.Struct):
     object_id: str | None
     status: str
     job_id: uuid.UUID | None
-    received_at: Any
-    processed_at: Any
-    stripe_created: Any
+    received_at: datetime
+    processed_at: datetime | None
+    stripe_created: datetime
     effects: list[dict[str, Any]]
     payload: dict[str, Any]
 
