@@ -36,13 +36,14 @@ from bench.load import build_post, percentile, run_load
 from bench.pgbench import PRESEED_JOBS, write_scripts
 from shared.db import QUERIES
 from shared.payments import HANDLED_EVENTS
-from totem.cli import wait_ready
-from totem.embedded import PrivatePostgres, PrivateRedis, free_port, pg_bindir
+from shared.registry import BOOKING_CREATE, STRIPE_APPLY_EVENT
+from totem.embedded import PrivatePostgres, PrivateRedis, pg_bindir
 from totem.fake_stripe import sign
-from totem.fleet import Fleet
+from totem.fleet import Fleet, wait_ready
 from totem.migrate import create_database, drop_database, migrate
 
 RESOURCES = 64
+BOOKINGS_POOL, PAYMENTS_POOL = "bookings", "payments"  # the pools a booking and its payment run on
 PGBENCH_CLIENTS = 16
 
 
@@ -67,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     name = f"totem_bench_{uuid.uuid4().hex[:8]}"
     create_database(admin_url, name)
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    fleet = Fleet(run_dir=work / "run", log_dir=work / "logs", env={})
+    fleet = _fleet(args, url, redis_url, work)
     try:
         migrate(url)
         resources = _catalog(url)
@@ -80,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         report["pgbench_full"] = _pgbench(url, scripts["full"], args.pgbench_seconds, resources)
         report["pgbench_webhook"] = _pgbench(url, scripts["webhook"], args.pgbench_seconds, resources)
         _reset(url)
-        report["e2e"] = asyncio.run(_end_to_end(args, url, redis_url, resources, fleet))
+        report["e2e"] = asyncio.run(_end_to_end(args, url, resources, fleet))
         report["ledger"] = _ledger(url, work, args.pgbench_seconds, resources)
         _print(report)
         out = Path(args.out)
@@ -172,30 +173,27 @@ def _requests(resources: list[dict[str, str]], count: int, first_day: datetime, 
     return out
 
 
-async def _end_to_end(args: argparse.Namespace, url: str, redis_url: str, resources: list[dict[str, str]],
-                      fleet: Fleet) -> dict[str, Any]:
-    port = free_port()
+def _fleet(args: argparse.Namespace, url: str, redis_url: str, work: Path) -> Fleet:
+    """The fleet under test; every booking opens a PaymentIntent on the fake Stripe (a real HTTP call)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "dramatiq_"))}
     env.update(DATABASE_URL=url, REDIS_URL=redis_url, REDIS_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
-               PORT=str(port), LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="totem-bench-"),
-               DB_POOL_MAX=str(max(10, args.worker_threads + 2)))
-    stripe_port = free_port()  # every booking opens a PaymentIntent on the fake Stripe (a real HTTP call)
-    env.update(STRIPE_API_BASE=f"http://127.0.0.1:{stripe_port}", FAKE_STRIPE_PORT=str(stripe_port),
-               FAKE_STRIPE_WEBHOOK_URL=f"http://127.0.0.1:{port}/v1/webhooks/stripe",
+               LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="totem-bench-"),
+               DB_POOL_MAX=str(max(10, args.worker_threads + 2)),
                FAKE_STRIPE_ENABLED_EVENTS=",".join(sorted(HANDLED_EVENTS)))
-    fleet.env = env
+    fleet = Fleet(env=env, log_dir=work / "logs", run_dir=work / "run")
     fleet.reap_stale()
-    totem = [sys.executable, "-m", "totem.cli"]
-    fleet.start("web", [*totem, "gateway", "--host", "127.0.0.1", "--port", str(port),
-                        "--workers", str(args.web_workers)])
-    fleet.start("bookings", [*totem, "worker", "bookings", "--processes", str(args.worker_processes),
-                             "--threads", str(args.worker_threads)], WORKER_METRICS_PORT=str(free_port()))
-    fleet.start("payments", [*totem, "worker", "payments", "--processes", "1", "--threads", "8"],
-                WORKER_METRICS_PORT=str(free_port()))
-    fleet.start("scheduler", [*totem, "scheduler"], SCHEDULER_METRICS_PORT=str(free_port()))
-    fleet.start("fake-stripe", [*totem, "fake-stripe", "--port", env["FAKE_STRIPE_PORT"]])
-    if not wait_ready(f"http://127.0.0.1:{port}/readyz", 60):
+    return fleet
+
+
+async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[str, str]],
+                      fleet: Fleet) -> dict[str, Any]:
+    fleet.start_gateway(args.web_workers)
+    fleet.start_worker(BOOKINGS_POOL, processes=args.worker_processes, threads=args.worker_threads)
+    fleet.start_worker(PAYMENTS_POOL)
+    fleet.start_scheduler()
+    if not wait_ready(f"{fleet.base_url}/readyz", 60):
         raise RuntimeError(f"gateway not ready; see {fleet.log_dir}")
+    port = fleet.gateway_port
     host = f"127.0.0.1:{port}"
     warm_day = datetime(2031, 1, 1, 8, tzinfo=UTC)
     say(f"fleet up: gateway x{args.web_workers}, bookings worker {args.worker_processes}x{args.worker_threads}; warming up")
@@ -245,7 +243,7 @@ async def _accept_only(args: argparse.Namespace, port: int, host: str, resources
     count = max(1000, args.requests // 2)
     say(f"accept-only: pausing the bookings pool, posting {count} bookings at concurrency {args.concurrency} ...")
     since = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
-    pool_pgid = fleet.procs["bookings"].pid
+    pool_pgid = fleet.procs[BOOKINGS_POOL].pid
     os.killpg(pool_pgid, signal.SIGSTOP)
     try:
         load = await run_load("127.0.0.1", port, _requests(resources, count, datetime(2033, 1, 1, 8, tzinfo=UTC), host),
@@ -276,14 +274,14 @@ async def _webhook_ingest(args: argparse.Namespace, port: int, host: str, fleet:
                                    {"Stripe-Signature": sign(payload, secret)}))
     say(f"webhooks: pausing the payments pool, posting {count} signed events at concurrency {args.concurrency} ...")
     since = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
-    pool_pgid = fleet.procs["payments"].pid
+    pool_pgid = fleet.procs[PAYMENTS_POOL].pid
     os.killpg(pool_pgid, signal.SIGSTOP)
     try:
         load = await run_load("127.0.0.1", port, requests, args.concurrency)
     finally:
         os.killpg(pool_pgid, signal.SIGCONT)
     say("webhooks: resumed the payments pool; waiting for every event to be applied")
-    await _wait_terminal(conn, since, count, job_type="stripe.apply_event")
+    await _wait_terminal(conn, since, count, job_type=STRIPE_APPLY_EVENT)
     return {"events": count, "statuses": load.statuses,
             "ingested_per_s": load.statuses.get(200, 0) / (load.finished - load.started),
             "p50_ms": percentile(load.latencies, 50) * 1000, "p99_ms": percentile(load.latencies, 99) * 1000}
@@ -351,7 +349,7 @@ async def _report(conn: psycopg.AsyncConnection[Any], since: Any, total: int) ->
 
 
 async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: int, quiet: bool = False,
-                         job_type: str = "booking.create") -> None:
+                         job_type: str = BOOKING_CREATE) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         row = await (await conn.execute(
@@ -359,7 +357,7 @@ async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: 
             "AND status IN ('succeeded', 'failed')", (since, job_type))).fetchone()
         if row and row["n"] >= total:
             return
-        if not quiet and job_type == "booking.create":
+        if not quiet and job_type == BOOKING_CREATE:
             await _report(conn, since, total)
         await asyncio.sleep(1 if not quiet else 0.2)
     raise RuntimeError("jobs did not all become terminal within 300 s")

@@ -36,9 +36,10 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from gateway.problems import Problem, request_id_of
-from shared.broker import ROUTES, AsyncEnqueuer, build_message
+from shared.broker import AsyncEnqueuer, build_message
 from shared.config import Settings
 from shared.db import QUERIES, AsyncPool, with_reconnect
+from shared.registry import job_route
 from shared.schemas import Accepted
 
 MAX_KEY_LENGTH = 255
@@ -183,14 +184,12 @@ class CommandAcceptor:
     ) -> Response[bytes]:
         job_id = uuid.uuid4()
         accepted = Accepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}")
-        queue, actor = ROUTES[job_type]
         key_params = {"scope": command.scope, "key": command.key}
         params = {
             **key_params, **(check.params if check else {}),
             "fingerprint": command.fingerprint, "method": command.method, "path": command.path,
             "job_id": job_id, "response_body": Jsonb(accepted),
-            "ttl_seconds": self.settings.idempotency_ttl_seconds, "type": job_type, "queue": queue,
-            "actor": actor, "payload": Jsonb(payload),
+            "ttl_seconds": self.settings.idempotency_ttl_seconds, **job_route(job_type), "payload": Jsonb(payload),
             "max_attempts": self.settings.job_max_attempts, "request_id": request_id_of(request),
         }
         replay = await with_reconnect(lambda: self._record(command, key_params, params, check))

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES, ConstraintViolation, translate_errors
+from shared.registry import PAYMENT_CANCEL_INTENT, job_route
 from shared.errors import BookingInvalidTransition, BookingOutsideAvailability, BookingSlotTaken, NotFound
 from shared.schemas import (
     AuditEntry,
@@ -59,7 +60,7 @@ def _domain_error(exc: ConstraintViolation) -> Exception:
 
 def create_slot_booking(
     conn: psycopg.Connection[Any], request: SlotBookingRequest, *, job_id: uuid.UUID,
-    default_hold_ttl_seconds: int, actor: str = "customer",
+    default_hold_ttl_seconds: int, max_attempts: int, actor: str = "customer",
 ) -> Hold:
     """Place a hold on the slot (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
     params = {
@@ -69,16 +70,17 @@ def create_slot_booking(
         "default_hold_ttl_seconds": default_hold_ttl_seconds,
     }
     return _place_hold(conn, "slot", params, gone="the resource no longer offers that service",
-                       outside="the slot is outside the resource's opening hours or blocked")
+                       outside="the slot is outside the resource's opening hours or blocked", max_attempts=max_attempts)
 
 
 def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any], *, gone: str,
-                outside: str) -> Hold:
+                outside: str, max_attempts: int) -> Hold:
     """Run insert_<kind>_booking; if it placed nothing, say why (explain_refused_<kind>). Lapsed holds on the
     resource are expired first, in the same transaction, so they never block the new booking."""
     conn.execute(QUERIES["lock_resource_for_hold"], {"resource_id": params["resource_id"]})
     conn.execute(QUERIES["expire_overdue_holds"],
-                 {"limit": 100, "resource_id": params["resource_id"], "actor": "system"})
+                 expiry_params(limit=100, resource_id=params["resource_id"], actor="system",
+                               max_attempts=max_attempts))
     try:
         with translate_errors():
             row = conn.execute(QUERIES[f"insert_{kind}_booking"], params).fetchone()
@@ -94,7 +96,7 @@ def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any]
 
 def create_stay_booking(
     conn: psycopg.Connection[Any], request: StayBookingRequest, *, job_id: uuid.UUID,
-    default_hold_ttl_seconds: int, actor: str = "customer",
+    default_hold_ttl_seconds: int, max_attempts: int, actor: str = "customer",
 ) -> Hold:
     """Hold a listing's nights (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
     params = {
@@ -103,15 +105,18 @@ def create_stay_booking(
         "customer": Jsonb(request.customer), "default_hold_ttl_seconds": default_hold_ttl_seconds,
     }
     return _place_hold(conn, "stay", params, gone="the listing does not exist or no longer takes bookings",
-                       outside="those nights are in the past or blocked")
+                       outside="those nights are in the past or blocked", max_attempts=max_attempts)
 
 
 def create_booking(
     conn: psycopg.Connection[Any], request: BookingRequest, *, job_id: uuid.UUID, default_hold_ttl_seconds: int,
+    max_attempts: int,
 ) -> Hold:
     if isinstance(request, StayBookingRequest):
-        return create_stay_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds)
-    return create_slot_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds)
+        return create_stay_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds,
+                                   max_attempts=max_attempts)
+    return create_slot_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds,
+                               max_attempts=max_attempts)
 
 
 def transition_booking(
@@ -131,12 +136,22 @@ def transition_booking(
     return BookingTransitioned(booking_id=row["id"], from_status=row["from_status"], status=row["to_status"])
 
 
-def expire_overdue_holds(conn: psycopg.Connection[Any], *, limit: int = 500) -> tuple[int, list[uuid.UUID]]:
-    """The scheduler's sweep: every lapsed hold. Returns how many expired and the payment.cancel_intent
-    jobs staged for their open PaymentIntents (for the caller to enqueue)."""
+def expiry_params(*, limit: int, resource_id: uuid.UUID | None, actor: str, max_attempts: int) -> dict[str, Any]:
+    """Parameters of ``expire_overdue_holds``: which holds, who expires them, and the cancel-intent job
+    it stages for each open PaymentIntent (routed by the registry)."""
+    cancel = job_route(PAYMENT_CANCEL_INTENT)
+    return {"limit": limit, "resource_id": resource_id, "actor": actor, "max_attempts": max_attempts,
+            "cancel_type": cancel["type"], "cancel_queue": cancel["queue"], "cancel_actor": cancel["actor"]}
+
+
+def expire_overdue_holds(conn: psycopg.Connection[Any], *, max_attempts: int,
+                         limit: int = 500) -> tuple[int, list[uuid.UUID]]:
+    """The scheduler's sweep: every lapsed hold. Returns how many expired and the cancel-intent jobs
+    staged for their open PaymentIntents (for the caller to enqueue)."""
     with conn.transaction():
         row = conn.execute(QUERIES["expire_overdue_holds"],
-                           {"limit": limit, "resource_id": None, "actor": "scheduler"}).fetchone()
+                           expiry_params(limit=limit, resource_id=None, actor="scheduler",
+                                         max_attempts=max_attempts)).fetchone()
     return (int(row["expired"]), list(row["cancel_jobs"] or [])) if row else (0, [])
 
 

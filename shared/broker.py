@@ -21,21 +21,9 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries, ShutdownNotifications, TimeLimit
 
 from shared.config import Settings
+from shared.registry import JOB_TYPES
 
 log = logging.getLogger("totem.broker")
-
-# Message routing: job type -> (queue, actor). One table, read by the gateway and the sweeper.
-ROUTES: dict[str, tuple[str, str]] = {
-    "booking.create": ("bookings", "create_booking"),
-    "booking.cancel": ("bookings", "cancel_booking"),
-    "booking.complete": ("bookings", "complete_booking"),
-    "booking.mark_paid": ("bookings", "mark_booking_paid"),
-    "stripe.apply_event": ("payment_webhooks", "apply_stripe_event"),
-    "refund.issue": ("payment_webhooks", "issue_refund"),
-    "payment.cancel_intent": ("payment_webhooks", "cancel_payment_intent"),  # also staged in expire_overdue_holds
-    "payout.send": ("payouts", "send_payout"),
-    "ledger.reconcile": ("payouts", "reconcile_ledger"),
-}
 
 _HEARTBEAT_TIMEOUT_MS = 60_000
 _DEAD_MESSAGE_TTL_MS = 7 * 86_400_000
@@ -55,8 +43,8 @@ def make_broker(settings: Settings, extra_middleware: list[dramatiq.Middleware] 
 
 
 def build_message(job_type: str, job_id: uuid.UUID | str) -> dramatiq.Message[Any]:
-    queue, actor = ROUTES[job_type]
-    return message_for(queue, actor, job_id)
+    job = JOB_TYPES[job_type]
+    return message_for(job.queue, job.actor, job_id)
 
 
 def message_for(queue: str, actor: str, job_id: uuid.UUID | str) -> dramatiq.Message[Any]:

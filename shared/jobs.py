@@ -35,9 +35,9 @@ import psycopg
 import structlog
 from psycopg.types.json import Jsonb
 
-from shared.broker import ROUTES
 from shared.db import QUERIES, Pool
 from shared.errors import DomainError, JobAttemptsExhausted
+from shared.registry import job_route
 
 log = logging.getLogger("totem.jobs")
 
@@ -62,13 +62,11 @@ class ClaimedJob:
 
 def insert_job(conn: psycopg.Connection[Any], job_type: str, payload: msgspec.Struct | dict[str, Any], *,
                max_attempts: int, request_id: str | None = None) -> uuid.UUID:
-    """A queued job row, routed by ROUTES, in the caller's transaction (the caller enqueues it after the
+    """A queued job row, routed by the registry, in the caller's transaction (the caller enqueues it after the
     commit; if that is lost the scheduler's sweeper does)."""
     job_id = uuid.uuid4()
-    queue, actor = ROUTES[job_type]
-    conn.execute(QUERIES["insert_job"], {"id": job_id, "type": job_type, "queue": queue, "actor": actor,
-                                         "payload": Jsonb(payload), "max_attempts": max_attempts,
-                                         "request_id": request_id})
+    conn.execute(QUERIES["insert_job"], {"id": job_id, **job_route(job_type), "payload": Jsonb(payload),
+                                         "max_attempts": max_attempts, "request_id": request_id})
     return job_id
 
 

@@ -34,6 +34,7 @@ from shared import ledger
 from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.jobs import ClaimedJob
+from shared.registry import PAYMENT_CANCEL_INTENT, REFUND_ISSUE
 from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob, RefundJob, RefundPlanned
 
 HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
@@ -89,7 +90,7 @@ def cancel_booking(conn: psycopg.Connection[Any], command: BookingCommand, job: 
     transitioned = transition_booking(conn, command, job_id=job.id, detail=detail)
     if transitioned.from_status == "pending_payment":  # nobody should pay for it any more
         for open_payment in conn.execute(QUERIES["open_payments"], {"booking_id": command.booking_id}).fetchall():
-            job.follow_up(conn, "payment.cancel_intent", CancelIntentJob(payment_intent_id=open_payment["payment_intent_id"]))
+            job.follow_up(conn, PAYMENT_CANCEL_INTENT, CancelIntentJob(payment_intent_id=open_payment["payment_intent_id"]))
     if transitioned.from_status == "paid":
         ledger.post_maturity(conn, booking_id=command.booking_id, maturity_seconds=maturity_seconds,
                              reason="cancelled: the provider keeps what the policy does not refund")
@@ -104,7 +105,7 @@ def _stage_refund(conn: psycopg.Connection[Any], job: ClaimedJob, *, booking_id:
         "policy": Jsonb(policy) if policy is not None else None}).fetchone()
     if row is None:
         return None  # this booking already has the one refund we issue
-    job.follow_up(conn, "refund.issue", RefundJob(refund_id=row["id"]))
+    job.follow_up(conn, REFUND_ISSUE, RefundJob(refund_id=row["id"]))
     return row["id"]  # type: ignore[no-any-return]
 
 

@@ -21,9 +21,9 @@ import psycopg
 from shared import ledger
 from shared.db import QUERIES
 from shared.jobs import insert_job
+from shared.registry import PAYOUT_SEND
 from shared.schemas import PayoutJob
 
-PAYOUT_JOB = "payout.send"
 
 
 class ClosedPeriod(msgspec.Struct):
@@ -72,7 +72,7 @@ def _batch(conn: psycopg.Connection[Any], period: dict[str, Any], max_attempts: 
                                                    "booking_id": row["booking_id"], "amount": row["amount"],
                                                    "currency": currency})
             payouts.append(payout["id"])
-            jobs.append(insert_job(conn, PAYOUT_JOB, PayoutJob(payout_id=payout["id"]), max_attempts=max_attempts))
+            jobs.append(insert_job(conn, PAYOUT_SEND, PayoutJob(payout_id=payout["id"]), max_attempts=max_attempts))
     return ClosedPeriod(period_id=period["id"], provider_id=period["provider_id"], batch_id=batch_id,
                         payouts=payouts), jobs
 

@@ -1,9 +1,10 @@
 """Fixtures: each test run gets its own freshly created database and Redis namespace on real servers.
 
-By default the machine's PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379) are used
-(override with TOTEM_TEST_ADMIN_URL / TOTEM_TEST_REDIS_URL). If neither override is given and a server is
-not listening there, the run starts a private server from the system binaries instead, as `totem up`
-does. Nothing is ever skipped: a server that cannot be had fails the run.
+TOTEM_TEST_ADMIN_URL / TOTEM_TEST_REDIS_URL name the servers to use. Without them, the machine's
+PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379) are used only if the run can really
+log in there (a fresh Debian's own cluster asks for a password over TCP); otherwise the run starts private
+servers from the system binaries, as `totem up` does. Nothing is ever skipped: a server that cannot be had
+fails the run.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pytest
 import redis
 from psycopg.rows import dict_row
 
-from tests.support import FAST_TIMINGS, Catalog, Fleet, make_catalog, reachable
+from tests.support import FAST_TIMINGS, Catalog, make_catalog
 from totem.embedded import PrivatePostgres, PrivateRedis
+from totem.fleet import Fleet
 from totem.migrate import create_database, drop_database, migrate
 
 
@@ -30,26 +32,43 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     redis_url = os.environ.get("TOTEM_TEST_REDIS_URL")
     private: list[PrivatePostgres | PrivateRedis] = []
     if admin_url is None:
-        if reachable("127.0.0.1", 5432):
-            admin_url = "postgresql://postgres@127.0.0.1:5432/postgres"
-        else:
+        admin_url = "postgresql://postgres@127.0.0.1:5432/postgres"
+        refused = _postgres_login_refused(admin_url)
+        if refused:
             pg = PrivatePostgres(tmp_path_factory.mktemp("pg")).start()
             private.append(pg)
             admin_url = pg.url()
-            print(f"\nno PostgreSQL on 127.0.0.1:5432: started a private one on port {pg.port}")
+            print(f"\ncannot use PostgreSQL on 127.0.0.1:5432 ({refused}): started a private one on port {pg.port}")
     if redis_url is None:
-        if reachable("127.0.0.1", 6379):
-            redis_url = "redis://127.0.0.1:6379/0"
-        else:
+        redis_url = "redis://127.0.0.1:6379/0"
+        refused = _redis_refused(redis_url)
+        if refused:
             rd = PrivateRedis(tmp_path_factory.mktemp("redis")).start()
             private.append(rd)
             redis_url = rd.url()
-            print(f"\nno Redis on 127.0.0.1:6379: started a private one on port {rd.port}")
+            print(f"\ncannot use Redis on 127.0.0.1:6379 ({refused}): started a private one on port {rd.port}")
     try:
         yield admin_url, redis_url
     finally:
         for server in private:
             server.stop()
+
+
+def _postgres_login_refused(url: str) -> str | None:
+    """Why the run cannot log in to ``url`` (not listening, password asked, role missing), or None."""
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[-1][:160]
+
+
+def _redis_refused(url: str) -> str | None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        return None
+    except redis.RedisError as exc:
+        return str(exc)[:160]
 
 
 @pytest.fixture(scope="session")
@@ -102,11 +121,7 @@ def fleet(fleet_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     """The shared fleet: the fake Stripe, one gateway, one worker per pool, one scheduler."""
     fleet = Fleet(env=fleet_env, log_dir=tmp_path_factory.mktemp("fleet-logs"))
     try:
-        fleet.start_gateway()
-        fleet.start_worker()
-        fleet.start_worker("payments")
-        fleet.start_worker("payouts")
-        fleet.start_scheduler()
+        fleet.start_all(threads=4)
         yield fleet
     finally:
         fleet.stop()

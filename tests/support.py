@@ -1,15 +1,11 @@
-"""Test support: the test run's own database and Redis namespace, a fleet of real processes, a catalog."""
+"""Test support: timings, waiting for what a test asserts, and a catalog. Processes are started by the one
+launcher, ``totem.fleet.Fleet`` (re-exported here for the tests)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES
-from totem.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,90 +31,6 @@ FAST_TIMINGS = {
     "RECONCILE_INTERVAL_SECONDS": "0",
     "LOG_LEVEL": "INFO",
 }
-
-
-def reachable(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((host, port)) == 0
-
-
-@dataclass
-class Fleet:
-    """Real gateway / worker / scheduler processes, as `totem up` runs them."""
-
-    env: dict[str, str]
-    log_dir: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    base_url: str = ""
-    gateway_port: int = 0
-    stripe_url: str = ""
-
-    def __post_init__(self) -> None:
-        """Ports are fixed up front: the fake Stripe posts its webhooks to the gateway, the workers call the
-        fake, so every process must know both before any starts."""
-        self.gateway_port = free_port()
-        stripe_port = free_port()
-        self.stripe_url = f"http://127.0.0.1:{stripe_port}"
-        self.env = {**self.env, "STRIPE_API_BASE": self.stripe_url, "FAKE_STRIPE_PORT": str(stripe_port),
-                    "FAKE_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{self.gateway_port}/v1/webhooks/stripe"}
-
-    def start(self, name: str, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "totem.cli", *args], env={**self.env, **extra_env}, cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = proc
-        return proc
-
-    def start_gateway(self, workers: int = 1) -> str:
-        """The gateway, and the fake Stripe beside it (started once per fleet)."""
-        if "fake-stripe" not in self.procs:
-            self.start("fake-stripe", "fake-stripe")
-            wait_for(lambda: _ok(self.stripe_url + "/_fake/health"), 30,
-                     f"fake Stripe up (log {self.log_dir}/fake-stripe.log)")
-        port = self.gateway_port
-        self.start("web", "gateway", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
-        self.base_url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ok(self.base_url + "/healthz"), 30, f"gateway up (log {self.log_dir}/web.log)")
-        return self.base_url
-
-    def start_worker(self, pool: str = "bookings", name: str | None = None, threads: int = 4) -> None:
-        metrics_port = self.env.get("WORKER_METRICS_PORT") or str(free_port())  # pools on one host: own ports
-        self.start(name or pool, "worker", pool, "--processes", "1", "--threads", str(threads),
-                   WORKER_METRICS_PORT=metrics_port)
-
-    def start_scheduler(self, name: str = "scheduler", metrics_port: int | None = None) -> None:
-        self.start(name, "scheduler", SCHEDULER_METRICS_PORT=str(metrics_port or free_port()))
-
-    def kill(self, name: str, sig: int) -> None:
-        """SIGKILL hits the whole process group (a crash); SIGTERM only the leader (as a supervisor does)."""
-        proc = self.procs.pop(name)
-        if sig == signal.SIGKILL:
-            os.killpg(proc.pid, sig)
-        else:
-            os.kill(proc.pid, sig)
-        proc.wait(40)
-
-    def stop(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(40)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-
-    def log(self, name: str) -> str:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -17,9 +17,11 @@ from psycopg.rows import dict_row
 
 from shared import ledger
 from shared.db import QUERIES, ConstraintViolation, translate_errors, use_msgspec_json
+from shared.registry import PAYOUT_SEND, job_route
 from shared.settlement import close_due_periods
-from tests.support import Catalog, Fleet, make_catalog, new_key, wait_for, wait_job
+from tests.support import Catalog, make_catalog, new_key, wait_for, wait_job
 from tests.test_payments import book, cancel, pay, wait_booking
+from totem.fleet import Fleet
 
 SYSTEM = {"X-System-Token": "test-system-token"}
 
@@ -275,15 +277,14 @@ def test_a_pending_payout_whose_job_gave_up_is_sent_again(
         [payout_id] = closed.payouts
         conn.execute("UPDATE jobs SET status = 'failed', error = '{\"code\": \"JOB_ATTEMPTS_EXHAUSTED\", "
                      "\"detail\": \"Stripe down\"}', attempts = max_attempts, updated_at = now() - interval '1 hour' "
-                     "WHERE type = 'payout.send' AND payload->>'payout_id' = %s", (str(payout_id),))
+                     "WHERE type = %s AND payload->>'payout_id' = %s", (PAYOUT_SEND, str(payout_id)))
         conn.execute("UPDATE payouts SET created_at = now() - interval '1 hour' WHERE id = %s", (payout_id,))
         # (in the same transaction, so the fleet's own scheduler cannot re-drive it first)
         query = QUERIES["redrive_stuck_payouts"]
-        params = {"type": "payout.send", "queue": "payouts", "actor": "send_payout", "max_attempts": 5,
-                  "after_seconds": 600}
+        params = {**job_route(PAYOUT_SEND), "max_attempts": 5, "after_seconds": 600}
         assert len(conn.execute(query, params).fetchall()) == 1
         assert conn.execute(query, params).fetchall() == []  # its fresh job is open: not twice
     wait_for(lambda: balance(client, catalog.provider_id)["paid_out"] == 2250, 30, "paid by the fresh job")
-    jobs = conn.execute("SELECT status FROM jobs WHERE type = 'payout.send' AND payload->>'payout_id' = %s "
-                        "ORDER BY created_at", (str(payout_id),)).fetchall()
+    jobs = conn.execute("SELECT status FROM jobs WHERE type = %s AND payload->>'payout_id' = %s "
+                        "ORDER BY created_at", (PAYOUT_SEND, str(payout_id))).fetchall()
     assert [j["status"] for j in jobs] == ["failed", "succeeded"]

@@ -16,8 +16,9 @@ import psycopg
 import pytest
 import stripe
 
-from tests.support import Catalog, Fleet, future, make_catalog, new_key, wait_for, wait_job
+from tests.support import Catalog, future, make_catalog, new_key, wait_for, wait_job
 from totem.fake_stripe import sign
+from totem.fleet import Fleet
 
 SYSTEM = {"X-System-Token": "test-system-token"}
 SECRET = "whsec_totem_dev"
@@ -384,11 +385,3 @@ def test_a_refund_stripe_refuses_is_marked_failed_and_visible(
         ("cancellation", "failed", 2500), ("external", "succeeded", 2500)]
     assert final["status"] == "cancelled" and final["payments"][0]["amount_refunded"] == 2500
     assert refund_id == next(r["id"] for r in final["refunds"] if r["kind"] == "cancellation")
-
-
-def test_the_expiry_statement_stages_cancel_jobs_where_the_routes_say() -> None:
-    from shared.broker import ROUTES
-    from shared.db import QUERIES
-
-    queue, actor = ROUTES["payment.cancel_intent"]
-    assert f"'payment.cancel_intent', '{queue}', '{actor}'" in QUERIES["expire_overdue_holds"]

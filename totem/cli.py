@@ -7,19 +7,10 @@ import json
 import os
 import sys
 import tempfile
-import time
-import urllib.request
+from typing import NoReturn
 
-# Worker pools: name -> (module that declares its actors, queues it consumes).
-POOLS: dict[str, tuple[str, list[str]]] = {
-    "bookings": ("workers.bookings", ["bookings"]),
-    "payments": ("workers.payments", ["payment_webhooks"]),
-    "payouts": ("workers.payouts", ["payouts"]),
-}
-
-
-def say(message: str) -> None:
-    print(f"totem: {message}", file=sys.stderr, flush=True)
+from shared.registry import POOL_BY_NAME
+from totem.console import say
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -50,19 +41,28 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    module, queues = POOLS[args.pool]
-    os.environ.setdefault("dramatiq_queue_prefetch", str(max(2, args.threads * 4)))
+def cmd_worker(args: argparse.Namespace) -> NoReturn:
+    pool = POOL_BY_NAME[args.pool]
+    processes = args.processes or _env_int(f"{pool.name.upper()}_PROCESSES", "WORKER_PROCESSES") or pool.processes
+    threads = args.threads or _env_int(f"{pool.name.upper()}_THREADS", "WORKER_THREADS") or pool.threads
+    os.environ.setdefault("dramatiq_queue_prefetch", str(max(2, threads * 4)))
     # Dramatiq's Prometheus middleware reads these at import: a fresh metrics folder per pool start (counters
     # of dead processes from an earlier run must not add up) and the port its exposition server binds.
-    os.environ["dramatiq_prom_db"] = tempfile.mkdtemp(prefix=f"totem-{args.pool}-metrics-")  # noqa: SIM112
+    os.environ["dramatiq_prom_db"] = tempfile.mkdtemp(prefix=f"totem-{pool.name}-metrics-")  # noqa: SIM112
     metrics_port = os.environ.get("WORKER_METRICS_PORT") or os.environ.get("dramatiq_prom_port") or "9191"  # noqa: SIM112
     os.environ["dramatiq_prom_port"] = metrics_port  # noqa: SIM112 - Dramatiq's own (lower-case) variable names
-    argv = [sys.executable, "-m", "dramatiq", module, "--queues", *queues, "--processes", str(args.processes),
-            "--threads", str(args.threads), "--skip-logging", "--worker-shutdown-timeout", "30000"]
-    say(f"worker pool {args.pool}: {args.processes} process(es) x {args.threads} thread(s) on {queues}; "
+    argv = [sys.executable, "-m", "dramatiq", pool.module, "--queues", pool.queue, "--processes", str(processes),
+            "--threads", str(threads), "--skip-logging", "--worker-shutdown-timeout", "30000"]
+    say(f"worker pool {pool.name}: {processes} process(es) x {threads} thread(s) on queue {pool.queue}; "
         f"metrics on :{metrics_port}")
-    os.execv(argv[0], argv)
+    os.execv(argv[0], argv)  # noqa: S606 - become Dramatiq's own CLI, with our arguments
+
+
+def _env_int(*names: str) -> int | None:
+    for name in names:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return None
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -97,6 +97,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(args)
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from totem.generate import generate
+
+    return generate(check=args.check)
+
+
 def _require(name: str) -> str:
     value = os.environ.get(name)
     if not value:
@@ -118,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     gw.set_defaults(func=cmd_gateway)
 
     wk = sub.add_parser("worker", help="run one worker pool (Dramatiq)")
-    wk.add_argument("pool", choices=sorted(POOLS))
-    wk.add_argument("--processes", "-p", type=int, default=int(os.environ.get("WORKER_PROCESSES", "1")))
-    wk.add_argument("--threads", "-t", type=int, default=int(os.environ.get("WORKER_THREADS", "8")))
+    wk.add_argument("pool", choices=sorted(POOL_BY_NAME))
+    wk.add_argument("--processes", "-p", type=int, default=None,
+                    help="default: $<POOL>_PROCESSES, $WORKER_PROCESSES, else the registry's")
+    wk.add_argument("--threads", "-t", type=int, default=None,
+                    help="default: $<POOL>_THREADS, $WORKER_THREADS, else the registry's")
     wk.set_defaults(func=cmd_worker)
 
     sub.add_parser("scheduler", help="run the single-leader scheduler").set_defaults(func=cmd_scheduler)
@@ -135,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     upp.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     upp.add_argument("--web-workers", type=int, default=2)
     upp.set_defaults(func=cmd_up)
+
+    gen = sub.add_parser("generate", help="write the Procfile, docker-compose.yml, k8s manifests and the README's "
+                                           "error-code table from the registry and the error vocabulary")
+    gen.add_argument("--check", action="store_true", help="only report files that differ (exit 1)")
+    gen.set_defaults(func=cmd_generate)
 
     bn = sub.add_parser("bench", help="benchmark: pgbench ceiling vs end-to-end bookings/s")
     bn.add_argument("--requests", "-n", type=int, default=6000)
@@ -151,19 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
-
-
-def wait_ready(url: str, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.25)
-    return False
 
 
 if __name__ == "__main__":

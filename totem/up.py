@@ -8,13 +8,14 @@ import argparse
 import json
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
+from typing import Any
 
-from totem.cli import POOLS, say, wait_ready
+from shared.registry import POOLS
+from totem.console import say
 from totem.embedded import PrivatePostgres, PrivateRedis, ServerError, free_port
-from totem.fleet import Fleet
+from totem.fleet import Fleet, FleetError
 from totem.migrate import create_database, migrate
 from totem.seed import seed
 
@@ -28,25 +29,31 @@ def up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    fleet = Fleet(run_dir=data_dir / "run", log_dir=data_dir / "logs", env=env)
-    reaped = fleet.reap_stale()
+    stale = Fleet(env=env, log_dir=data_dir / "logs", run_dir=data_dir / "run", fake_stripe=False,
+                  gateway_port=args.port)
+    reaped = stale.reap_stale()
     if reaped:
         say(f"stopped processes left by an earlier run: {', '.join(reaped)}")
+    fleet: Fleet | None = None
     try:
-        return _run(args, data_dir, env, fleet, servers, stop)
-    except (ServerError, OSError) as exc:
+        fleet = _prepare(args, data_dir, env, servers)
+        return _run(args, data_dir, fleet, stop)
+    except (ServerError, FleetError, OSError) as exc:
         say(f"error: {exc}")
         return 1
     finally:
         say("stopping the fleet ...")
-        fleet.stop()
+        if fleet is not None:
+            fleet.stop()
         for server in reversed(servers):
             server.stop()
         say("stopped")
 
 
-def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str], fleet: Fleet,
-         servers: list[PrivatePostgres | PrivateRedis], stop: threading.Event) -> int:
+def _prepare(args: argparse.Namespace, data_dir: Path, env: dict[str, str],
+             servers: list[PrivatePostgres | PrivateRedis]) -> Fleet:
+    """Servers (private ones unless URLs are given), migrations and the demo catalog; then the fleet's
+    ports and environment."""
     if not env.get("DATABASE_URL"):
         say(f"no DATABASE_URL: starting a private PostgreSQL under {data_dir / 'postgres'} ...")
         pg = PrivatePostgres(data_dir, preferred_port=55432).start()
@@ -62,7 +69,6 @@ def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str], fleet: F
         servers.append(rd)
         env["REDIS_URL"] = rd.url()
         say(f"redis ready on 127.0.0.1:{rd.port}")
-    env.setdefault("PORT", str(args.port))
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "metrics"))
     _fresh_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
 
@@ -72,30 +78,22 @@ def _run(args: argparse.Namespace, data_dir: Path, env: dict[str, str], fleet: F
     catalog = seed(env["DATABASE_URL"])
     (data_dir / "seed.json").write_text(json.dumps(catalog, indent=2))
     say(f"demo catalog seeded ({data_dir / 'seed.json'})")
+    use_fake = not env.get("STRIPE_API_BASE") and not env.get("STRIPE_API_KEY")  # no Stripe account given
+    return Fleet(env=env, log_dir=data_dir / "logs", run_dir=data_dir / "run", fake_stripe=use_fake,
+                 well_known_ports=True, gateway_port=args.port,
+                 stripe_port=free_port(int(env.get("FAKE_STRIPE_PORT", "12111"))) if use_fake else 0)
 
-    totem = [sys.executable, "-m", "totem.cli"]
-    stripe_base = env.get("STRIPE_API_BASE")
-    if not stripe_base and not env.get("STRIPE_API_KEY"):  # no Stripe account given: the local fake stands in
-        stripe_port = free_port(int(env.get("FAKE_STRIPE_PORT", "12111")))
-        stripe_base = env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
-        env.setdefault("FAKE_STRIPE_WEBHOOK_URL", f"http://127.0.0.1:{env['PORT']}/v1/webhooks/stripe")
-        fleet.start("fake-stripe", [*totem, "fake-stripe", "--port", str(stripe_port)])
-        if not wait_ready(f"{stripe_base}/_fake/health", timeout=30):
-            say(f"the fake Stripe did not start; see {fleet.log_dir / 'fake-stripe.log'}")
-            return 1
-        say(f"no STRIPE_API_KEY: fake Stripe on {stripe_base}, webhooks to {env['FAKE_STRIPE_WEBHOOK_URL']}")
-    fleet.start("web", [*totem, "gateway", "--port", env["PORT"], "--workers", str(args.web_workers)])
-    metrics_ports: dict[str, int] = {}
-    for pool in POOLS:  # every pool on this host exports its metrics on a port of its own
-        metrics_ports[pool] = free_port(9191 + len(metrics_ports))
-        fleet.start(pool, [*totem, "worker", pool], WORKER_METRICS_PORT=str(metrics_ports[pool]))
-    scheduler_port = free_port(9200)
-    fleet.start("scheduler", [*totem, "scheduler"], SCHEDULER_METRICS_PORT=str(scheduler_port))
-    base = f"http://127.0.0.1:{env['PORT']}"
-    if not wait_ready(f"{base}/readyz", timeout=60):
-        say(f"the gateway did not become ready; see {fleet.log_dir / 'web.log'}")
-        return 1
-    _print_welcome(base, catalog, fleet.log_dir, {**metrics_ports, "scheduler": scheduler_port}, stripe_base)
+
+def _run(args: argparse.Namespace, data_dir: Path, fleet: Fleet, stop: threading.Event) -> int:
+    if fleet.fake_stripe:
+        say(f"no STRIPE_API_KEY: starting the fake Stripe on {fleet.stripe_url} "
+            f"(webhooks to {fleet.env['FAKE_STRIPE_WEBHOOK_URL']}) ...")
+    say(f"starting the gateway on {fleet.base_url}, pools {', '.join(p.name for p in POOLS)} and the scheduler "
+        f"(logs in {fleet.log_dir}) ...")
+    base = fleet.start_all(web_workers=args.web_workers)
+    catalog = json.loads((data_dir / "seed.json").read_text())
+    _print_welcome(base, catalog, fleet.log_dir, fleet.metrics_ports,
+                   fleet.stripe_url or fleet.env.get("STRIPE_API_BASE"))
     while not stop.wait(1.0):
         exited = fleet.exited()
         if exited:
@@ -110,7 +108,7 @@ def _fresh_dir(path: Path) -> None:
         item.unlink()
 
 
-def _print_welcome(base: str, catalog: dict, log_dir: Path, metrics_ports: dict[str, int],  # type: ignore[type-arg]
+def _print_welcome(base: str, catalog: dict[str, Any], log_dir: Path, metrics_ports: dict[str, int],
                    stripe_base: str | None) -> None:
     resource = next(r for r in catalog["resources"] if r["kind"] == "slot" and r["service_ids"])
     body = json.dumps({"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
@@ -121,7 +119,7 @@ Totem is up: {base}
   API docs:   {base}/schema (OpenAPI: {base}/schema/openapi.json)
   health:     {base}/healthz  {base}/readyz  {base}/metrics
   pool metrics: {'  '.join(f"{pool} http://127.0.0.1:{port}/" for pool, port in metrics_ports.items())}
-  logs:       {log_dir}/(web|bookings|payments|payouts|scheduler|fake-stripe).log
+  logs:       {log_dir}/({'|'.join(["web", *(p.name for p in POOLS), "scheduler", "fake-stripe"])}).log
   Stripe:     {stripe_base or "api.stripe.com"}
 
 Try it:

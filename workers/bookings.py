@@ -12,6 +12,7 @@ import psycopg
 from shared import booking, ledger, payments
 from shared.db import QUERIES, ConstraintViolation
 from shared.jobs import ClaimedJob, Handler
+from shared.registry import BOOKING_CANCEL, BOOKING_COMPLETE, BOOKING_CREATE, BOOKING_MARK_PAID
 from shared.schemas import BookingCommand, BookingCreated, BookingRequest, BookingTransitioned
 from workers.runtime import job_actor, runtime
 
@@ -28,7 +29,7 @@ def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.H
             row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone() if job.attempts > 1 else None
             if row is not None:
                 return booking.Hold.from_row(row)
-            return booking.create_booking(conn, request, job_id=job.id,
+            return booking.create_booking(conn, request, job_id=job.id, max_attempts=job.max_attempts,
                                           default_hold_ttl_seconds=settings.booking_hold_ttl_seconds)
     except ConstraintViolation as exc:  # a second worker holding an expired lease placed it meanwhile
         if exc.constraint != "bookings_created_by_job_key":
@@ -91,7 +92,7 @@ def handle_transition(conn: psycopg.Connection[Any], job: ClaimedJob) -> Booking
     return booking.transition_booking(conn, msgspec.convert(job.payload, BookingCommand), job_id=job.id)
 
 
-create_booking = job_actor("bookings", "create_booking", prepare=prepare_create_booking)
-cancel_booking = job_actor("bookings", "cancel_booking", handle_cancel)
-complete_booking = job_actor("bookings", "complete_booking", handle_complete)
-mark_booking_paid = job_actor("bookings", "mark_booking_paid", handle_transition)
+create_booking = job_actor(BOOKING_CREATE, prepare=prepare_create_booking)
+cancel_booking = job_actor(BOOKING_CANCEL, handle_cancel)
+complete_booking = job_actor(BOOKING_COMPLETE, handle_complete)
+mark_booking_paid = job_actor(BOOKING_MARK_PAID, handle_transition)

@@ -12,6 +12,7 @@ from shared import ledger, payments
 from shared.db import QUERIES
 from shared.errors import DomainError
 from shared.jobs import ClaimedJob, Handler
+from shared.registry import PAYMENT_CANCEL_INTENT, REFUND_ISSUE, STRIPE_APPLY_EVENT
 from shared.schemas import CancelIntentJob, IntentCanceled, RefundIssued, RefundJob, StripeEventJob
 from shared.stripe_api import PaymentProviderRefused
 from workers.runtime import job_actor, runtime
@@ -86,6 +87,6 @@ def prepare_cancel_intent(conn: psycopg.Connection[Any], job: ClaimedJob) -> Han
     return record
 
 
-apply_stripe_event = job_actor("payment_webhooks", "apply_stripe_event", handle_stripe_event)
-issue_refund = job_actor("payment_webhooks", "issue_refund", prepare=prepare_refund)
-cancel_payment_intent = job_actor("payment_webhooks", "cancel_payment_intent", prepare=prepare_cancel_intent)
+apply_stripe_event = job_actor(STRIPE_APPLY_EVENT, handle_stripe_event)
+issue_refund = job_actor(REFUND_ISSUE, prepare=prepare_refund)
+cancel_payment_intent = job_actor(PAYMENT_CANCEL_INTENT, prepare=prepare_cancel_intent)

@@ -17,6 +17,7 @@ from shared import ledger, settlement
 from shared.db import QUERIES
 from shared.errors import DomainError
 from shared.jobs import ClaimedJob, Handler
+from shared.registry import LEDGER_RECONCILE, PAYOUT_SEND
 from shared.schemas import PayoutJob, PayoutSent
 from shared.stripe_api import PaymentProviderRefused
 from workers.runtime import job_actor, runtime
@@ -75,5 +76,5 @@ def prepare_reconcile(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler
     return lambda conn, job: settlement.reconcile(conn, transactions)
 
 
-send_payout = job_actor("payouts", "send_payout", prepare=prepare_payout)
-reconcile_ledger = job_actor("payouts", "reconcile_ledger", prepare=prepare_reconcile)
+send_payout = job_actor(PAYOUT_SEND, prepare=prepare_payout)
+reconcile_ledger = job_actor(LEDGER_RECONCILE, prepare=prepare_reconcile)

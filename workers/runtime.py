@@ -20,6 +20,7 @@ from shared.config import Settings
 from shared.db import Pool, open_pool
 from shared.jobs import Handler, Prepare, run_job
 from shared.logs import configure_logging
+from shared.registry import JOB_TYPES
 from shared.stripe_api import StripeApi
 
 log = logging.getLogger("totem.worker")
@@ -77,11 +78,14 @@ def enqueue(job_type: str, job_id: uuid.UUID) -> None:
     dramatiq.get_broker().enqueue(build_message(job_type, job_id))
 
 
-def job_actor(queue: str, name: str, handler: Handler | None = None, *, prepare: Prepare | None = None,
+def job_actor(job_type: str, handler: Handler | None = None, *, prepare: Prepare | None = None,
               **options: Any) -> dramatiq.Actor[[str], None]:
-    """A Dramatiq actor that runs ``handler`` under the job-row protocol (see shared/jobs.py); ``prepare``
-    runs first, outside any transaction (outside calls), and returns the handler to run instead."""
+    """The Dramatiq actor of a registered job type (its queue and actor name come from the registry); it
+    runs ``handler`` under the job-row protocol (see shared/jobs.py). ``prepare`` runs first, outside any
+    transaction (outside calls), and returns the handler to run instead."""
     settings = runtime.boot()
+    route = JOB_TYPES[job_type]
+    queue, name = route.queue, route.actor
 
     def run(job_id: str) -> None:
         structlog.contextvars.bind_contextvars(job_id=job_id)

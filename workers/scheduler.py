@@ -24,17 +24,16 @@ from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from shared.booking import expire_overdue_holds
-from shared.broker import ROUTES, build_message, make_broker, message_for
+from shared.broker import build_message, make_broker, message_for
 from shared.config import Settings
 from shared.db import QUERIES, Pool, open_pool
 from shared.jobs import insert_job, requeue_stale_jobs
 from shared.logs import configure_logging
-from shared.settlement import PAYOUT_JOB, close_due_periods
+from shared.registry import LEDGER_RECONCILE, PAYMENT_CANCEL_INTENT, PAYOUT_SEND, QUEUES, job_route
+from shared.settlement import close_due_periods
 
 log = logging.getLogger("totem.scheduler")
 LEASE_NAME = "scheduler"
-RECONCILE_JOB = "ledger.reconcile"
-CANCEL_INTENT_JOB = "payment.cancel_intent"
 
 
 class Gauges:
@@ -57,7 +56,7 @@ class Gauges:
         if lag is not None:
             self.outbox_lag.set(float(lag["lag_seconds"]))
             self.outbox_pending.set(lag["pending"])
-        for queue in {queue for queue, _ in ROUTES.values()}:
+        for queue in QUEUES:
             self.queue_depth.labels(queue).set(broker.client.llen(f"{namespace}:{queue}"))
 
 
@@ -122,8 +121,8 @@ class Scheduler:
             log.warning("could not refresh gauges", extra={"error": type(exc).__name__})
 
     def _expire_holds(self, conn: psycopg.Connection[Any]) -> int:
-        expired, cancel_jobs = expire_overdue_holds(conn)
-        self._enqueue(CANCEL_INTENT_JOB, cancel_jobs)
+        expired, cancel_jobs = expire_overdue_holds(conn, max_attempts=self.settings.job_max_attempts)
+        self._enqueue(PAYMENT_CANCEL_INTENT, cancel_jobs)
         return expired
 
     def _settle(self, conn: psycopg.Connection[Any]) -> int:
@@ -132,25 +131,25 @@ class Scheduler:
         for period in closed:
             log.info("settlement period closed", extra={"provider_id": str(period.provider_id),
                                                         "batch_id": str(period.batch_id), "payouts": len(period.payouts)})
-        self._enqueue(PAYOUT_JOB, jobs)
+        self._enqueue(PAYOUT_SEND, jobs)
         return len(jobs)
 
     def _redrive_payouts(self, conn: psycopg.Connection[Any]) -> int:
-        queue, actor = ROUTES[PAYOUT_JOB]
         rows = conn.execute(QUERIES["redrive_stuck_payouts"], {
-            "type": PAYOUT_JOB, "queue": queue, "actor": actor, "max_attempts": self.settings.job_max_attempts,
+            **job_route(PAYOUT_SEND), "max_attempts": self.settings.job_max_attempts,
             "after_seconds": self.settings.payout_redrive_after_seconds}).fetchall()
-        self._enqueue(PAYOUT_JOB, [row["id"] for row in rows])
+        self._enqueue(PAYOUT_SEND, [row["id"] for row in rows])
         return len(rows)
 
     def _reconcile_if_due(self, conn: psycopg.Connection[Any]) -> int:
         if self.settings.reconcile_interval_seconds <= 0:  # 0: only on demand (POST /v1/system/reconciliations)
             return 0
-        row = conn.execute(QUERIES["reconcile_due"], {"interval": self.settings.reconcile_interval_seconds}).fetchone()
+        row = conn.execute(QUERIES["reconcile_due"], {"interval": self.settings.reconcile_interval_seconds,
+                                                      "type": LEDGER_RECONCILE}).fetchone()
         if not (row and row["due"]):
             return 0
-        job_id = insert_job(conn, RECONCILE_JOB, {}, max_attempts=self.settings.job_max_attempts)
-        self._enqueue(RECONCILE_JOB, [job_id])
+        job_id = insert_job(conn, LEDGER_RECONCILE, {}, max_attempts=self.settings.job_max_attempts)
+        self._enqueue(LEDGER_RECONCILE, [job_id])
         return 1
 
     def _enqueue(self, job_type: str, job_ids: list[uuid.UUID]) -> None:

@@ -15,6 +15,7 @@ from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from shared.booking import read_booking
 from shared.db import QUERIES, with_reconnect
+from shared.registry import BOOKING_CREATE
 from shared.schemas import (
     Accepted,
     BookingPage,
@@ -43,7 +44,7 @@ async def create_booking(request: Request[Any, Any, Any], state: State, data: Bo
                   Problem("NOT_FOUND", f"resource {data.resource_id} does not exist or does not offer "
                                        f"service {data.service_id}"))
     return await state.acceptor.accept(  # type: ignore[no-any-return]
-        request, command, job_type="booking.create", payload=data, check=offer)
+        request, command, job_type=BOOKING_CREATE, payload=data, check=offer)
 
 
 MAX_NIGHTS = 90
@@ -61,7 +62,7 @@ async def _accept_stay(request: Request[Any, Any, Any], state: State, command: K
     listing = Check("check_stay_listing", {"resource_id": data.resource_id},
                     Problem("NOT_FOUND", f"listing {data.resource_id} does not exist"))
     return await state.acceptor.accept(  # type: ignore[no-any-return]
-        request, command, job_type="booking.create", payload=data, check=listing)
+        request, command, job_type=BOOKING_CREATE, payload=data, check=listing)
 
 
 @get("/v1/bookings", summary="List bookings (cursor pagination)")

@@ -14,6 +14,7 @@ from gateway.auth import require_system_token
 from gateway.idempotency import Check, keyed_command
 from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES
+from shared.registry import BOOKING_CANCEL, BOOKING_COMPLETE, BOOKING_MARK_PAID
 from shared.schemas import Accepted, BookingCommand, BookingStatus, CancelRequest, CompleteRequest
 
 COMMAND_PROBLEMS = problem_responses(
@@ -47,7 +48,7 @@ async def _accept_transition(request: Request[Any, Any, Any], state: State, book
 async def cancel_booking(request: Request[Any, Any, Any], state: State, booking_id: UUID,
                          data: CancelRequest) -> Response[Accepted]:
     actor = "system" if request.headers.get("x-system-token") else "customer"
-    return await _accept_transition(request, state, booking_id, data, "booking.cancel", "cancelled", actor,
+    return await _accept_transition(request, state, booking_id, data, BOOKING_CANCEL, "cancelled", actor,
                                     data.reason or "cancelled on request")
 
 
@@ -55,12 +56,12 @@ async def cancel_booking(request: Request[Any, Any, Any], state: State, booking_
       summary="Mark a paid booking completed (owner/system)", responses=COMMAND_PROBLEMS)
 async def complete_booking(request: Request[Any, Any, Any], state: State, booking_id: UUID,
                            data: CompleteRequest) -> Response[Accepted]:
-    return await _accept_transition(request, state, booking_id, data, "booking.complete", "completed", "system",
+    return await _accept_transition(request, state, booking_id, data, BOOKING_COMPLETE, "completed", "system",
                                     data.note or "service delivered")
 
 
 @post("/v1/system/bookings/{booking_id:uuid}/mark-paid", status_code=202, guards=[require_system_token],
       summary="Mark a booking paid (system; until payments arrive)", responses=COMMAND_PROBLEMS)
 async def mark_booking_paid(request: Request[Any, Any, Any], state: State, booking_id: UUID) -> Response[Accepted]:
-    return await _accept_transition(request, state, booking_id, None, "booking.mark_paid", "paid", "system",
+    return await _accept_transition(request, state, booking_id, None, BOOKING_MARK_PAID, "paid", "system",
                                     "marked paid by the system")

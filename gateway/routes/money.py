@@ -18,6 +18,7 @@ from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES, with_reconnect
 from shared.ledger import Balance
+from shared.registry import LEDGER_RECONCILE
 from shared.schemas import Accepted
 
 MAX_STATEMENT_ENTRIES = 5000
@@ -149,4 +150,4 @@ async def run_reconciliation(request: Request[Any, Any, Any], state: State,
                              data: ReconcileRequest) -> Response[Accepted]:
     command = keyed_command(request, data)
     return await state.acceptor.accept(  # type: ignore[no-any-return]
-        request, command, job_type="ledger.reconcile", payload=data, check=None)
+        request, command, job_type=LEDGER_RECONCILE, payload=data, check=None)

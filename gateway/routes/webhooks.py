@@ -21,13 +21,13 @@ from litestar.datastructures import State
 
 from gateway.auth import require_system_token
 from gateway.problems import Problem, problem_responses
-from shared.broker import ROUTES, build_message
+from shared.broker import build_message
 from shared.db import QUERIES, with_reconnect
 from shared.payments import HANDLED_EVENTS
+from shared.registry import JOB_TYPES, STRIPE_APPLY_EVENT
 
 log = logging.getLogger("totem.webhooks")
 
-APPLY_JOB = "stripe.apply_event"
 
 
 class StripeObject(msgspec.Struct):
@@ -86,10 +86,10 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
         raise Problem("WEBHOOK_PAYLOAD_INVALID", f"signed payload is not a Stripe event: {exc}") from None
 
     handled = event.type in HANDLED_EVENTS
-    queue, actor = ROUTES[APPLY_JOB]
+    apply = JOB_TYPES[STRIPE_APPLY_EVENT]
     params = {"event_id": event.id, "type": event.type, "object_id": event.data.object.id, "created": event.created,
-              "payload": payload.decode(), "handled": handled, "job_id": uuid.uuid4(), "queue": queue,
-              "actor": actor, "max_attempts": settings.job_max_attempts,
+              "payload": payload.decode(), "handled": handled, "job_id": uuid.uuid4(),
+              "job_type": STRIPE_APPLY_EVENT, "queue": apply.queue, "actor": apply.actor, "max_attempts": settings.job_max_attempts,
               "request_id": request.scope.get("state", {}).get("request_id")}
 
     async def store() -> dict[str, Any] | None:
@@ -99,7 +99,7 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
 
     stored = await with_reconnect(store)  # safe twice: the event id makes a repeat a duplicate
     if stored is not None and stored["job_id"] is not None:
-        state.enqueuer.submit(build_message(APPLY_JOB, stored["job_id"]))
+        state.enqueuer.submit(build_message(STRIPE_APPLY_EVENT, stored["job_id"]))
     return WebhookReceived(received=True, duplicate=stored is None)
 
 

@@ -190,8 +190,9 @@ SELECT pg_advisory_xact_lock(7001, hashtext(%(resource_id)s::text));
 -- Holds past hold_expires_at become expired (freeing the time at once), with audit and outbox rows: all of
 -- them (the scheduler) or one resource's (a new booking there, so a lapsed hold never blocks it).
 -- SKIP LOCKED: a hold being paid right now is left to whichever transaction commits first.
--- Each expired booking's open PaymentIntent gets a payment.cancel_intent job (ROUTES in shared/broker.py),
--- so the customer can no longer pay for it; the caller enqueues the returned job ids (else the sweeper).
+-- Each expired booking's open PaymentIntent gets a cancel-intent job (its type, queue and actor come from
+-- the registry as %(cancel_*)s), so the customer can no longer pay for it; the caller enqueues the returned
+-- job ids (else the sweeper).
 WITH expired AS (
   UPDATE bookings SET status = 'expired'
   WHERE id IN (
@@ -213,8 +214,8 @@ WITH expired AS (
   FROM expired
 ), cancel_intents AS (
   INSERT INTO jobs (id, type, queue, actor, payload, max_attempts)
-  SELECT gen_random_uuid(), 'payment.cancel_intent', 'payment_webhooks', 'cancel_payment_intent',
-         jsonb_build_object('payment_intent_id', p.payment_intent_id), 5
+  SELECT gen_random_uuid(), %(cancel_type)s, %(cancel_queue)s, %(cancel_actor)s,
+         jsonb_build_object('payment_intent_id', p.payment_intent_id), %(max_attempts)s
   FROM expired e JOIN payments p ON p.booking_id = e.id AND p.status IN ('requires_payment', 'failed')
   RETURNING id
 )

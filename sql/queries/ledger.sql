@@ -183,7 +183,7 @@ VALUES (%(run_id)s, %(kind)s, %(reference)s, %(problem)s, %(ledger_amount)s, %(s
 -- reconcile_due --
 -- Whether a scheduled reconciliation is due: none ran in the interval and none is queued or running.
 SELECT NOT EXISTS (SELECT 1 FROM reconciliation_runs WHERE started_at > now() - make_interval(secs => %(interval)s))
-       AND NOT EXISTS (SELECT 1 FROM jobs WHERE type = 'ledger.reconcile' AND status IN ('queued', 'running'))
+       AND NOT EXISTS (SELECT 1 FROM jobs WHERE type = %(type)s AND status IN ('queued', 'running'))
        AS due;
 
 -- redrive_stuck_payouts --
@@ -195,7 +195,7 @@ SELECT gen_random_uuid(), %(type)s, %(queue)s, %(actor)s, jsonb_build_object('pa
 FROM payouts o
 WHERE o.status = 'pending' AND o.created_at < now() - make_interval(secs => %(after_seconds)s)
   AND NOT EXISTS (SELECT 1 FROM jobs j
-                  WHERE j.type = %(type)s AND j.payload->>'payout_id' = o.id::text
+                  WHERE j.type = %(type)s AND j.payload ? 'payout_id' AND j.payload->>'payout_id' = o.id::text
                     AND (j.status IN ('queued', 'running')
                          OR j.updated_at > now() - make_interval(secs => %(after_seconds)s)))
 LIMIT 100

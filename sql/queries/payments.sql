@@ -126,7 +126,7 @@ WITH event AS (
   RETURNING event_id, job_id
 ), job AS (
   INSERT INTO jobs (id, type, queue, actor, payload, max_attempts, request_id)
-  SELECT job_id, 'stripe.apply_event', %(queue)s, %(actor)s, jsonb_build_object('event_id', event_id),
+  SELECT job_id, %(job_type)s, %(queue)s, %(actor)s, jsonb_build_object('event_id', event_id),
          %(max_attempts)s, %(request_id)s
   FROM event WHERE job_id IS NOT NULL
 ), ignored AS (

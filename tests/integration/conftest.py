@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import FAST_TIMINGS, Fleet
+from tests.support import FAST_TIMINGS
 from totem.embedded import PrivateRedis
+from totem.fleet import Fleet
 
 
 @pytest.fixture

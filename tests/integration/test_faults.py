@@ -15,8 +15,9 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.support import FAST_TIMINGS, Fleet, future, make_catalog, new_key, wait_for, wait_job
+from tests.support import FAST_TIMINGS, future, make_catalog, new_key, wait_for, wait_job
 from totem.embedded import PrivatePostgres, PrivateRedis
+from totem.fleet import Fleet
 from totem.migrate import create_database, migrate
 
 pytestmark = __import__("pytest").mark.fault

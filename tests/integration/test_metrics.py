@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import Fleet, future, make_catalog, new_key, wait_for, wait_job
+from tests.support import future, make_catalog, new_key, wait_for, wait_job
 from totem.embedded import PrivateRedis, free_port
+from totem.fleet import Fleet
 
 
 def test_worker_pool_metrics_count_processed_jobs(fault_fleet: Fleet, isolated_database_url: str) -> None:

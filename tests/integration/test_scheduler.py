@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.support import Fleet, future, make_catalog, wait_for
+from tests.support import future, make_catalog, wait_for
+from totem.fleet import Fleet
 
 pytestmark = pytest.mark.fault
 
