@@ -9,6 +9,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from gateway.problems import Problem
+from shared.errors import Code
 
 
 def require_system_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -16,6 +17,6 @@ def require_system_token(connection: ASGIConnection[Any, Any, Any, Any], _: Base
     expected = connection.app.state.settings.system_token
     given = connection.headers.get("x-system-token")
     if given is None:
-        raise Problem("UNAUTHORIZED", "this endpoint needs an X-System-Token header")
+        raise Problem(Code.UNAUTHORIZED, "this endpoint needs an X-System-Token header")
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Problem("FORBIDDEN", "the X-System-Token is not valid")
+        raise Problem(Code.FORBIDDEN, "the X-System-Token is not valid")

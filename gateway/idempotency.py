@@ -39,6 +39,7 @@ from gateway.problems import Problem, request_id_of
 from shared.broker import AsyncEnqueuer, build_message
 from shared.config import Settings
 from shared.db import QUERIES, AsyncPool, with_reconnect
+from shared.errors import Code
 from shared.registry import job_route
 from shared.schemas import Accepted
 
@@ -59,7 +60,7 @@ def keyed_command(request: Request[Any, Any, Any], body: msgspec.Struct | None) 
     """Read and check the Idempotency-Key header; fingerprint method, path and the canonical body."""
     command = optional_keyed_command(request, body)
     if command is None:
-        raise Problem("IDEMPOTENCY_KEY_MISSING", "this request needs an Idempotency-Key header")
+        raise Problem(Code.IDEMPOTENCY_KEY_MISSING, "this request needs an Idempotency-Key header")
     return command
 
 
@@ -68,7 +69,7 @@ def optional_keyed_command(request: Request[Any, Any, Any], body: msgspec.Struct
     if key is None:
         return None
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise Problem("IDEMPOTENCY_KEY_INVALID", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
+        raise Problem(Code.IDEMPOTENCY_KEY_INVALID, f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
     canonical = msgspec.json.encode(body, order="sorted") if body is not None else b""
     method, path = request.method, request.url.path
     fingerprint = hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).digest()
@@ -128,7 +129,7 @@ class CommandAcceptor:
             assert outcome is not None
             if not outcome["created"]:
                 if not outcome["locked"]:
-                    raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT",
+                    raise Problem(Code.IDEMPOTENCY_KEY_IN_FLIGHT,
                                   "a request with this Idempotency-Key is still being processed; retry shortly",
                                   headers={"Retry-After": "1"})
                 replay = await self._stored_response(conn, command)
@@ -136,7 +137,7 @@ class CommandAcceptor:
                     return replay
                 if not outcome["checked"] and check is not None:
                     raise await check.refusal()
-                raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT", "the Idempotency-Key changed hands; retry shortly",
+                raise Problem(Code.IDEMPOTENCY_KEY_IN_FLIGHT, "the Idempotency-Key changed hands; retry shortly",
                               headers={"Retry-After": "1"})
         return None
 
@@ -162,7 +163,7 @@ class CommandAcceptor:
         cur = await conn.execute(QUERIES["lock_idempotency_key"], key_params)
         locked = await cur.fetchone()
         if not (locked and locked["locked"]):
-            raise Problem("IDEMPOTENCY_KEY_IN_FLIGHT",
+            raise Problem(Code.IDEMPOTENCY_KEY_IN_FLIGHT,
                           "a request with this Idempotency-Key is still being processed; retry shortly",
                           headers={"Retry-After": "1"})
         return await self._stored_response(conn, command)
@@ -175,7 +176,7 @@ class CommandAcceptor:
         if stored is None:
             return None
         if bytes(stored["fingerprint"]) != command.fingerprint:
-            raise Problem("IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request")
+            raise Problem(Code.IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used with a different request")
         return _replay(stored)
 
     async def accept(

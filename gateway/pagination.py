@@ -7,6 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from gateway.problems import Problem
+from shared.errors import Code
 
 
 def encode_cursor(created_at: datetime, row_id: UUID) -> str:
@@ -21,7 +22,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime | None, UUID | None]:
         created_at, row_id = raw.split("|")
         return datetime.fromisoformat(created_at), UUID(row_id)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem("VALIDATION_FAILED", "cursor is not valid",
+        raise Problem(Code.VALIDATION_FAILED, "cursor is not valid",
                       errors=[{"field": "cursor", "message": "invalid"}]) from exc
 
 

@@ -1,4 +1,8 @@
-"""RFC 9457 problem details: the stable error codes, their HTTP statuses, and the exception handlers.
+"""RFC 9457 problem details: the one place errors become HTTP answers.
+
+The codes and their statuses are declared in ``shared/errors.py`` (``Code``, ``VOCABULARY``); this module
+turns a Problem, a DomainError, a validation failure, a constraint the database refused, or an outage into
+a problem document.
 
 Every error leaves the gateway as ``application/problem+json`` with ``{type, title, status, detail, code,
 request_id}``; nothing else (no stack trace, no driver message) ever reaches a client.
@@ -18,31 +22,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from psycopg_pool import PoolTimeout
 
-from shared.errors import DomainError
+from shared.db import ConstraintViolation
+from shared.errors import Code, DomainError, status_of
 
 log = logging.getLogger("totem.gateway")
-
-STATUS_BY_CODE: dict[str, int] = {
-    "VALIDATION_FAILED": 400,
-    "IDEMPOTENCY_KEY_MISSING": 400,
-    "IDEMPOTENCY_KEY_INVALID": 400,
-    "WEBHOOK_SIGNATURE_INVALID": 400,
-    "WEBHOOK_PAYLOAD_INVALID": 400,
-    "UNAUTHORIZED": 401,
-    "FORBIDDEN": 403,
-    "NOT_FOUND": 404,
-    "METHOD_NOT_ALLOWED": 405,
-    "UNSUPPORTED_MEDIA_TYPE": 415,
-    "IDEMPOTENCY_KEY_IN_FLIGHT": 409,
-    "BOOKING_SLOT_TAKEN": 409,
-    "BOOKING_INVALID_TRANSITION": 409,
-    "PROVIDER_SLUG_TAKEN": 409,
-    "IDEMPOTENCY_KEY_REUSED": 422,
-    "BOOKING_OUTSIDE_AVAILABILITY": 422,
-    "RATE_LIMITED": 429,
-    "INTERNAL_ERROR": 500,
-    "SERVICE_UNAVAILABLE": 503,
-}
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -50,7 +33,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 class Problem(Exception):
     """Raise anywhere in the gateway to answer with a problem document."""
 
-    def __init__(self, code: str, detail: str, *, errors: list[dict[str, str]] | None = None,
+    def __init__(self, code: Code, detail: str, *, errors: list[dict[str, str]] | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.code = code
@@ -60,7 +43,7 @@ class Problem(Exception):
 
     @property
     def status(self) -> int:
-        return STATUS_BY_CODE[self.code]
+        return status_of(self.code)
 
 
 class ProblemDocument(msgspec.Struct, omit_defaults=True):
@@ -73,11 +56,11 @@ class ProblemDocument(msgspec.Struct, omit_defaults=True):
     errors: list[dict[str, str]] | None = None
 
 
-def problem_responses(*codes: str) -> dict[int, ResponseSpec]:
+def problem_responses(*codes: Code) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the problems a route can answer, grouped by HTTP status."""
     by_status: dict[int, list[str]] = {}
     for code in codes:
-        by_status.setdefault(STATUS_BY_CODE[code], []).append(code)
+        by_status.setdefault(status_of(code), []).append(str(code))
     return {status: ResponseSpec(data_container=ProblemDocument, media_type=PROBLEM_MEDIA_TYPE,
                                  generate_examples=False, description="Problem: " + ", ".join(names))
             for status, names in by_status.items()}
@@ -98,7 +81,7 @@ def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Respo
         title=HTTPStatus(problem.status).phrase,
         status=problem.status,
         detail=problem.detail,
-        code=problem.code,
+        code=str(problem.code),
         request_id=request_id,
         errors=problem.errors,
     )
@@ -121,7 +104,7 @@ def handle_validation(request: Request[Any, Any, Any], exc: ValidationException)
         {key: str(value) for key, value in item.items()} for item in (exc.extra or []) if isinstance(item, dict)
     ]
     detail = "; ".join(_describe(e) for e in errors) or str(exc.detail)
-    return problem_response(request, Problem("VALIDATION_FAILED", detail, errors=errors or None))
+    return problem_response(request, Problem(Code.VALIDATION_FAILED, detail, errors=errors or None))
 
 
 def _describe(error: dict[str, str]) -> str:
@@ -129,28 +112,39 @@ def _describe(error: dict[str, str]) -> str:
     return f"{message} (at {key})" if key and key != "data" and key not in message else message
 
 
-_CODE_BY_STATUS = {400: "VALIDATION_FAILED", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-                   405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE", 429: "RATE_LIMITED",
-                   503: "SERVICE_UNAVAILABLE"}
+_CODE_BY_STATUS = {400: Code.VALIDATION_FAILED, 401: Code.UNAUTHORIZED, 403: Code.FORBIDDEN, 404: Code.NOT_FOUND,
+                   405: Code.METHOD_NOT_ALLOWED, 415: Code.UNSUPPORTED_MEDIA_TYPE, 429: Code.RATE_LIMITED,
+                   503: Code.SERVICE_UNAVAILABLE}
 
 
 def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    code = _CODE_BY_STATUS.get(exc.status_code, "INTERNAL_ERROR")
+    code = _CODE_BY_STATUS.get(exc.status_code, Code.INTERNAL_ERROR)
     detail = exc.detail if exc.status_code < 500 else "the server could not complete the request"
     problem = Problem(code, detail, headers=dict(exc.headers or {}))
     return problem_response(request, problem)
 
 
+def handle_constraint(request: Request[Any, Any, Any], exc: ConstraintViolation) -> Response[bytes]:
+    """A constraint shared/db.py names no domain error for: the database refused a value."""
+    return problem_response(request, Problem(Code.VALIDATION_FAILED, f"refused by the database ({exc.constraint})"))
+
+
+def handle_pool_timeout(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[bytes]:
+    log.warning("database pool saturated", extra={"request_id": request_id_of(request)})
+    return problem_response(request, Problem(Code.SERVICE_UNAVAILABLE, "the server is saturated; retry shortly",
+                                             headers={"Retry-After": "1"}))
+
+
 def handle_database_down(request: Request[Any, Any, Any], exc: psycopg.OperationalError) -> Response[bytes]:
     log.warning("database unavailable (%s: %s)", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
                 extra={"request_id": request_id_of(request), "error": type(exc).__name__})
-    return problem_response(request, Problem("SERVICE_UNAVAILABLE", "the database is unavailable; retry shortly",
+    return problem_response(request, Problem(Code.SERVICE_UNAVAILABLE, "the database is unavailable; retry shortly",
                                              headers={"Retry-After": "1"}))
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
-    return problem_response(request, Problem("INTERNAL_ERROR", "the server could not complete the request"))
+    return problem_response(request, Problem(Code.INTERNAL_ERROR, "the server could not complete the request"))
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
@@ -159,6 +153,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: handle_validation,
     HTTPException: handle_http,
     psycopg.OperationalError: handle_database_down,
-    PoolTimeout: handle_database_down,
+    PoolTimeout: handle_pool_timeout,
+    ConstraintViolation: handle_constraint,
     Exception: handle_unexpected,
 }

@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared.db import QUERIES, ConstraintViolation, translate_errors
+from shared.db import QUERIES, translate_errors
+from shared.errors import BookingOutsideAvailability, NotFound
 from shared.registry import PAYMENT_CANCEL_INTENT, job_route
-from shared.errors import BookingInvalidTransition, BookingOutsideAvailability, BookingSlotTaken, NotFound
 from shared.schemas import (
     AuditEntry,
     BookingCommand,
@@ -44,20 +44,6 @@ class Hold:
         return cls(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"],
                    amount=row["amount"], currency=row["currency"])
 
-_CONSTRAINT_ERRORS = {
-    "bookings_no_overlap": (BookingSlotTaken, "the requested time overlaps an existing booking"),
-    "bookings_valid_transition": (BookingInvalidTransition, "that status change is not allowed"),
-}
-
-
-def _domain_error(exc: ConstraintViolation) -> Exception:
-    known = _CONSTRAINT_ERRORS.get(exc.constraint)
-    if known is None:
-        return exc
-    error_class, detail = known
-    return error_class(detail)
-
-
 def create_slot_booking(
     conn: psycopg.Connection[Any], request: SlotBookingRequest, *, job_id: uuid.UUID,
     default_hold_ttl_seconds: int, max_attempts: int, actor: str = "customer",
@@ -81,11 +67,8 @@ def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any]
     conn.execute(QUERIES["expire_overdue_holds"],
                  expiry_params(limit=100, resource_id=params["resource_id"], actor="system",
                                max_attempts=max_attempts))
-    try:
-        with translate_errors():
-            row = conn.execute(QUERIES[f"insert_{kind}_booking"], params).fetchone()
-    except ConstraintViolation as exc:
-        raise _domain_error(exc) from exc
+    with translate_errors():
+        row = conn.execute(QUERIES[f"insert_{kind}_booking"], params).fetchone()
     if row is None:
         explained = conn.execute(QUERIES[f"explain_refused_{kind}"], params).fetchone()
         if explained is None or not explained["offered"]:
@@ -126,11 +109,8 @@ def transition_booking(
     """Move a booking to ``command.to_status`` with audit and outbox, in the caller's transaction."""
     params = {"id": command.booking_id, "to_status": command.to_status, "actor": command.actor,
               "reason": command.reason, "job_id": job_id, "detail": Jsonb(detail) if detail is not None else None}
-    try:
-        with translate_errors():
-            row = conn.execute(QUERIES["transition_booking"], params).fetchone()
-    except ConstraintViolation as exc:
-        raise _domain_error(exc) from exc
+    with translate_errors():
+        row = conn.execute(QUERIES["transition_booking"], params).fetchone()
     if row is None:
         raise NotFound(f"booking {command.booking_id} does not exist")
     return BookingTransitioned(booking_id=row["id"], from_status=row["from_status"], status=row["to_status"])

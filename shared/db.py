@@ -1,5 +1,10 @@
 """Postgres access: named-query loader, pools, and the one place psycopg errors are translated.
 
+A refusal by a constraint (CHECK, UNIQUE, EXCLUDE, or a trigger raising with a constraint name) becomes
+the domain error ``CONSTRAINT_ERRORS`` names for it, inside ``translate_errors``; a constraint it does not
+name surfaces as ``ConstraintViolation`` carrying the name, for the one caller that expects it. Connection
+errors are left as they are: callers retry (``with_reconnect``) or fail the job as transient.
+
 Queries live in ``sql/queries/<domain>.sql`` as named blocks::
 
     -- claim_job --
@@ -22,7 +27,15 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from shared.errors import (
+    BookingInvalidTransition,
+    BookingSlotTaken,
+    DomainError,
+    InvalidValue,
+    ProviderSlugTaken,
+)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _BLOCK = re.compile(r"^-- ([a-z_][a-z0-9_]*) --\s*$", re.MULTILINE)
@@ -52,15 +65,27 @@ T = TypeVar("T")
 async def with_reconnect(operation: Callable[[], Awaitable[T]]) -> T:
     """Run a database operation, once more on a fresh connection if the first one was dead (Postgres
     restarted since it was pooled). Only for operations that are safe twice: reads, and the accept
-    statement, whose idempotency key turns a repeat into a replay."""
+    statement, whose idempotency key turns a repeat into a replay. A pool timeout (every connection busy
+    for ``DB_POOL_WAIT_SECONDS``) is not a dead connection: it is not retried, the caller answers 503."""
     try:
         return await operation()
+    except PoolTimeout:
+        raise
     except psycopg.OperationalError:
         return await operation()
 
 
+# Constraint name -> the domain error it means, with what to tell the caller. The one map in the project.
+CONSTRAINT_ERRORS: dict[str, tuple[type[DomainError], str]] = {
+    "bookings_no_overlap": (BookingSlotTaken, "the requested time overlaps an existing booking"),
+    "bookings_valid_transition": (BookingInvalidTransition, "that status change is not allowed"),
+    "providers_slug_key": (ProviderSlugTaken, "a provider with that slug exists"),
+    "resource_hours_check": (InvalidValue, "each window must close after it opens"),
+}
+
+
 class ConstraintViolation(Exception):
-    """A database constraint refused a change; ``constraint`` names which one."""
+    """A database constraint CONSTRAINT_ERRORS does not name refused a change; ``constraint`` says which."""
 
     def __init__(self, constraint: str, message: str) -> None:
         super().__init__(message)
@@ -69,11 +94,16 @@ class ConstraintViolation(Exception):
 
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Re-raise integrity errors as ConstraintViolation keyed by constraint name; the domain maps names."""
+    """Re-raise a constraint's refusal as the domain error named for it, else as ConstraintViolation."""
     try:
         yield
     except psycopg.errors.IntegrityError as exc:
-        raise ConstraintViolation(exc.diag.constraint_name or "", str(exc).splitlines()[0]) from exc
+        name = exc.diag.constraint_name or ""
+        known = CONSTRAINT_ERRORS.get(name)
+        if known is not None:
+            error_class, detail = known
+            raise error_class(detail) from exc
+        raise ConstraintViolation(name, str(exc).splitlines()[0]) from exc
 
 
 def use_msgspec_json() -> None:

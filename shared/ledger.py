@@ -31,6 +31,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES
+from shared.errors import NotFound, PaymentNotCaptured
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ def split(amount: int, commission_bps: int) -> tuple[int, int]:
 def _booking(conn: psycopg.Connection[Any], booking_id: uuid.UUID) -> dict[str, Any]:
     row = conn.execute(QUERIES["booking_money"], {"booking_id": booking_id}).fetchone()
     if row is None:
-        raise LookupError(f"booking {booking_id} does not exist")
+        raise NotFound(f"booking {booking_id} does not exist")
     return row
 
 
@@ -91,7 +92,7 @@ def post_refund(conn: psycopg.Connection[Any], *, refund_id: uuid.UUID, booking_
     booking = _booking(conn, booking_id)
     captured = booking["captured"]
     if not captured:
-        raise LookupError(f"refund {refund_id}: booking {booking_id} has no captured payment")
+        raise PaymentNotCaptured(f"refund {refund_id}: booking {booking_id} has no captured payment")
     _, commission = split(captured, booking["commission_bps"])
     commission_share = amount * commission // captured
     payable = "provider_available" if booking["matured"] else "provider_pending"

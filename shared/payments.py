@@ -33,6 +33,7 @@ from psycopg.types.json import Jsonb
 from shared import ledger
 from shared.booking import transition_booking
 from shared.db import QUERIES
+from shared.errors import DomainError, StripeEventMalformed
 from shared.jobs import ClaimedJob
 from shared.registry import PAYMENT_CANCEL_INTENT, REFUND_ISSUE
 from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob, RefundJob, RefundPlanned
@@ -128,24 +129,81 @@ class AppliedEvent(msgspec.Struct):
     effects: list[dict[str, Any]]
 
 
-def apply_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str) -> AppliedEvent:
-    """Apply one stored event once (its row is locked; an applied event is left alone)."""
+class _Intent(msgspec.Struct):
+    """What every payment_intent.* event we apply must carry (more is read where present)."""
+
+    id: str
+    amount: int
+    currency: str
+
+
+class _Refund(msgspec.Struct):
+    id: str
+    amount: int
+
+
+class _RefundList(msgspec.Struct):
+    data: list[_Refund] = []
+
+
+class _Charge(msgspec.Struct):
+    id: str
+    amount: int
+    currency: str
+    amount_refunded: int
+    refunds: _RefundList | None = None
+
+
+_REQUIRED_FIELDS: dict[str, type[msgspec.Struct]] = {
+    "payment_intent.succeeded": _Intent, "payment_intent.payment_failed": _Intent,
+    "payment_intent.canceled": _Intent, "charge.refunded": _Charge,
+}
+
+
+def _event_object(event: dict[str, Any]) -> dict[str, Any]:
+    """The event's object, checked for the fields its type must carry: Stripe's payload is outside data,
+    and a malformed one is a permanent failure (retrying cannot add the field), not a KeyError retried
+    until the job gives up."""
+    obj = (event["payload"].get("data") or {}).get("object")
+    if not isinstance(obj, dict):
+        raise StripeEventMalformed(f"{event['type']} event {event['event_id']}: data.object is not an object")
+    try:
+        msgspec.convert(obj, _REQUIRED_FIELDS[event["type"]])
+    except msgspec.ValidationError as exc:
+        raise StripeEventMalformed(f"{event['type']} event {event['event_id']}: {exc}") from None
+    return obj
+
+
+def apply_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str) -> AppliedEvent | DomainError:
+    """Apply one stored event once (its row is locked; an applied event is left alone). A malformed
+    event is set aside (ignored, with an effect row saying why) and the job fails with
+    STRIPE_EVENT_MALFORMED, in one transaction."""
     event = conn.execute(QUERIES["lock_stripe_event"], {"event_id": event_id}).fetchone()
     if event is None:
         return AppliedEvent(event_id=event_id, type="", status="missing", effects=[])
     if event["status"] != "received":
         return AppliedEvent(event_id=event_id, type=event["type"], status=event["status"], effects=[])
     apply = _APPLIERS.get(event["type"])
-    obj = event["payload"]["data"]["object"]
-    effects = apply(conn, job, event_id, obj) if apply else [Effect("ignored", detail={"reason": "not handled"})]
-    for effect in effects:
-        conn.execute(QUERIES["insert_event_effect"], {
-            "event_id": event_id, "booking_id": effect.booking_id, "effect": effect.effect,
-            "detail": Jsonb(effect.detail or {})})
+    try:
+        effects = apply(conn, job, event_id, _event_object(event)) if apply else [
+            Effect("ignored", detail={"reason": "not handled"})]
+    except StripeEventMalformed as malformed:
+        _record_effects(conn, event_id, [Effect("ignored", detail={"reason": "malformed",
+                                                                   "error": malformed.detail})])
+        conn.execute(QUERIES["mark_event_ignored"], {"event_id": event_id})
+        return malformed
+    _record_effects(conn, event_id, effects)
     conn.execute(QUERIES["mark_event_applied"], {"event_id": event_id})
     return AppliedEvent(event_id=event_id, type=event["type"], status="applied",
                         effects=[{"effect": e.effect, "booking_id": str(e.booking_id) if e.booking_id else None,
                                   "detail": e.detail} for e in effects])
+
+
+def _record_effects(conn: psycopg.Connection[Any], event_id: str, effects: list[Effect]) -> None:
+    for effect in effects:
+        conn.execute(QUERIES["insert_event_effect"], {
+            "event_id": event_id, "booking_id": effect.booking_id, "effect": effect.effect,
+            "detail": Jsonb(effect.detail or {})})
 
 
 def _booking_id(obj: dict[str, Any]) -> uuid.UUID | None:

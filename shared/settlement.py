@@ -25,7 +25,6 @@ from shared.registry import PAYOUT_SEND
 from shared.schemas import PayoutJob
 
 
-
 class ClosedPeriod(msgspec.Struct):
     period_id: uuid.UUID
     provider_id: uuid.UUID

@@ -17,17 +17,13 @@ import stripe
 import tenacity
 
 from shared.config import Settings
-from shared.errors import DomainError
+from shared.errors import PaymentProviderRefused
 
 log = logging.getLogger("totem.stripe")
 logging.getLogger("stripe").setLevel(logging.WARNING)  # the SDK logs every request at INFO: ours say enough
 stripe.enable_telemetry = False  # no request-timing headers to Stripe
 
 TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
-
-
-class PaymentProviderRefused(DomainError):
-    code = "PAYMENT_PROVIDER_REFUSED"
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

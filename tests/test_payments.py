@@ -385,3 +385,16 @@ def test_a_refund_stripe_refuses_is_marked_failed_and_visible(
         ("cancellation", "failed", 2500), ("external", "succeeded", 2500)]
     assert final["status"] == "cancelled" and final["payments"][0]["amount_refunded"] == 2500
     assert refund_id == next(r["id"] for r in final["refunds"] if r["kind"] == "cancellation")
+
+
+def test_an_event_missing_a_field_its_type_needs_fails_at_once_with_a_named_code(client: httpx.Client) -> None:
+    event = _event()
+    del event["data"]["object"]["amount"]
+    assert _post_event(client, event).json() == {"received": True, "duplicate": False}
+    stored = wait_for(lambda: (r := client.get(f"/v1/system/stripe-events/{event['id']}", headers=SYSTEM).json())
+                      ["status"] != "received" and r, 10, "event set aside")
+    job = wait_job(client, stored["job_id"])
+    assert job["status"] == "failed" and job["attempts"] == 1  # permanent: not retried until exhausted
+    assert job["error"]["code"] == "STRIPE_EVENT_MALFORMED" and "amount" in job["error"]["detail"]
+    assert stored["status"] == "ignored"
+    assert [(e["effect"], e["detail"]["reason"]) for e in stored["effects"]] == [("ignored", "malformed")]

@@ -10,17 +10,16 @@ import psycopg
 
 from shared import ledger, payments
 from shared.db import QUERIES
-from shared.errors import DomainError
+from shared.errors import DomainError, NotFound, PaymentProviderRefused
 from shared.jobs import ClaimedJob, Handler
 from shared.registry import PAYMENT_CANCEL_INTENT, REFUND_ISSUE, STRIPE_APPLY_EVENT
 from shared.schemas import CancelIntentJob, IntentCanceled, RefundIssued, RefundJob, StripeEventJob
-from shared.stripe_api import PaymentProviderRefused
 from workers.runtime import job_actor, runtime
 
 runtime.boot()
 
 
-def handle_stripe_event(conn: psycopg.Connection[Any], job: ClaimedJob) -> payments.AppliedEvent:
+def handle_stripe_event(conn: psycopg.Connection[Any], job: ClaimedJob) -> payments.AppliedEvent | DomainError:
     return payments.apply_event(conn, job, msgspec.convert(job.payload, StripeEventJob).event_id)
 
 
@@ -54,7 +53,7 @@ def prepare_refund(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
 
 def _issued(refund_id: Any, refund: dict[str, Any] | None) -> RefundIssued | DomainError:
     if refund is None:
-        return DomainError(f"refund {refund_id} does not exist")
+        return NotFound(f"refund {refund_id} does not exist")
     return RefundIssued(refund_id=refund_id, status=refund["status"], stripe_refund_id=refund["stripe_refund_id"],
                         amount=refund["amount"])
 

@@ -15,11 +15,10 @@ import psycopg
 
 from shared import ledger, settlement
 from shared.db import QUERIES
-from shared.errors import DomainError
+from shared.errors import DomainError, NotFound, PaymentProviderRefused
 from shared.jobs import ClaimedJob, Handler
 from shared.registry import LEDGER_RECONCILE, PAYOUT_SEND
 from shared.schemas import PayoutJob, PayoutSent
-from shared.stripe_api import PaymentProviderRefused
 from workers.runtime import job_actor, runtime
 
 runtime.boot()
@@ -29,7 +28,7 @@ def prepare_payout(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
     payout_id = msgspec.convert(job.payload, PayoutJob).payout_id
     payout = conn.execute(QUERIES["payout_to_send"], {"id": payout_id}).fetchone()
     if payout is None:
-        return lambda conn, job: DomainError(f"payout {payout_id} does not exist")
+        return lambda conn, job: NotFound(f"payout {payout_id} does not exist")
     if payout["status"] != "pending":
         return lambda conn, job: _sent(payout, payout["status"], payout["stripe_transfer_id"])
     try:

@@ -13,6 +13,7 @@ from litestar.params import Parameter
 
 from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES, with_reconnect
+from shared.errors import Code
 from shared.schemas import NightAvailability, Slot, SlotAvailability
 
 MAX_WINDOW_DAYS = 62
@@ -20,7 +21,7 @@ MAX_WINDOW_DAYS = 62
 
 @get("/v1/resources/{resource_id:uuid}/availability",
      summary="Free slots (slot resource, needs service_id) or free nights (stay listing)",
-     responses=problem_responses("VALIDATION_FAILED", "NOT_FOUND"))
+     responses=problem_responses(Code.VALIDATION_FAILED, Code.NOT_FOUND))
 async def slot_availability(
     state: State, resource_id: UUID,
     from_date: Annotated[date, Parameter(query="from", description="first local date (YYYY-MM-DD)")],
@@ -31,7 +32,7 @@ async def slot_availability(
 ) -> SlotAvailability | NightAvailability:
     chosen = service_id or service
     if to_date < from_date or (to_date - from_date).days >= MAX_WINDOW_DAYS:
-        raise Problem("VALIDATION_FAILED", f"need from <= to and a window of at most {MAX_WINDOW_DAYS} days")
+        raise Problem(Code.VALIDATION_FAILED, f"need from <= to and a window of at most {MAX_WINDOW_DAYS} days")
     params = {"resource_id": resource_id, "service_id": chosen, "from": from_date, "to": to_date,
               "step_minutes": step_minutes}
 
@@ -40,18 +41,18 @@ async def slot_availability(
             cur = await conn.execute(QUERIES["get_resource_zone"], params)
             resource = await cur.fetchone()
             if resource is None:
-                raise Problem("NOT_FOUND", f"resource {resource_id} does not exist")
+                raise Problem(Code.NOT_FOUND, f"resource {resource_id} does not exist")
             if resource["kind"] == "stay":
                 cur = await conn.execute(QUERIES["night_availability"], params)
                 nights = [row["night"] for row in await cur.fetchall()]
                 return NightAvailability(resource_id=resource_id, time_zone=resource["time_zone"], nights=nights)
             if chosen is None:
-                raise Problem("VALIDATION_FAILED", "service_id is required for a slot resource",
+                raise Problem(Code.VALIDATION_FAILED, "service_id is required for a slot resource",
                               errors=[{"field": "service_id", "message": "required"}])
             cur = await conn.execute(QUERIES["get_offer_time_zone"], params)
             zone = await cur.fetchone()
             if zone is None:
-                raise Problem("NOT_FOUND", f"resource {resource_id} does not exist or does not offer service {chosen}")
+                raise Problem(Code.NOT_FOUND, f"resource {resource_id} does not exist or does not offer service {chosen}")
             cur = await conn.execute(QUERIES["slot_availability"], params)
             slots = [Slot(**row) for row in await cur.fetchall()]
         return SlotAvailability(resource_id=resource_id, service_id=chosen, time_zone=zone["time_zone"], slots=slots)

@@ -15,6 +15,7 @@ from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from shared.booking import read_booking
 from shared.db import QUERIES, with_reconnect
+from shared.errors import Code
 from shared.registry import BOOKING_CREATE
 from shared.schemas import (
     Accepted,
@@ -30,18 +31,18 @@ from shared.schemas import (
 @post("/v1/bookings", status_code=202, summary="Request a booking",
       description="Validates and records the request as a job, then answers 202 at once. Needs an "
                   "Idempotency-Key header. Poll the job at `status_url` until it is terminal.",
-      responses=problem_responses("VALIDATION_FAILED", "IDEMPOTENCY_KEY_MISSING", "NOT_FOUND",
-                                  "IDEMPOTENCY_KEY_IN_FLIGHT", "IDEMPOTENCY_KEY_REUSED", "SERVICE_UNAVAILABLE"))
+      responses=problem_responses(Code.VALIDATION_FAILED, Code.IDEMPOTENCY_KEY_MISSING, Code.NOT_FOUND,
+                                  Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.IDEMPOTENCY_KEY_REUSED, Code.SERVICE_UNAVAILABLE))
 async def create_booking(request: Request[Any, Any, Any], state: State, data: BookingRequest) -> Response[Accepted]:
     command = keyed_command(request, data)
     if isinstance(data, StayBookingRequest):
         return await _accept_stay(request, state, command, data)
     if data.start_at <= datetime.now(UTC):
-        raise Problem("VALIDATION_FAILED", "start_at must be in the future",
+        raise Problem(Code.VALIDATION_FAILED, "start_at must be in the future",
                       errors=[{"field": "start_at", "message": "must be in the future"}])
 
     offer = Check("check_slot_offer", {"resource_id": data.resource_id, "service_id": data.service_id},
-                  Problem("NOT_FOUND", f"resource {data.resource_id} does not exist or does not offer "
+                  Problem(Code.NOT_FOUND, f"resource {data.resource_id} does not exist or does not offer "
                                        f"service {data.service_id}"))
     return await state.acceptor.accept(  # type: ignore[no-any-return]
         request, command, job_type=BOOKING_CREATE, payload=data, check=offer)
@@ -54,13 +55,13 @@ async def _accept_stay(request: Request[Any, Any, Any], state: State, command: K
                        data: StayBookingRequest) -> Response[Accepted]:
     nights = (data.check_out - data.check_in).days
     if not 1 <= nights <= MAX_NIGHTS:
-        raise Problem("VALIDATION_FAILED", f"check_out must be 1 to {MAX_NIGHTS} nights after check_in",
+        raise Problem(Code.VALIDATION_FAILED, f"check_out must be 1 to {MAX_NIGHTS} nights after check_in",
                       errors=[{"field": "check_out", "message": f"1 to {MAX_NIGHTS} nights after check_in"}])
     if data.check_in < datetime.now(UTC).date() - timedelta(days=1):
-        raise Problem("VALIDATION_FAILED", "check_in is in the past",
+        raise Problem(Code.VALIDATION_FAILED, "check_in is in the past",
                       errors=[{"field": "check_in", "message": "in the past"}])
     listing = Check("check_stay_listing", {"resource_id": data.resource_id},
-                    Problem("NOT_FOUND", f"listing {data.resource_id} does not exist"))
+                    Problem(Code.NOT_FOUND, f"listing {data.resource_id} does not exist"))
     return await state.acceptor.accept(  # type: ignore[no-any-return]
         request, command, job_type=BOOKING_CREATE, payload=data, check=listing)
 
@@ -89,7 +90,7 @@ async def list_bookings(
 
 
 @get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail",
-     responses=problem_responses("NOT_FOUND"))
+     responses=problem_responses(Code.NOT_FOUND))
 async def get_booking(state: State, booking_id: UUID) -> BookingView:
     async def read() -> BookingView | None:
         async with state.pool.connection() as conn:
@@ -97,5 +98,5 @@ async def get_booking(state: State, booking_id: UUID) -> BookingView:
 
     booking = await with_reconnect(read)
     if booking is None:
-        raise Problem("NOT_FOUND", f"booking {booking_id} does not exist")
+        raise Problem(Code.NOT_FOUND, f"booking {booking_id} does not exist")
     return booking

@@ -35,11 +35,11 @@ from shared.catalog import (
     is_time_zone,
     replace_hours,
 )
-from shared.db import QUERIES, ConstraintViolation, translate_errors
+from shared.db import QUERIES, translate_errors
+from shared.errors import Code
 
 V = TypeVar("V")
 Limit = Annotated[int, Parameter(ge=1, le=500)]
-_CONFLICTS = {"providers_slug_key": ("PROVIDER_SLUG_TAKEN", "a provider with that slug exists")}
 
 
 async def _one(state: State, query: str, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -48,13 +48,9 @@ async def _one(state: State, query: str, params: dict[str, Any]) -> dict[str, An
 
 
 async def _one_on(conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        with translate_errors():
-            cur = await conn.execute(QUERIES[query], params)
-            return await cur.fetchone()  # type: ignore[no-any-return]
-    except ConstraintViolation as exc:
-        code, detail = _CONFLICTS.get(exc.constraint, ("VALIDATION_FAILED", f"refused by {exc.constraint}"))
-        raise Problem(code, detail) from exc
+    with translate_errors():
+        cur = await conn.execute(QUERIES[query], params)
+        return await cur.fetchone()  # type: ignore[no-any-return]
 
 
 async def _page(state: State, query: str, params: dict[str, Any], limit: int, cursor: str | None,
@@ -69,13 +65,13 @@ async def _page(state: State, query: str, params: dict[str, Any], limit: int, cu
 
 def _found(row: dict[str, Any] | None, view: type[V], what: str) -> V:
     if row is None:
-        raise Problem("NOT_FOUND", f"{what} does not exist (or is deleted)")
+        raise Problem(Code.NOT_FOUND, f"{what} does not exist (or is deleted)")
     return msgspec.convert(row, view)
 
 
 def _zone(name: str | None) -> None:
     if name is not None and not is_time_zone(name):
-        raise Problem("VALIDATION_FAILED", f"unknown time zone {name!r}",
+        raise Problem(Code.VALIDATION_FAILED, f"unknown time zone {name!r}",
                       errors=[{"field": "time_zone", "message": "not an IANA time zone"}])
 
 
@@ -132,7 +128,7 @@ async def _resource(state: State, resource_id: UUID) -> ResourceView:
 async def create_resource(request: Request[Any, Any, Any], state: State, provider_id: UUID,
                           data: ResourceCreate) -> Response[ResourceView]:
     if (data.kind == "stay") != (data.nightly_price is not None):
-        raise Problem("VALIDATION_FAILED", "a stay listing needs nightly_price; a slot resource has none",
+        raise Problem(Code.VALIDATION_FAILED, "a stay listing needs nightly_price; a slot resource has none",
                       errors=[{"field": "nightly_price", "message": "required for stay, absent for slot"}])
 
     async def create(conn: psycopg.AsyncConnection[Any]) -> ResourceView:
@@ -185,12 +181,9 @@ async def withdraw_service(state: State, resource_id: UUID, service_id: UUID) ->
 @put("/resources/{resource_id:uuid}/hours", summary="Replace a resource's weekly opening hours")
 async def set_hours(state: State, resource_id: UUID, data: HoursUpdate) -> ResourceView:
     await _resource(state, resource_id)
-    try:
-        async with state.pool.connection() as conn:
-            with translate_errors():
-                await replace_hours(conn, resource_id, data.hours)
-    except ConstraintViolation as exc:
-        raise Problem("VALIDATION_FAILED", "each window must close after it opens") from exc
+    async with state.pool.connection() as conn:
+        with translate_errors():
+            await replace_hours(conn, resource_id, data.hours)
     return await _resource(state, resource_id)
 
 
@@ -199,7 +192,7 @@ async def set_hours(state: State, resource_id: UUID, data: HoursUpdate) -> Resou
 async def create_block(request: Request[Any, Any, Any], state: State, resource_id: UUID,
                        data: BlockCreate) -> Response[BlockView]:
     if data.end_at <= data.start_at:
-        raise Problem("VALIDATION_FAILED", "end_at must be after start_at")
+        raise Problem(Code.VALIDATION_FAILED, "end_at must be after start_at")
     await _resource(state, resource_id)
 
     async def create(conn: psycopg.AsyncConnection[Any]) -> BlockView:

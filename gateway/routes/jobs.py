@@ -10,11 +10,12 @@ from litestar.datastructures import State
 
 from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES, with_reconnect
+from shared.errors import Code
 from shared.schemas import JobView
 
 
 @get("/v1/jobs/{job_id:uuid}", summary="Poll a job until it is succeeded or failed",
-     responses=problem_responses("NOT_FOUND"))
+     responses=problem_responses(Code.NOT_FOUND))
 async def get_job(state: State, job_id: UUID) -> JobView:
     async def read() -> dict[str, Any] | None:
         async with state.pool.connection() as conn:
@@ -23,5 +24,5 @@ async def get_job(state: State, job_id: UUID) -> JobView:
 
     row = await with_reconnect(read)
     if row is None:
-        raise Problem("NOT_FOUND", f"job {job_id} does not exist")
+        raise Problem(Code.NOT_FOUND, f"job {job_id} does not exist")
     return JobView(**row)

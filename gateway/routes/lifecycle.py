@@ -14,12 +14,13 @@ from gateway.auth import require_system_token
 from gateway.idempotency import Check, keyed_command
 from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES
+from shared.errors import Code
 from shared.registry import BOOKING_CANCEL, BOOKING_COMPLETE, BOOKING_MARK_PAID
 from shared.schemas import Accepted, BookingCommand, BookingStatus, CancelRequest, CompleteRequest
 
 COMMAND_PROBLEMS = problem_responses(
-    "VALIDATION_FAILED", "IDEMPOTENCY_KEY_MISSING", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND",
-    "BOOKING_INVALID_TRANSITION", "IDEMPOTENCY_KEY_IN_FLIGHT", "IDEMPOTENCY_KEY_REUSED")
+    Code.VALIDATION_FAILED, Code.IDEMPOTENCY_KEY_MISSING, Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND,
+    Code.BOOKING_INVALID_TRANSITION, Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.IDEMPOTENCY_KEY_REUSED)
 
 
 async def _accept_transition(request: Request[Any, Any, Any], state: State, booking_id: UUID, body: Any,
@@ -32,8 +33,8 @@ async def _accept_transition(request: Request[Any, Any, Any], state: State, book
             cur = await conn.execute(QUERIES["get_booking_status"], {"booking_id": booking_id})
             row = await cur.fetchone()
         if row is None:
-            return Problem("NOT_FOUND", f"booking {booking_id} does not exist")
-        return Problem("BOOKING_INVALID_TRANSITION", f"booking {booking_id} is {row['status']}; "
+            return Problem(Code.NOT_FOUND, f"booking {booking_id} does not exist")
+        return Problem(Code.BOOKING_INVALID_TRANSITION, f"booking {booking_id} is {row['status']}; "
                                                      f"it cannot become {to_status}")
 
     check = Check("check_transition_allowed", {"booking_id": booking_id, "to_status": to_status}, refusal)

@@ -17,6 +17,7 @@ from gateway.idempotency import keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from shared.db import QUERIES, with_reconnect
+from shared.errors import Code
 from shared.ledger import Balance
 from shared.registry import LEDGER_RECONCILE
 from shared.schemas import Accepted
@@ -91,12 +92,12 @@ async def _fetch(state: State, query: str, params: dict[str, Any]) -> list[dict[
 
 async def _require_provider(state: State, provider_id: UUID) -> None:
     if not await _fetch(state, "get_provider", {"id": provider_id}):
-        raise Problem("NOT_FOUND", f"provider {provider_id} does not exist")
+        raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist")
 
 
 @get("/v1/providers/{provider_id:uuid}/balance", guards=[require_system_token],
      summary="A provider's balance per currency: pending, available, in transit, paid out",
-     responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND"))
+     responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def provider_balance(state: State, provider_id: UUID) -> ProviderBalance:
     await _require_provider(state, provider_id)
     rows = await _fetch(state, "provider_balances", {"provider_id": provider_id})
@@ -105,14 +106,14 @@ async def provider_balance(state: State, provider_id: UUID) -> ProviderBalance:
 
 @get("/v1/providers/{provider_id:uuid}/statement", guards=[require_system_token],
      summary="A provider's ledger entries between two instants, with the running balance",
-     responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "VALIDATION_FAILED"))
+     responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def provider_statement(
     state: State, provider_id: UUID,
     from_: Annotated[datetime, Parameter(query="from")],
     to: Annotated[datetime, Parameter(query="to")],
 ) -> Statement:
     if from_.tzinfo is None or to.tzinfo is None or to <= from_:
-        raise Problem("VALIDATION_FAILED", "from and to must be ISO-8601 instants with an offset, from < to",
+        raise Problem(Code.VALIDATION_FAILED, "from and to must be ISO-8601 instants with an offset, from < to",
                       errors=[{"field": "to", "message": "after from, with an offset"}])
     await _require_provider(state, provider_id)
     params = {"provider_id": provider_id, "from": from_, "to": to, "limit": MAX_STATEMENT_ENTRIES + 1}
@@ -127,7 +128,7 @@ async def provider_statement(
 
 
 @get("/v1/payouts", guards=[require_system_token], summary="A provider's payout batches with their booking lines",
-     responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "VALIDATION_FAILED"))
+     responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.VALIDATION_FAILED))
 async def list_payouts(
     state: State, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50, cursor: str | None = None,
 ) -> PayoutPage:
@@ -145,7 +146,7 @@ class ReconcileRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 @post("/v1/system/reconciliations", guards=[require_system_token], status_code=202,
       summary="Reconcile the ledger with Stripe's balance transactions now (as a job)",
-      responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "IDEMPOTENCY_KEY_MISSING"))
+      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.IDEMPOTENCY_KEY_MISSING))
 async def run_reconciliation(request: Request[Any, Any, Any], state: State,
                              data: ReconcileRequest) -> Response[Accepted]:
     command = keyed_command(request, data)

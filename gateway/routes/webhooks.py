@@ -23,6 +23,7 @@ from gateway.auth import require_system_token
 from gateway.problems import Problem, problem_responses
 from shared.broker import build_message
 from shared.db import QUERIES, with_reconnect
+from shared.errors import Code
 from shared.payments import HANDLED_EVENTS
 from shared.registry import JOB_TYPES, STRIPE_APPLY_EVENT
 
@@ -68,7 +69,7 @@ class StripeEventView(msgspec.Struct):
 @post("/v1/webhooks/stripe", status_code=200, summary="Stripe webhook ingress",
       description="Verifies the Stripe-Signature (stripe SDK, 300 s tolerance), stores the event once and "
                   "queues it for the payments worker. A duplicate delivery answers 200 with duplicate: true.",
-      responses=problem_responses("WEBHOOK_SIGNATURE_INVALID", "WEBHOOK_PAYLOAD_INVALID", "SERVICE_UNAVAILABLE"))
+      responses=problem_responses(Code.WEBHOOK_SIGNATURE_INVALID, Code.WEBHOOK_PAYLOAD_INVALID, Code.SERVICE_UNAVAILABLE))
 async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> WebhookReceived:
     settings = state.settings
     payload = await request.body()
@@ -78,12 +79,12 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
                                               settings.stripe_webhook_tolerance_seconds)
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         log.warning("stripe webhook refused", extra={"reason": str(exc)[:120]})
-        raise Problem("WEBHOOK_SIGNATURE_INVALID", "the Stripe-Signature header does not verify this payload "
+        raise Problem(Code.WEBHOOK_SIGNATURE_INVALID, "the Stripe-Signature header does not verify this payload "
                                                    "(bad signature, wrong secret or older than the tolerance)") from None
     try:
         event = msgspec.json.decode(payload, type=StripeEventEnvelope)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise Problem("WEBHOOK_PAYLOAD_INVALID", f"signed payload is not a Stripe event: {exc}") from None
+        raise Problem(Code.WEBHOOK_PAYLOAD_INVALID, f"signed payload is not a Stripe event: {exc}") from None
 
     handled = event.type in HANDLED_EVENTS
     apply = JOB_TYPES[STRIPE_APPLY_EVENT]
@@ -105,7 +106,7 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
 
 @get("/v1/system/stripe-events/{event_id:str}", guards=[require_system_token],
      summary="What a Stripe event was and what applying it changed (support)",
-     responses=problem_responses("UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND"))
+     responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def get_stripe_event(state: State, event_id: str) -> StripeEventView:
     async def read() -> dict[str, Any] | None:
         async with state.pool.connection() as conn:
@@ -114,5 +115,5 @@ async def get_stripe_event(state: State, event_id: str) -> StripeEventView:
 
     row = await with_reconnect(read)
     if row is None:
-        raise Problem("NOT_FOUND", f"no Stripe event {event_id} was received")
+        raise Problem(Code.NOT_FOUND, f"no Stripe event {event_id} was received")
     return StripeEventView(**row)

@@ -146,6 +146,10 @@ VALUES (%(event_id)s, %(booking_id)s, %(effect)s, %(detail)s);
 -- mark_event_applied --
 UPDATE stripe_events SET status = 'applied', processed_at = now() WHERE event_id = %(event_id)s;
 
+-- mark_event_ignored --
+-- An event we cannot apply (it lacks a field its type must carry): set aside, with an effect row saying why.
+UPDATE stripe_events SET status = 'ignored', processed_at = now() WHERE event_id = %(event_id)s;
+
 -- get_stripe_event --
 -- One event as support reads it: what arrived, and what applying it changed.
 SELECT e.event_id, e.type, e.object_id, e.stripe_created, e.status, e.job_id, e.created_at AS received_at,
