@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shared.booking import BEGIN, COMMIT, CREATE_SLOT_BOOKING_STATEMENTS
 from shared.db import QUERIES
+from shared.registry import BOOKING_CREATE, JOB_TYPES, PAYMENT_CANCEL_INTENT, STRIPE_APPLY_EVENT, job_route
 
 _JOB = "('00000000-0000-4000-8000-' || lpad(to_hex(((:client_id * 1000000 + :n) + {space})::bigint), 12, '0'))::uuid"
 _TOKEN = "md5(:client_id || '-' || :n || '-{space}')::uuid"
@@ -31,31 +33,41 @@ def render(query: str, bindings: dict[str, str]) -> str:
     return re.sub(r"%\((\w+)\)s", bind, QUERIES[query]) + ";"
 
 
-def _job_statements(space: int, service_id: str) -> list[str]:
-    """claim; the hold's own transaction; (the PaymentIntent call to Stripe happens here, outside SQL);
-    the payment row and the job result in the work transaction."""
+def _job_bindings(space: int, service_id: str) -> dict[str, dict[str, str]]:
+    """pgbench expressions for each parameter of the statements a booking job runs."""
     job, token = _JOB.format(space=space), _TOKEN.format(space=space)
-    return [
-        render("claim_job", {"id": job, "token": token, "lease_seconds": "30"}),
-        "BEGIN;",
-        render("booking_of_job", {"job_id": job}),
-        render("lock_resource_for_hold", {"resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)"}),
-        render("expire_overdue_holds", {"limit": "100", "actor": "'system'",
-                                        "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)"}),
-        render("insert_slot_booking", {
-            "id": "gen_random_uuid()", "job_id": job, "actor": "'customer'",
-            "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)",
-            "service_id": f"'{service_id}'::uuid", "start_at": _START.format(space=space // 1000), "customer": _CUSTOMER,
-            "default_hold_ttl_seconds": "900"})[:-1] + " \\gset hold_",
-        "COMMIT;",
-        "BEGIN;",
-        render("insert_payment", {
+    resource = "(SELECT resource_id FROM bench_resources WHERE n = :r)"
+    cancel = job_route(PAYMENT_CANCEL_INTENT)
+    return {
+        "claim_job": {"id": job, "token": token, "lease_seconds": "30"},
+        "lock_resource_for_hold": {"resource_id": resource},
+        "expire_overdue_holds": {"limit": "100", "actor": "'system'", "resource_id": resource, "max_attempts": "5",
+                                 "cancel_type": f"'{cancel['type']}'", "cancel_queue": f"'{cancel['queue']}'",
+                                 "cancel_actor": f"'{cancel['actor']}'"},
+        "insert_slot_booking": {
+            "id": "gen_random_uuid()", "job_id": job, "actor": "'customer'", "resource_id": resource,
+            "service_id": f"'{service_id}'::uuid", "start_at": _START.format(space=space // 1000),
+            "customer": _CUSTOMER, "default_hold_ttl_seconds": "900"},
+        "insert_payment": {
             "booking_id": "CAST(:hold_id AS uuid)", "payment_intent_id": f"('pi_{space}_' || :client_id || '_' || :n)",
-            "client_secret": "'pi_secret'", "amount": "CAST(:hold_amount AS bigint)", "currency": "'EUR'"}),
-        render("finish_job", {"id": job, "token": token, "status": "'succeeded'", "result": _RESULT,
-                              "error": "NULL"}),
-        "COMMIT;",
-    ]
+            "client_secret": "'pi_secret'", "amount": "CAST(:hold_amount AS bigint)", "currency": "'EUR'"},
+        "finish_job": {"id": job, "token": token, "status": "'succeeded'", "result": _RESULT, "error": "NULL"},
+    }
+
+
+def _job_statements(space: int, service_id: str) -> list[str]:
+    """The booking job's statements, in the worker's order (CREATE_SLOT_BOOKING_STATEMENTS), each bound to
+    pgbench expressions; the hold's row is kept (``\\gset hold_``) for the payment that follows."""
+    bindings = _job_bindings(space, service_id)
+    lines = []
+    for name in CREATE_SLOT_BOOKING_STATEMENTS:
+        if name in (BEGIN, COMMIT):
+            lines.append(f"{name};")
+        elif name == "insert_slot_booking":
+            lines.append(render(name, bindings[name])[:-1] + " \\gset hold_")
+        else:
+            lines.append(render(name, bindings[name]))
+    return lines
 
 
 def _accept_statement(space: int, service_id: str) -> str:
@@ -66,7 +78,7 @@ def _accept_statement(space: int, service_id: str) -> str:
         "scope": "'anonymous'", "key": key, "fingerprint": f"sha256({key}::bytea)", "method": "'POST'",
         "path": "'/v1/bookings'", "job_id": _JOB.format(space=space),
         "response_body": "'{\"job_id\": \"00000000-0000-0000-0000-000000000000\"}'::jsonb",
-        "ttl_seconds": "86400", "type": "'booking.create'", "queue": "'bookings'", "actor": "'create_booking'",
+        "ttl_seconds": "86400", **{k: f"'{v}'" for k, v in job_route(BOOKING_CREATE).items()},
         "payload": _PAYLOAD, "max_attempts": "5", "request_id": "'bench'",
         "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)",
         "service_id": f"'{service_id}'::uuid",
@@ -76,10 +88,12 @@ def _accept_statement(space: int, service_id: str) -> str:
 
 def _webhook_statement(space: int) -> str:
     event = "('evt_' || :client_id || '_' || :n)"
+    apply = JOB_TYPES[STRIPE_APPLY_EVENT]
     return render("store_stripe_event", {
         "event_id": event, "type": "'payment_intent.succeeded'", "object_id": "'pi_bench'",
-        "created": "1800000000", "handled": "true", "job_id": _JOB.format(space=space), "queue": "'payment_webhooks'",
-        "actor": "'apply_stripe_event'", "max_attempts": "5", "request_id": "'bench'",
+        "created": "1800000000", "handled": "true", "job_id": _JOB.format(space=space),
+        "job_type": f"'{apply.name}'", "queue": f"'{apply.queue}'", "actor": f"'{apply.actor}'",
+        "max_attempts": "5", "request_id": "'bench'",
         "payload": "'{\"id\": \"evt_bench\", \"type\": \"payment_intent.succeeded\", \"data\": "
                    "{\"object\": {\"id\": \"pi_bench\", \"amount\": 2500}}}'"})
 

@@ -217,7 +217,7 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
                    extract(epoch FROM max(updated_at) - min(created_at)) AS span,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p50,
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p99
-            FROM jobs WHERE created_at >= %s AND type = 'booking.create'""", (run_start,))).fetchone()
+            FROM jobs WHERE created_at >= %s AND type = %s""", (run_start, BOOKING_CREATE))).fetchone()
         accept_only = await _accept_only(args, port, host, resources, fleet, conn)
         webhooks = await _webhook_ingest(args, port, host, fleet, conn)
         availability = await _availability(port, resources[-1], conn)
@@ -342,7 +342,7 @@ async def _progress(conn: psycopg.AsyncConnection[Any], since: Any, total: int) 
 async def _report(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> int:
     row = await (await conn.execute(
         "SELECT count(*) AS accepted, count(*) FILTER (WHERE status IN ('succeeded', 'failed')) AS terminal "
-        "FROM jobs WHERE created_at >= %s AND type = 'booking.create'", (since,))).fetchone()
+        "FROM jobs WHERE created_at >= %s AND type = %s", (since, BOOKING_CREATE))).fetchone()
     assert row is not None
     say(f"  accepted {row['accepted']}/{total}, terminal {row['terminal']}")
     return int(row["terminal"])

@@ -28,6 +28,17 @@ from shared.schemas import (
     StayBookingRequest,
 )
 
+# What a booking job commits on its first attempt, in order (the ``transaction`` markers are BEGIN/COMMIT):
+# claim; the hold in a transaction of its own; the Stripe call (outside SQL); the payment and the job's
+# result together. The bench's pgbench ceiling is rendered from this list, and a test traces a real
+# booking job through the worker and fails if what it executes differs from it.
+BEGIN, COMMIT = "BEGIN", "COMMIT"
+CREATE_SLOT_BOOKING_STATEMENTS: tuple[str, ...] = (
+    "claim_job",
+    BEGIN, "lock_resource_for_hold", "expire_overdue_holds", "insert_slot_booking", COMMIT,
+    BEGIN, "insert_payment", "finish_job", COMMIT,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Hold:
