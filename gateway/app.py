@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,7 +28,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Give every request an id (or keep the caller's X-Request-Id), echo it, and bind it to the logs."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")

@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 from gateway.problems import Problem, request_id_of
 from shared.broker import AsyncEnqueuer, build_message
 from shared.config import Settings
-from shared.db import QUERIES, AsyncPool, with_reconnect
+from shared.db import QUERIES, AsyncPool, expect_row, with_reconnect
 from shared.errors import Code
 from shared.registry import job_route
 from shared.schemas import Accepted
@@ -125,8 +125,7 @@ class CommandAcceptor:
         """The accept statement; a replayed response if the key was already used, None if recorded now."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(self._statement(check.query if check else "no_check"), params)
-            outcome: dict[str, Any] | None = await cur.fetchone()
-            assert outcome is not None
+            outcome = expect_row(await cur.fetchone(), "accept_command")
             if not outcome["created"]:
                 if not outcome["locked"]:
                     raise Problem(Code.IDEMPOTENCY_KEY_IN_FLIGHT,
@@ -141,7 +140,8 @@ class CommandAcceptor:
                               headers={"Retry-After": "1"})
         return None
 
-    async def once(self, command: KeyedCommand | None, operation: SyncOperation, status_code: int) -> Response[bytes]:
+    async def once(self, command: KeyedCommand | None, operation: SyncOperation,
+                   status_code: int) -> Response[Any]:
         """Run a synchronous command (a catalog write) at most once per key: the operation, the key and its
         stored response commit in one transaction. Without a key the operation simply runs."""
         async with self.pool.connection() as conn, conn.transaction():
@@ -182,7 +182,7 @@ class CommandAcceptor:
     async def accept(
         self, request: Request[Any, Any, Any], command: KeyedCommand, *, job_type: str,
         payload: msgspec.Struct, check: Check | None = None,
-    ) -> Response[bytes]:
+    ) -> Response[Any]:
         job_id = uuid.uuid4()
         accepted = Accepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}")
         key_params = {"scope": command.scope, "key": command.key}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from gateway.problems import Problem
@@ -26,7 +27,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime | None, UUID | None]:
                       errors=[{"field": "cursor", "message": "invalid"}]) from exc
 
 
-def next_cursor(rows: list[dict], limit: int) -> str | None:  # type: ignore[type-arg]
+def next_cursor(rows: list[dict[str, Any]], limit: int) -> str | None:
     """Rows were fetched with LIMIT limit + 1: a further row means there is a next page."""
     if len(rows) <= limit:
         return None

@@ -20,6 +20,7 @@ from shared.schemas import (
     AuditEntry,
     BookingCommand,
     BookingRequest,
+    BookingStatus,
     BookingTransitioned,
     BookingView,
     PaymentView,
@@ -45,7 +46,7 @@ class Hold:
     """A booking placed on hold (pending_payment), with what it costs."""
 
     booking_id: uuid.UUID
-    status: str
+    status: BookingStatus
     hold_expires_at: datetime | None
     amount: int
     currency: str

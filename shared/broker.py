@@ -38,7 +38,8 @@ def make_broker(settings: Settings, extra_middleware: list[dramatiq.Middleware] 
     middleware: list[dramatiq.Middleware] = [TimeLimit(), ShutdownNotifications(), Retries()]
     middleware += extra_middleware or []
     client = redis.Redis.from_url(settings.redis_url, **_redis_kwargs())
-    broker = RedisBroker(client=client, namespace=settings.redis_namespace, middleware=middleware)
+    # dramatiq's RedisBroker.__init__ carries no annotations:
+    broker = RedisBroker(client=client, namespace=settings.redis_namespace, middleware=middleware)  # type: ignore[no-untyped-call]
     return broker
 
 

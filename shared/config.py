@@ -13,7 +13,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str
     redis_namespace: str = "totem"
     port: int = 8000
-    system_token: str = "dev-system-token"
+    system_token: str = "dev-system-token"  # noqa: S105 - the embedded dev default; deployments set theirs
     booking_hold_ttl_seconds: int = 900
     scheduler_interval_seconds: float = 5.0
     scheduler_lease_seconds: float = 15.0
@@ -29,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Stripe: the real SDK; STRIPE_API_BASE points it at the local fake (totem fake-stripe) in dev and tests.
     stripe_api_key: str = "sk_test_totem"
     stripe_api_base: str | None = None
-    stripe_webhook_secret: str = "whsec_totem_dev"
+    stripe_webhook_secret: str = "whsec_totem_dev"  # noqa: S105 - the fake Stripe's dev secret
     stripe_webhook_tolerance_seconds: int = 300
     stripe_max_attempts: int = 4
     stripe_timeout_seconds: float = 10.0

@@ -20,7 +20,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import LiteralString, TypeVar, cast
+from typing import Any, LiteralString, TypeVar
 
 import msgspec
 import psycopg
@@ -49,7 +49,8 @@ def load_queries(directory: Path = SQL_DIR / "queries") -> dict[str, LiteralStri
             if name in queries:
                 raise ValueError(f"query {name!r} defined twice (second time in {path.name})")
             lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
-            queries[name] = cast(LiteralString, "\n".join(lines).strip().rstrip(";"))
+            # LiteralString for pyright's sake (psycopg's Query); mypy reads it as str
+            queries[name] = "\n".join(lines).strip().rstrip(";")
     return queries
 
 
@@ -84,6 +85,13 @@ CONSTRAINT_ERRORS: dict[str, tuple[type[DomainError], str]] = {
 }
 
 
+def expect_row(row: DictRow | None, query: str) -> DictRow:
+    """The row a statement always returns (an INSERT's RETURNING, an aggregate); its absence is a bug."""
+    if row is None:
+        raise RuntimeError(f"{query} returned no row")
+    return row
+
+
 class ConstraintViolation(Exception):
     """A database constraint CONSTRAINT_ERRORS does not name refused a change; ``constraint`` says which."""
 
@@ -116,6 +124,12 @@ def _options(settings: dict[str, str]) -> str:
     return " ".join(f"-c {key}={value}" for key, value in settings.items())
 
 
+def _connection_kwargs(name: str, session: dict[str, str] | None) -> dict[str, Any]:
+    """Every pooled connection: dict rows, autocommit (a lone statement is its own transaction), UTC."""
+    return {"row_factory": dict_row, "application_name": name, "autocommit": True,
+            "options": _options({"TimeZone": "UTC", **(session or {})})}
+
+
 def open_pool(
     url: str, *, max_size: int = 10, name: str = "totem", session: dict[str, str] | None = None
 ) -> Pool:
@@ -125,7 +139,7 @@ def open_pool(
         connection_class=psycopg.Connection[DictRow],
         min_size=1,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True, "options": _options({"TimeZone": "UTC", **(session or {})})},
+        kwargs=_connection_kwargs(name, session),
         name=name,
         open=False,
     )
@@ -145,7 +159,7 @@ async def open_async_pool(
         timeout=wait_seconds,
         min_size=2,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True, "options": _options({"TimeZone": "UTC", **(session or {})})},
+        kwargs=_connection_kwargs(name, session),
         name=name,
         open=False,
     )

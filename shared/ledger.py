@@ -30,7 +30,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared.db import QUERIES
+from shared.db import QUERIES, expect_row
 from shared.errors import NotFound, PaymentNotCaptured
 
 
@@ -57,7 +57,7 @@ def post(conn: psycopg.Connection[Any], *, key: str, kind: str, entries: list[En
     row = conn.execute(QUERIES["ledger_post"], {
         "key": key, "kind": kind, "booking_id": booking_id, "payout_id": payout_id, "external_ref": external_ref,
         "description": description, "entries": Jsonb([e.as_json() for e in entries])}).fetchone()
-    assert row is not None
+    row = expect_row(row, "ledger_post")
     return int(row["transaction_id"]), bool(row["posted"])
 
 
@@ -68,7 +68,7 @@ def split(amount: int, commission_bps: int) -> tuple[int, int]:
 
 
 def _booking(conn: psycopg.Connection[Any], booking_id: uuid.UUID) -> dict[str, Any]:
-    row = conn.execute(QUERIES["booking_money"], {"booking_id": booking_id}).fetchone()
+    row: dict[str, Any] | None = conn.execute(QUERIES["booking_money"], {"booking_id": booking_id}).fetchone()
     if row is None:
         raise NotFound(f"booking {booking_id} does not exist")
     return row

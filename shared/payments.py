@@ -91,7 +91,8 @@ def cancel_booking(conn: psycopg.Connection[Any], command: BookingCommand, job: 
     transitioned = transition_booking(conn, command, job_id=job.id, detail=detail)
     if transitioned.from_status == "pending_payment":  # nobody should pay for it any more
         for open_payment in conn.execute(QUERIES["open_payments"], {"booking_id": command.booking_id}).fetchall():
-            job.follow_up(conn, PAYMENT_CANCEL_INTENT, CancelIntentJob(payment_intent_id=open_payment["payment_intent_id"]))
+            job.follow_up(conn, PAYMENT_CANCEL_INTENT,
+                          CancelIntentJob(payment_intent_id=open_payment["payment_intent_id"]))
     if transitioned.from_status == "paid":
         ledger.post_maturity(conn, booking_id=command.booking_id, maturity_seconds=maturity_seconds,
                              reason="cancelled: the provider keeps what the policy does not refund")
@@ -101,13 +102,14 @@ def cancel_booking(conn: psycopg.Connection[Any], command: BookingCommand, job: 
 def _stage_refund(conn: psycopg.Connection[Any], job: ClaimedJob, *, booking_id: uuid.UUID,
                   payment_id: uuid.UUID, kind: str, amount: int, currency: str,
                   policy: dict[str, Any] | None) -> uuid.UUID | None:
-    row = conn.execute(QUERIES["insert_refund"], {
+    row: dict[str, Any] | None = conn.execute(QUERIES["insert_refund"], {
         "booking_id": booking_id, "payment_id": payment_id, "kind": kind, "amount": amount, "currency": currency,
         "policy": Jsonb(policy) if policy is not None else None}).fetchone()
     if row is None:
         return None  # this booking already has the one refund we issue
     job.follow_up(conn, REFUND_ISSUE, RefundJob(refund_id=row["id"]))
-    return row["id"]  # type: ignore[no-any-return]
+    refund_id: uuid.UUID = row["id"]
+    return refund_id
 
 
 # --- Stripe events ---------------------------------------------------------------------------------------
@@ -316,7 +318,8 @@ def _charge_refunded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: s
         "payment_intent_id": intent_id, "amount_refunded": obj["amount_refunded"], "charge_id": obj["id"]}).fetchone()
     if not effects:
         reason = "refund total updated" if total else "refunds already recorded"
-        effects.append(Effect("no_change", booking["id"], {"reason": reason, "amount_refunded": obj["amount_refunded"]}))
+        effects.append(Effect("no_change", booking["id"],
+                              {"reason": reason, "amount_refunded": obj["amount_refunded"]}))
     return effects
 
 
@@ -326,4 +329,5 @@ _APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[st
     "payment_intent.canceled": _payment_canceled,
     "charge.refunded": _charge_refunded,
 }
-assert set(_APPLIERS) == HANDLED_EVENTS
+if set(_APPLIERS) != HANDLED_EVENTS or set(_REQUIRED_FIELDS) != HANDLED_EVENTS:
+    raise RuntimeError("every handled event type needs an applier and its required fields")

@@ -19,7 +19,7 @@ import msgspec
 import psycopg
 
 from shared import ledger
-from shared.db import QUERIES
+from shared.db import QUERIES, expect_row
 from shared.jobs import insert_job
 from shared.registry import PAYOUT_SEND
 from shared.schemas import PayoutJob
@@ -47,7 +47,8 @@ def close_due_periods(conn: psycopg.Connection[Any], *, now: datetime, max_attem
     return closed, jobs
 
 
-def _batch(conn: psycopg.Connection[Any], period: dict[str, Any], max_attempts: int) -> tuple[ClosedPeriod, list[uuid.UUID]]:
+def _batch(conn: psycopg.Connection[Any], period: dict[str, Any],
+           max_attempts: int) -> tuple[ClosedPeriod, list[uuid.UUID]]:
     due = conn.execute(QUERIES["payable_due"], {"provider_id": period["provider_id"],
                                                 "cutoff": period["period_end"]}).fetchall()
     by_currency: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -93,10 +94,12 @@ def reconcile(conn: psycopg.Connection[Any], stripe_transactions: list[dict[str,
     for txn in stripe_transactions:
         kind = _STRIPE_KIND.get(txn["type"])
         if kind is not None:
-            theirs[txn["source"]] = {"kind": kind, "amount": int(txn["amount"]), "currency": str(txn["currency"]).upper()}
+            theirs[txn["source"]] = {"kind": kind, "amount": int(txn["amount"]),
+                                     "currency": str(txn["currency"]).upper()}
     mismatches = []
     for reference in sorted(ours.keys() | theirs.keys()):
         mine, stripe_side = ours.get(reference), theirs.get(reference)
+        known = mine or stripe_side or {}
         if mine is None:
             problem = "missing_in_ledger"
         elif stripe_side is None:
@@ -105,13 +108,13 @@ def reconcile(conn: psycopg.Connection[Any], stripe_transactions: list[dict[str,
             problem = "amount_differs"
         else:
             continue
-        mismatches.append({"kind": (mine or stripe_side)["kind"], "reference": reference, "problem": problem,  # type: ignore[index]
+        mismatches.append({"kind": known["kind"], "reference": reference, "problem": problem,
                            "ledger_amount": mine["amount"] if mine else None,
                            "stripe_amount": stripe_side["amount"] if stripe_side else None,
-                           "currency": (mine or stripe_side)["currency"]})  # type: ignore[index]
+                           "currency": known["currency"]})
     run = conn.execute(QUERIES["insert_reconciliation_run"], {"checked": len(ours.keys() | theirs.keys()),
                                                               "mismatches": len(mismatches)}).fetchone()
-    assert run is not None
+    run = expect_row(run, "insert_reconciliation_run")
     for mismatch in mismatches:
         conn.execute(QUERIES["insert_reconciliation"], {"run_id": run["id"], **mismatch})
     return ReconciliationResult(run_id=run["id"], checked=len(ours.keys() | theirs.keys()), mismatches=mismatches)

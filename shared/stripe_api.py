@@ -47,6 +47,7 @@ class StripeApi:
         api_base = settings.stripe_api_base or stripe.DEFAULT_API_BASE
         base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
         self.client = stripe.StripeClient(
+            # stripe's BaseAddresses TypedDict lives in a private module; this dict is one
             settings.stripe_api_key, base_addresses=base,  # type: ignore[arg-type]
             max_network_retries=0,
             http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds, session=_session(api_base)))

@@ -107,7 +107,7 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*_as_postgres_user(), *args], capture_output=True, text=True)
+        result = subprocess.run([*_as_postgres_user(), *args], capture_output=True, text=True)  # noqa: S603 - our own argv, from the system's server binaries
         if check and result.returncode != 0:
             raise ServerError(f"{Path(args[0]).name} failed: {(result.stderr or result.stdout).strip()}")
         return result
@@ -199,7 +199,7 @@ class PrivateRedis:
         if port is None and self.running_pid():
             return self
         self.port = port or free_port(self.preferred_port)
-        subprocess.run([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+        subprocess.run([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),  # noqa: S603 - our own argv, from the system's server binaries
                         "--daemonize", "yes", "--pidfile", str(self.pid_file),
                         "--logfile", str(self.dir / "redis.log"), "--save", "", "--appendonly", "no"],
                        check=True, capture_output=True)

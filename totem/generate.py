@@ -78,7 +78,9 @@ services:
     <<: *totem
     command: ["totem", "gateway", "--workers", "2"]
     ports: ["8000:8000"]
-    healthcheck: {{ test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz')"], interval: 5s }}
+    healthcheck:
+      test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz')"]
+      interval: 5s
 {pools}  scheduler:
     <<: *totem
     command: ["totem", "scheduler"]

@@ -13,7 +13,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from shared.db import QUERIES
+from shared.db import QUERIES, expect_row
 
 # Full refund up to 24 h before the start, half until the start, nothing after it.
 DEMO_CANCELLATION_POLICY = [{"min_hours_before_start": 24, "refund_percent": 100},
@@ -50,21 +50,20 @@ def seed(database_url: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def _create_provider(conn: psycopg.Connection[Any], spec: dict[str, Any]) -> dict[str, Any]:
-    provider = conn.execute(QUERIES["insert_provider"], {
-        **spec, "hold_ttl_seconds": None, "cancellation_policy": Jsonb(DEMO_CANCELLATION_POLICY)}).fetchone()
-    assert provider is not None
+    provider = expect_row(conn.execute(QUERIES["insert_provider"], {
+        **spec, "hold_ttl_seconds": None, "cancellation_policy": Jsonb(DEMO_CANCELLATION_POLICY)}).fetchone(),
+        "insert_provider")
     # paid out daily to a (test-mode) connected account
     conn.execute("UPDATE providers SET payout_account = %s WHERE id = %s",
                  (f"acct_demo_{spec['slug'].replace('-', '_')}", provider["id"]))
-    services = [conn.execute(QUERIES["insert_service"], {
+    services = [expect_row(conn.execute(QUERIES["insert_service"], {
         "provider_id": provider["id"], "name": name, "duration_minutes": minutes, "price": price,
-        "currency": spec["currency"]}).fetchone() for name, minutes, price in spec["services"]]
+        "currency": spec["currency"]}).fetchone(), "insert_service") for name, minutes, price in spec["services"]]
     for name, kind, nightly in spec["resources"]:
-        resource = conn.execute(QUERIES["insert_resource"], {
-            "provider_id": provider["id"], "kind": kind, "name": name, "nightly_price": nightly}).fetchone()
-        assert resource is not None
+        resource = expect_row(conn.execute(QUERIES["insert_resource"], {
+            "provider_id": provider["id"], "kind": kind, "name": name, "nightly_price": nightly}).fetchone(),
+            "insert_resource")
         for service in services if kind == "slot" else []:
-            assert service is not None
             conn.execute(QUERIES["offer_service"], {"resource_id": resource["id"], "service_id": service["id"]})
         for weekday in range(1, 8):
             conn.execute(QUERIES["insert_resource_hours"], {

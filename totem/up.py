@@ -111,6 +111,7 @@ def _fresh_dir(path: Path) -> None:
 def _print_welcome(base: str, catalog: dict[str, Any], log_dir: Path, metrics_ports: dict[str, int],
                    stripe_base: str | None) -> None:
     resource = next(r for r in catalog["resources"] if r["kind"] == "slot" and r["service_ids"])
+    system_token = os.environ.get("SYSTEM_TOKEN", "dev-system-token")
     body = json.dumps({"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
                        "start_at": "2031-06-02T10:00:00+02:00",
                        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}})
@@ -129,7 +130,7 @@ Try it:
   curl -s -X POST {stripe_base or "https://api.stripe.com"}/v1/payment_intents/<payment_intent_id>/confirm \\
        -d payment_method=pm_card_visa                   # pay (the fake then posts the signed webhook)
   curl -s {base}/v1/bookings/<booking_id>              # status: paid, with its payment and audit trail
-  curl -s {base}/v1/providers/{resource["provider_id"]}/balance -H 'X-System-Token: {os.environ.get("SYSTEM_TOKEN", "dev-system-token")}'
+  curl -s {base}/v1/providers/{resource["provider_id"]}/balance -H 'X-System-Token: {system_token}'
                                                         # pending / available / in transit / paid out
 
 Ctrl-C stops everything.

@@ -10,7 +10,7 @@ import msgspec
 import psycopg
 
 from shared import booking, ledger, payments
-from shared.db import QUERIES, ConstraintViolation
+from shared.db import QUERIES, ConstraintViolation, expect_row
 from shared.jobs import ClaimedJob, Handler
 from shared.registry import BOOKING_CANCEL, BOOKING_COMPLETE, BOOKING_CREATE, BOOKING_MARK_PAID
 from shared.schemas import BookingCommand, BookingCreated, BookingRequest, BookingTransitioned
@@ -34,8 +34,7 @@ def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.H
     except ConstraintViolation as exc:  # a second worker holding an expired lease placed it meanwhile
         if exc.constraint != "bookings_created_by_job_key":
             raise
-        row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone()
-        assert row is not None
+        row = expect_row(conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone(), "booking_of_job")
         return booking.Hold.from_row(row)
 
 
@@ -61,7 +60,7 @@ def prepare_create_booking(conn: psycopg.Connection[Any], job: ClaimedJob) -> Ha
 
 
 def _created(hold: booking.Hold, **payment: str) -> BookingCreated:
-    return BookingCreated(booking_id=hold.booking_id, status=hold.status,  # type: ignore[arg-type]
+    return BookingCreated(booking_id=hold.booking_id, status=hold.status,
                           hold_expires_at=hold.hold_expires_at, **payment)
 
 

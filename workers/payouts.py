@@ -8,7 +8,7 @@ period pays it again).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import psycopg
@@ -56,9 +56,9 @@ def prepare_payout(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
     return record
 
 
-def _sent(payout: dict[str, Any], status: str, transfer_id: str | None) -> PayoutSent:
-    return PayoutSent(payout_id=payout["id"], status=status, stripe_transfer_id=transfer_id,  # type: ignore[arg-type]
-                      amount=payout["amount"])
+def _sent(payout: dict[str, Any], status: Literal["pending", "paid", "failed"],
+          transfer_id: str | None) -> PayoutSent:
+    return PayoutSent(payout_id=payout["id"], status=status, stripe_transfer_id=transfer_id, amount=payout["amount"])
 
 
 def prepare_reconcile(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:

@@ -98,7 +98,7 @@ class Scheduler:
         with self.pool.connection() as conn:
             leader = self.acquire_leadership(conn)
             if self.gauges is not None:
-                self._refresh_gauges(conn, leader)
+                self._refresh_gauges(self.gauges, conn, leader)
             if not leader:
                 return None
             done = {
@@ -113,10 +113,9 @@ class Scheduler:
             log.info("scheduler tick", extra=done)
         return done
 
-    def _refresh_gauges(self, conn: psycopg.Connection[Any], leader: bool) -> None:
-        assert self.gauges is not None
+    def _refresh_gauges(self, gauges: Gauges, conn: psycopg.Connection[Any], leader: bool) -> None:
         try:
-            self.gauges.refresh(conn, self.broker, self.settings.redis_namespace, leader)
+            gauges.refresh(conn, self.broker, self.settings.redis_namespace, leader)
         except (psycopg.Error, redis.RedisError) as exc:  # metrics never stop the periodic work
             log.warning("could not refresh gauges", extra={"error": type(exc).__name__})
 
@@ -130,7 +129,8 @@ class Scheduler:
         closed, jobs = close_due_periods(conn, now=datetime.now(UTC), max_attempts=self.settings.job_max_attempts)
         for period in closed:
             log.info("settlement period closed", extra={"provider_id": str(period.provider_id),
-                                                        "batch_id": str(period.batch_id), "payouts": len(period.payouts)})
+                                                        "batch_id": str(period.batch_id),
+                                                        "payouts": len(period.payouts)})
         self._enqueue(PAYOUT_SEND, jobs)
         return len(jobs)
 
@@ -173,7 +173,7 @@ class Scheduler:
                 self.run_once()
                 if self.gauges is not None:
                     self.gauges.ticks.labels("ok").inc()
-            except Exception:  # noqa: BLE001 - a failed tick (DB/Redis restart) is retried next tick
+            except Exception:  # a failed tick (DB/Redis restart) is retried next tick
                 log.exception("scheduler tick failed")
                 if self.gauges is not None:
                     self.gauges.ticks.labels("failed").inc()

@@ -8,10 +8,10 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import get
-from litestar.datastructures import State
 from litestar.params import Parameter
 
 from gateway.problems import Problem, problem_responses
+from gateway.state import GatewayState
 from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
 from shared.schemas import NightAvailability, Slot, SlotAvailability
@@ -23,7 +23,7 @@ MAX_WINDOW_DAYS = 62
      summary="Free slots (slot resource, needs service_id) or free nights (stay listing)",
      responses=problem_responses(Code.VALIDATION_FAILED, Code.NOT_FOUND))
 async def slot_availability(
-    state: State, resource_id: UUID,
+    state: GatewayState, resource_id: UUID,
     from_date: Annotated[date, Parameter(query="from", description="first local date (YYYY-MM-DD)")],
     to_date: Annotated[date, Parameter(query="to", description="last local date, inclusive")],
     service_id: Annotated[UUID | None, Parameter(query="service_id")] = None,
@@ -52,7 +52,8 @@ async def slot_availability(
             cur = await conn.execute(QUERIES["get_offer_time_zone"], params)
             zone = await cur.fetchone()
             if zone is None:
-                raise Problem(Code.NOT_FOUND, f"resource {resource_id} does not exist or does not offer service {chosen}")
+                raise Problem(Code.NOT_FOUND,
+                              f"resource {resource_id} does not exist or does not offer service {chosen}")
             cur = await conn.execute(QUERIES["slot_availability"], params)
             slots = [Slot(**row) for row in await cur.fetchall()]
         return SlotAvailability(resource_id=resource_id, service_id=chosen, time_zone=zone["time_zone"], slots=slots)

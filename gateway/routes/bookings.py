@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 
 from gateway.idempotency import Check, KeyedCommand, keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
+from gateway.state import GatewayState
 from shared.booking import read_booking
 from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
@@ -32,8 +32,10 @@ from shared.schemas import (
       description="Validates and records the request as a job, then answers 202 at once. Needs an "
                   "Idempotency-Key header. Poll the job at `status_url` until it is terminal.",
       responses=problem_responses(Code.VALIDATION_FAILED, Code.IDEMPOTENCY_KEY_MISSING, Code.NOT_FOUND,
-                                  Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.IDEMPOTENCY_KEY_REUSED, Code.SERVICE_UNAVAILABLE))
-async def create_booking(request: Request[Any, Any, Any], state: State, data: BookingRequest) -> Response[Accepted]:
+                                  Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.IDEMPOTENCY_KEY_REUSED,
+                                  Code.SERVICE_UNAVAILABLE))
+async def create_booking(request: Request[Any, Any, Any], state: GatewayState,
+                         data: BookingRequest) -> Response[Accepted]:
     command = keyed_command(request, data)
     if isinstance(data, StayBookingRequest):
         return await _accept_stay(request, state, command, data)
@@ -44,14 +46,14 @@ async def create_booking(request: Request[Any, Any, Any], state: State, data: Bo
     offer = Check("check_slot_offer", {"resource_id": data.resource_id, "service_id": data.service_id},
                   Problem(Code.NOT_FOUND, f"resource {data.resource_id} does not exist or does not offer "
                                        f"service {data.service_id}"))
-    return await state.acceptor.accept(  # type: ignore[no-any-return]
+    return await state.acceptor.accept(
         request, command, job_type=BOOKING_CREATE, payload=data, check=offer)
 
 
 MAX_NIGHTS = 90
 
 
-async def _accept_stay(request: Request[Any, Any, Any], state: State, command: KeyedCommand,
+async def _accept_stay(request: Request[Any, Any, Any], state: GatewayState, command: KeyedCommand,
                        data: StayBookingRequest) -> Response[Accepted]:
     nights = (data.check_out - data.check_in).days
     if not 1 <= nights <= MAX_NIGHTS:
@@ -62,13 +64,13 @@ async def _accept_stay(request: Request[Any, Any, Any], state: State, command: K
                       errors=[{"field": "check_in", "message": "in the past"}])
     listing = Check("check_stay_listing", {"resource_id": data.resource_id},
                     Problem(Code.NOT_FOUND, f"listing {data.resource_id} does not exist"))
-    return await state.acceptor.accept(  # type: ignore[no-any-return]
+    return await state.acceptor.accept(
         request, command, job_type=BOOKING_CREATE, payload=data, check=listing)
 
 
 @get("/v1/bookings", summary="List bookings (cursor pagination)")
 async def list_bookings(
-    state: State,
+    state: GatewayState,
     provider: Annotated[UUID | None, Parameter(query="provider")] = None,
     status: Annotated[BookingStatus | None, Parameter(query="status")] = None,
     from_: Annotated[datetime | None, Parameter(query="from")] = None,
@@ -91,7 +93,7 @@ async def list_bookings(
 
 @get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail",
      responses=problem_responses(Code.NOT_FOUND))
-async def get_booking(state: State, booking_id: UUID) -> BookingView:
+async def get_booking(state: GatewayState, booking_id: UUID) -> BookingView:
     async def read() -> BookingView | None:
         async with state.pool.connection() as conn:
             return await read_booking(conn, booking_id)

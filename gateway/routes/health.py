@@ -6,7 +6,8 @@ import asyncio
 
 import msgspec
 from litestar import Response, get
-from litestar.datastructures import State
+
+from gateway.state import GatewayState
 
 
 class Health(msgspec.Struct, omit_defaults=True):
@@ -21,7 +22,7 @@ async def healthz() -> Health:
 
 
 @get("/readyz", summary="Postgres and Redis are reachable")
-async def readyz(state: State) -> Response[Health]:
+async def readyz(state: GatewayState) -> Response[Health]:
     postgres, redis = "ok", "ok"
     try:
         async with asyncio.timeout(2):

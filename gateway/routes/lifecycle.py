@@ -8,11 +8,11 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Request, Response, post
-from litestar.datastructures import State
 
 from gateway.auth import require_system_token
 from gateway.idempotency import Check, keyed_command
 from gateway.problems import Problem, problem_responses
+from gateway.state import GatewayState
 from shared.db import QUERIES
 from shared.errors import Code
 from shared.registry import BOOKING_CANCEL, BOOKING_COMPLETE, BOOKING_MARK_PAID
@@ -23,7 +23,7 @@ COMMAND_PROBLEMS = problem_responses(
     Code.BOOKING_INVALID_TRANSITION, Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.IDEMPOTENCY_KEY_REUSED)
 
 
-async def _accept_transition(request: Request[Any, Any, Any], state: State, booking_id: UUID, body: Any,
+async def _accept_transition(request: Request[Any, Any, Any], state: GatewayState, booking_id: UUID, body: Any,
                              job_type: str, to_status: BookingStatus, actor: str, reason: str | None
                              ) -> Response[Accepted]:
     command = keyed_command(request, body)
@@ -39,14 +39,14 @@ async def _accept_transition(request: Request[Any, Any, Any], state: State, book
 
     check = Check("check_transition_allowed", {"booking_id": booking_id, "to_status": to_status}, refusal)
     payload = BookingCommand(booking_id=booking_id, to_status=to_status, actor=actor, reason=reason)
-    return await state.acceptor.accept(  # type: ignore[no-any-return]
+    return await state.acceptor.accept(
         request, command, job_type=job_type, payload=payload, check=check)
 
 
 @post("/v1/bookings/{booking_id:uuid}/cancel", status_code=202, summary="Cancel a booking",
       description="From pending_payment or paid. Accepted as a job; needs an Idempotency-Key header.",
       responses=COMMAND_PROBLEMS)
-async def cancel_booking(request: Request[Any, Any, Any], state: State, booking_id: UUID,
+async def cancel_booking(request: Request[Any, Any, Any], state: GatewayState, booking_id: UUID,
                          data: CancelRequest) -> Response[Accepted]:
     actor = "system" if request.headers.get("x-system-token") else "customer"
     return await _accept_transition(request, state, booking_id, data, BOOKING_CANCEL, "cancelled", actor,
@@ -55,7 +55,7 @@ async def cancel_booking(request: Request[Any, Any, Any], state: State, booking_
 
 @post("/v1/bookings/{booking_id:uuid}/complete", status_code=202, guards=[require_system_token],
       summary="Mark a paid booking completed (owner/system)", responses=COMMAND_PROBLEMS)
-async def complete_booking(request: Request[Any, Any, Any], state: State, booking_id: UUID,
+async def complete_booking(request: Request[Any, Any, Any], state: GatewayState, booking_id: UUID,
                            data: CompleteRequest) -> Response[Accepted]:
     return await _accept_transition(request, state, booking_id, data, BOOKING_COMPLETE, "completed", "system",
                                     data.note or "service delivered")
@@ -63,6 +63,7 @@ async def complete_booking(request: Request[Any, Any, Any], state: State, bookin
 
 @post("/v1/system/bookings/{booking_id:uuid}/mark-paid", status_code=202, guards=[require_system_token],
       summary="Mark a booking paid (system; until payments arrive)", responses=COMMAND_PROBLEMS)
-async def mark_booking_paid(request: Request[Any, Any, Any], state: State, booking_id: UUID) -> Response[Accepted]:
+async def mark_booking_paid(request: Request[Any, Any, Any], state: GatewayState,
+                            booking_id: UUID) -> Response[Accepted]:
     return await _accept_transition(request, state, booking_id, None, BOOKING_MARK_PAID, "paid", "system",
                                     "marked paid by the system")

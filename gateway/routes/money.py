@@ -9,13 +9,13 @@ from uuid import UUID
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import Parameter
 
 from gateway.auth import require_system_token
 from gateway.idempotency import keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
+from gateway.state import GatewayState
 from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
 from shared.ledger import Balance
@@ -81,7 +81,7 @@ class PayoutPage(msgspec.Struct):
     next_cursor: str | None
 
 
-async def _fetch(state: State, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+async def _fetch(state: GatewayState, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     async def read() -> list[dict[str, Any]]:
         async with state.pool.connection() as conn:
             cur = await conn.execute(QUERIES[query], params)
@@ -90,7 +90,7 @@ async def _fetch(state: State, query: str, params: dict[str, Any]) -> list[dict[
     return await with_reconnect(read)
 
 
-async def _require_provider(state: State, provider_id: UUID) -> None:
+async def _require_provider(state: GatewayState, provider_id: UUID) -> None:
     if not await _fetch(state, "get_provider", {"id": provider_id}):
         raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist")
 
@@ -98,7 +98,7 @@ async def _require_provider(state: State, provider_id: UUID) -> None:
 @get("/v1/providers/{provider_id:uuid}/balance", guards=[require_system_token],
      summary="A provider's balance per currency: pending, available, in transit, paid out",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
-async def provider_balance(state: State, provider_id: UUID) -> ProviderBalance:
+async def provider_balance(state: GatewayState, provider_id: UUID) -> ProviderBalance:
     await _require_provider(state, provider_id)
     rows = await _fetch(state, "provider_balances", {"provider_id": provider_id})
     return ProviderBalance(provider_id=provider_id, balances=[Balance(**row) for row in rows])
@@ -108,7 +108,7 @@ async def provider_balance(state: State, provider_id: UUID) -> ProviderBalance:
      summary="A provider's ledger entries between two instants, with the running balance",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def provider_statement(
-    state: State, provider_id: UUID,
+    state: GatewayState, provider_id: UUID,
     from_: Annotated[datetime, Parameter(query="from")],
     to: Annotated[datetime, Parameter(query="to")],
 ) -> Statement:
@@ -130,7 +130,7 @@ async def provider_statement(
 @get("/v1/payouts", guards=[require_system_token], summary="A provider's payout batches with their booking lines",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.VALIDATION_FAILED))
 async def list_payouts(
-    state: State, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50, cursor: str | None = None,
+    state: GatewayState, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50, cursor: str | None = None,
 ) -> PayoutPage:
     before_created_at, before_id = decode_cursor(cursor)
     rows = await _fetch(state, "list_payout_batches", {"provider_id": provider, "limit": limit + 1,
@@ -147,8 +147,8 @@ class ReconcileRequest(msgspec.Struct, forbid_unknown_fields=True):
 @post("/v1/system/reconciliations", guards=[require_system_token], status_code=202,
       summary="Reconcile the ledger with Stripe's balance transactions now (as a job)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.IDEMPOTENCY_KEY_MISSING))
-async def run_reconciliation(request: Request[Any, Any, Any], state: State,
+async def run_reconciliation(request: Request[Any, Any, Any], state: GatewayState,
                              data: ReconcileRequest) -> Response[Accepted]:
     command = keyed_command(request, data)
-    return await state.acceptor.accept(  # type: ignore[no-any-return]
+    return await state.acceptor.accept(
         request, command, job_type=LEDGER_RECONCILE, payload=data, check=None)

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 import msgspec
 import stripe
 from litestar import Request, get, post
-from litestar.datastructures import State
 
 from gateway.auth import require_system_token
 from gateway.problems import Problem, problem_responses
+from gateway.state import GatewayState
 from shared.broker import build_message
 from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
@@ -69,8 +69,9 @@ class StripeEventView(msgspec.Struct):
 @post("/v1/webhooks/stripe", status_code=200, summary="Stripe webhook ingress",
       description="Verifies the Stripe-Signature (stripe SDK, 300 s tolerance), stores the event once and "
                   "queues it for the payments worker. A duplicate delivery answers 200 with duplicate: true.",
-      responses=problem_responses(Code.WEBHOOK_SIGNATURE_INVALID, Code.WEBHOOK_PAYLOAD_INVALID, Code.SERVICE_UNAVAILABLE))
-async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> WebhookReceived:
+      responses=problem_responses(Code.WEBHOOK_SIGNATURE_INVALID, Code.WEBHOOK_PAYLOAD_INVALID,
+                                  Code.SERVICE_UNAVAILABLE))
+async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -> WebhookReceived:
     settings = state.settings
     payload = await request.body()
     try:
@@ -80,7 +81,7 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         log.warning("stripe webhook refused", extra={"reason": str(exc)[:120]})
         raise Problem(Code.WEBHOOK_SIGNATURE_INVALID, "the Stripe-Signature header does not verify this payload "
-                                                   "(bad signature, wrong secret or older than the tolerance)") from None
+                                   "(bad signature, wrong secret or older than the tolerance)") from None
     try:
         event = msgspec.json.decode(payload, type=StripeEventEnvelope)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -90,7 +91,8 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
     apply = JOB_TYPES[STRIPE_APPLY_EVENT]
     params = {"event_id": event.id, "type": event.type, "object_id": event.data.object.id, "created": event.created,
               "payload": payload.decode(), "handled": handled, "job_id": uuid.uuid4(),
-              "job_type": STRIPE_APPLY_EVENT, "queue": apply.queue, "actor": apply.actor, "max_attempts": settings.job_max_attempts,
+              "job_type": STRIPE_APPLY_EVENT, "queue": apply.queue, "actor": apply.actor,
+              "max_attempts": settings.job_max_attempts,
               "request_id": request.scope.get("state", {}).get("request_id")}
 
     async def store() -> dict[str, Any] | None:
@@ -107,7 +109,7 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
 @get("/v1/system/stripe-events/{event_id:str}", guards=[require_system_token],
      summary="What a Stripe event was and what applying it changed (support)",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
-async def get_stripe_event(state: State, event_id: str) -> StripeEventView:
+async def get_stripe_event(state: GatewayState, event_id: str) -> StripeEventView:
     async def read() -> dict[str, Any] | None:
         async with state.pool.connection() as conn:
             cur = await conn.execute(QUERIES["get_stripe_event"], {"event_id": event_id})

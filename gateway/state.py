@@ -1,0 +1,21 @@
+"""The gateway's application state, typed: what the lifespan (gateway/app.py) puts there for handlers.
+
+Handlers take ``state: GatewayState``; Litestar hands them the app's state as this class, so every
+attribute below is checked by mypy where it is used.
+"""
+
+from __future__ import annotations
+
+from litestar.datastructures import State
+
+from gateway.idempotency import CommandAcceptor
+from shared.broker import AsyncEnqueuer
+from shared.config import Settings
+from shared.db import AsyncPool
+
+
+class GatewayState(State):
+    settings: Settings
+    pool: AsyncPool
+    enqueuer: AsyncEnqueuer
+    acceptor: CommandAcceptor
