@@ -80,9 +80,15 @@ def _imports(path: Path, module: str) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+            found.add(node.module)  # `from package import submodule` is narrowed to the submodule below
             found |= {f"{node.module}.{alias.name}" for alias in node.names}
     return {name for name in found if name.split(".")[0] in PACKAGES and name != module}
+
+
+def _narrow(imported: set[str], modules: set[str]) -> set[str]:
+    """Drop a package when what was imported from it is one of its submodules."""
+    return {name for name in imported
+            if name in modules and not any(other.startswith(name + ".") for other in imported & modules)}
 
 
 def _project_graph() -> dict[str, set[str]]:
@@ -91,8 +97,7 @@ def _project_graph() -> dict[str, set[str]]:
         for path in (ROOT / package).rglob("*.py"):
             parts = path.relative_to(ROOT).with_suffix("").parts
             modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return {module: {name for name in _imports(path, module) if name in modules}
-            for module, path in modules.items()}
+    return {module: _narrow(_imports(path, module), set(modules)) for module, path in modules.items()}
 
 
 def test_no_import_cycles_anywhere_in_the_project() -> None:

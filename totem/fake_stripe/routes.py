@@ -1,0 +1,139 @@
+"""The HTTP edge of the fake: Stripe's endpoints (``/v1/...``) and the test controls (``/_fake/...``).
+
+Handlers only parse, authenticate and answer; the account and its rules live in ``state.py``, the objects
+in ``objects.py``. Handlers close over the one ``FakeStripe`` the app was built with. Every Stripe answer
+carries ``Request-Id`` and ``Stripe-Version``, and a replay also ``Idempotent-Replayed: true``. With an
+API key configured, a call without ``Authorization: Bearer <key>`` gets Stripe's 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
+
+import totem.fake_stripe.objects as objects
+from totem.fake_stripe.faults import Fault
+from totem.fake_stripe.state import API_VERSION, FakeStripe, StripeError, decode_form, new_id
+
+Params = dict[str, Any]
+Answer = Response[dict[str, Any]]
+
+
+def _answer(status: int, body: dict[str, Any], replayed: bool = False) -> Answer:
+    headers = {"Request-Id": new_id("req"), "Stripe-Version": API_VERSION}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body, status_code=status, headers=headers)
+
+
+def _unauthorized() -> Answer:
+    return _answer(401, StripeError(401, "invalid_request_error", "Invalid API Key provided.").body)
+
+
+def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
+    """The Stripe endpoints Totem calls: PaymentIntents, Refunds, Transfers, balance transactions."""
+
+    def authorized(request: Request[Any, Any, Any]) -> bool:
+        if api_key is None:
+            return True
+        auth = request.headers.get("authorization", "")
+        return hmac.compare_digest(auth, f"Bearer {api_key}")
+
+    async def call(request: Request[Any, Any, Any], operation: str, run: Callable[[Params], Params]) -> Answer:
+        if not authorized(request):
+            return _unauthorized()
+        params = decode_form(await request.body())
+        await fake.faults.stall(operation)
+        status, body, replayed = fake.call(operation, request.headers.get("idempotency-key"), params,
+                                           lambda: run(params))
+        return _answer(status, body, replayed)
+
+    @post("/v1/payment_intents", status_code=200)
+    async def create_payment_intent(request: Request[Any, Any, Any]) -> Answer:
+        return await call(request, "payment_intents.create", lambda p: objects.create_payment_intent(fake, p))
+
+    @get("/v1/payment_intents/{intent_id:str}")
+    async def retrieve_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
+        if not authorized(request):
+            return _unauthorized()
+        try:
+            return _answer(200, objects.payment_intent(fake, intent_id))
+        except StripeError as exc:
+            return _answer(exc.status, exc.body)
+
+    @post("/v1/payment_intents/{intent_id:str}/confirm", status_code=200)
+    async def confirm_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
+        return await call(request, "payment_intents.confirm",
+                          lambda p: objects.confirm_payment_intent(fake, intent_id, p))
+
+    @post("/v1/payment_intents/{intent_id:str}/cancel", status_code=200)
+    async def cancel_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
+        return await call(request, "payment_intents.cancel",
+                          lambda p: objects.cancel_payment_intent(fake, intent_id, p))
+
+    @post("/v1/refunds", status_code=200)
+    async def create_refund(request: Request[Any, Any, Any]) -> Answer:
+        return await call(request, "refunds.create", lambda p: objects.create_refund(fake, p))
+
+    @post("/v1/transfers", status_code=200)
+    async def create_transfer(request: Request[Any, Any, Any]) -> Answer:
+        return await call(request, "transfers.create", lambda p: objects.create_transfer(fake, p))
+
+    @get("/v1/balance_transactions")
+    async def list_balance_transactions(request: Request[Any, Any, Any]) -> Answer:
+        if not authorized(request):
+            return _unauthorized()
+        query = {k: str(v) for k, v in request.query_params.items()}
+        fault = fake.faults.take("balance_transactions.list")
+        if fault is not None:
+            return _answer(fault.status, StripeError(fault.status, "api_error", "injected failure").body)
+        return _answer(200, objects.list_balance_transactions(fake, query))
+
+    return [create_payment_intent, retrieve_payment_intent, confirm_payment_intent, cancel_payment_intent,
+            create_refund, create_transfer, list_balance_transactions]
+
+
+def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
+    """``/_fake/...``: arm faults, steer webhook delivery, and read what happened (JSON, no auth)."""
+
+    @post("/_fake/faults", status_code=200)
+    async def set_fault(data: dict[str, Any]) -> dict[str, Any]:
+        fake.faults.arm(str(data["operation"]), Fault.from_request(data))
+        return {"ok": True}
+
+    @post("/_fake/webhooks", status_code=200)
+    async def set_webhooks(data: dict[str, Any]) -> dict[str, Any]:
+        webhooks = fake.webhooks
+        webhooks.hold = bool(data.get("hold", webhooks.hold))
+        webhooks.copies = int(data.get("copies", webhooks.copies))
+        webhooks.delay_seconds = float(data.get("delay_seconds", webhooks.delay_seconds))
+        return {"hold": webhooks.hold, "copies": webhooks.copies, "delay_seconds": webhooks.delay_seconds,
+                "held": len(webhooks.held)}
+
+    @post("/_fake/webhooks/release", status_code=200)
+    async def release_webhooks(data: dict[str, Any]) -> dict[str, Any]:
+        sent = fake.webhooks.release(str(data.get("order", "in_order")), int(data.get("copies", 1)),
+                                     data.get("seed"))
+        return {"released": sent}
+
+    @get("/_fake/requests")
+    async def list_requests() -> list[dict[str, Any]]:
+        return fake.requests
+
+    @get("/_fake/events")
+    async def list_events() -> list[dict[str, Any]]:
+        return fake.events
+
+    @get("/_fake/deliveries")
+    async def list_deliveries() -> list[dict[str, Any]]:
+        return fake.webhooks.deliveries
+
+    @get("/_fake/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return [set_fault, set_webhooks, release_webhooks, list_requests, list_events, list_deliveries, health]
