@@ -27,7 +27,7 @@ def cpu_by_part(sessions: dict[str, int]) -> dict[str, float]:
             part = "load generator"
         elif session in by_session:
             part = by_session[session]
-        elif comm.startswith("postgres") or comm.startswith("postmaster"):
+        elif comm.startswith(("postgres", "postmaster")):
             part = "postgres"
         elif comm.startswith("redis-server"):
             part = "redis"

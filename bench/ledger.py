@@ -15,15 +15,20 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bench.pgbench import render
+from bench.rows import one_row
 from shared.db import QUERIES
 
 STATEMENT_ENTRIES = 100_000
+_PROVIDER_ENTRIES = ("SELECT count(*) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "
+                     "WHERE a.provider_id = %s")
 
 
 def _entries(provider_id: str) -> str:
     return ("'[{\"kind\": \"platform_cash\", \"provider_id\": null, \"currency\": \"EUR\", \"amount\": 2500},"
-            f" {{\"kind\": \"provider_pending\", \"provider_id\": \"{provider_id}\", \"currency\": \"EUR\", \"amount\": -2250}},"
-            " {\"kind\": \"platform_commission\", \"provider_id\": null, \"currency\": \"EUR\", \"amount\": -250}]'::jsonb")
+            f" {{\"kind\": \"provider_pending\", \"provider_id\": \"{provider_id}\", \"currency\": \"EUR\","
+            " \"amount\": -2250},"
+            " {\"kind\": \"platform_commission\", \"provider_id\": null, \"currency\": \"EUR\","
+            " \"amount\": -250}]'::jsonb")
 
 
 def write_scripts(directory: Path, provider_id: str, accounts: dict[str, int]) -> dict[str, Path]:
@@ -35,7 +40,8 @@ def write_scripts(directory: Path, provider_id: str, accounts: dict[str, int]) -
         "INSERT INTO ledger_transactions (idempotency_key, kind, fingerprint) "
         f"VALUES ({key} || '-direct', 'capture', sha256({key}::bytea)) RETURNING id AS txn \\gset",
         "INSERT INTO ledger_entries (transaction_id, account_id, amount, currency) VALUES "
-        f"(CAST(:txn AS bigint), {accounts['platform_cash']}, 2500, 'EUR'), (CAST(:txn AS bigint), {accounts['provider_pending']}, -2250, 'EUR'), "
+        f"(CAST(:txn AS bigint), {accounts['platform_cash']}, 2500, 'EUR'), "
+        f"(CAST(:txn AS bigint), {accounts['provider_pending']}, -2250, 'EUR'), "
         f"(CAST(:txn AS bigint), {accounts['platform_commission']}, -250, 'EUR');",
         "COMMIT;",
     ]
@@ -47,28 +53,28 @@ def write_scripts(directory: Path, provider_id: str, accounts: dict[str, int]) -
 
 def accounts(url: str, provider_id: str) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return {kind: conn.execute("SELECT ledger_account(%s, %s, 'EUR')",  # type: ignore[index]
-                                   (kind, None if kind.startswith("platform_") else provider_id)).fetchone()[0]
+        return {kind: one_row(conn, "SELECT ledger_account(%s, %s, 'EUR')",
+                              (kind, None if kind.startswith("platform_") else provider_id))[0]
                 for kind in ("platform_cash", "provider_pending", "platform_commission")}
 
 
 def fill(url: str, provider_id: str, say: Callable[[str], None]) -> int:
     """Top the provider's accounts up to STATEMENT_ENTRIES entries (captures posted through ledger_post)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        have = conn.execute("SELECT count(*) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "
-                            "WHERE a.provider_id = %s", (provider_id,)).fetchone()[0]  # type: ignore[index]
+        have = one_row(conn, _PROVIDER_ENTRIES, (provider_id,))[0]
         missing = max(0, STATEMENT_ENTRIES - have)
         say(f"ledger: posting {missing} more captures so the provider has {STATEMENT_ENTRIES} entries ...")
         for start in range(0, missing, 10_000):
             conn.execute(
-                "SELECT ledger_post('fill:' || g, 'capture', NULL, NULL, NULL, NULL, "
-                "jsonb_build_array(jsonb_build_object('kind', 'platform_cash', 'provider_id', NULL, 'currency', 'EUR', 'amount', 2500),"
-                " jsonb_build_object('kind', 'provider_pending', 'provider_id', %s::text, 'currency', 'EUR', 'amount', -2250),"
-                " jsonb_build_object('kind', 'platform_commission', 'provider_id', NULL, 'currency', 'EUR', 'amount', -250)))"
+                "SELECT ledger_post('fill:' || g, 'capture', NULL, NULL, NULL, NULL, jsonb_build_array("
+                "jsonb_build_object('kind', 'platform_cash', 'provider_id', NULL, 'currency', 'EUR', 'amount', 2500),"
+                " jsonb_build_object('kind', 'provider_pending', 'provider_id', %s::text, 'currency', 'EUR',"
+                " 'amount', -2250),"
+                " jsonb_build_object('kind', 'platform_commission', 'provider_id', NULL, 'currency', 'EUR',"
+                " 'amount', -250)))"
                 " FROM generate_series(%s::int, %s::int) g", (provider_id, start, min(missing, start + 10_000) - 1))
         conn.execute("ANALYZE ledger_entries")
-        return int(conn.execute("SELECT count(*) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "
-                                "WHERE a.provider_id = %s", (provider_id,)).fetchone()[0])  # type: ignore[index]
+        return int(one_row(conn, _PROVIDER_ENTRIES, (provider_id,))[0])
 
 
 def read_times(url: str, provider_id: str, runs: int = 20) -> dict[str, Any]:
@@ -76,8 +82,7 @@ def read_times(url: str, provider_id: str, runs: int = 20) -> dict[str, Any]:
     whole-history statement (first 5,000 rows) and the balance, at 100k entries."""
     out: dict[str, Any] = {}
     with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
-        span = conn.execute("SELECT min(created_at) AS lo, max(created_at) AS hi FROM ledger_entries").fetchone()
-        assert span is not None
+        span = one_row(conn, "SELECT min(created_at) AS lo, max(created_at) AS hi FROM ledger_entries")
         cases = {
             "statement_last_day": ("provider_statement", {"provider_id": provider_id, "from": span["hi"] - _day(),
                                                           "to": span["hi"] + _day(), "limit": 5001}),

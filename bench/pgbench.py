@@ -15,7 +15,7 @@ from shared.db import QUERIES
 from shared.registry import BOOKING_CREATE, JOB_TYPES, PAYMENT_CANCEL_INTENT, STRIPE_APPLY_EVENT, job_route
 
 _JOB = "('00000000-0000-4000-8000-' || lpad(to_hex(((:client_id * 1000000 + :n) + {space})::bigint), 12, '0'))::uuid"
-_TOKEN = "md5(:client_id || '-' || :n || '-{space}')::uuid"
+_TOKEN = "md5(:client_id || '-' || :n || '-{space}')::uuid"  # noqa: S105 - the claim token's pgbench expression, not a secret
 _START = "(timestamptz '2030-01-01 00:00Z' + ((:client_id * 1000000 + :n) * 30 + {space}) * interval '1 minute')"
 _CUSTOMER = "'{\"name\": \"Bench Customer\", \"email\": \"bench@example.com\", \"phone\": null}'::jsonb"
 _PAYLOAD = ("'{\"kind\": \"slot\", \"resource_id\": \"00000000-0000-0000-0000-000000000000\", \"service_id\": "

@@ -34,6 +34,7 @@ from bench import ledger as ledger_bench
 from bench.cpu import cpu_by_part, delta
 from bench.load import build_post, percentile, run_load
 from bench.pgbench import PRESEED_JOBS, write_scripts
+from bench.rows import one_row, one_row_async
 from shared.db import QUERIES
 from shared.payments import HANDLED_EVENTS
 from shared.registry import BOOKING_CREATE, STRIPE_APPLY_EVENT
@@ -76,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
                                   "params": {k: v for k, v in vars(args).items() if k != "func"}}
         scripts = write_scripts(work / "pgbench", resources[0]["service_id"])
         with psycopg.connect(url, autocommit=True) as conn:  # the queued job rows job.sql claims
-            conn.execute(PRESEED_JOBS, {"clients": PGBENCH_CLIENTS, "per_client": 10_000 * args.pgbench_seconds // 10 + 5000})
+            conn.execute(PRESEED_JOBS, {"clients": PGBENCH_CLIENTS,
+                                        "per_client": 10_000 * args.pgbench_seconds // 10 + 5000})
         report["pgbench_job"] = _pgbench(url, scripts["job"], args.pgbench_seconds, resources)
         report["pgbench_full"] = _pgbench(url, scripts["full"], args.pgbench_seconds, resources)
         report["pgbench_webhook"] = _pgbench(url, scripts["webhook"], args.pgbench_seconds, resources)
@@ -99,21 +101,18 @@ def main(args: argparse.Namespace) -> int:
 def _catalog(url: str) -> list[dict[str, str]]:
     """One provider, RESOURCES masters each offering one 30-minute service."""
     with psycopg.connect(url, row_factory=dict_row) as conn:
-        provider = conn.execute(QUERIES["insert_provider"], {
+        provider = one_row(conn, QUERIES["insert_provider"], {
             "slug": "bench-salon", "name": "Bench Salon", "time_zone": "Europe/Berlin", "currency": "EUR",
             "commission_bps": 1000, "hold_ttl_seconds": None,
-            "cancellation_policy": Jsonb([])}).fetchone()
-        assert provider
-        service = conn.execute(QUERIES["insert_service"], {
+            "cancellation_policy": Jsonb([])})
+        service = one_row(conn, QUERIES["insert_service"], {
             "provider_id": provider["id"], "name": "Cut", "duration_minutes": 30, "price": 2500,
-            "currency": "EUR"}).fetchone()
-        assert service
+            "currency": "EUR"})
         conn.execute("CREATE TABLE bench_resources (n int PRIMARY KEY, resource_id uuid NOT NULL)")
         out = []
         for n in range(1, RESOURCES + 1):
-            resource = conn.execute(QUERIES["insert_resource"], {
-                "provider_id": provider["id"], "kind": "slot", "name": f"Master {n}", "nightly_price": None}).fetchone()
-            assert resource
+            resource = one_row(conn, QUERIES["insert_resource"], {
+                "provider_id": provider["id"], "kind": "slot", "name": f"Master {n}", "nightly_price": None})
             conn.execute(QUERIES["offer_service"], {"resource_id": resource["id"], "service_id": service["id"]})
             conn.execute("INSERT INTO bench_resources VALUES (%s, %s)", (n, resource["id"]))
             for weekday in range(1, 8):
@@ -137,14 +136,17 @@ def _pgbench(url: str, script: Path, seconds: int, resources: list[dict[str, str
             say("  " + line)
     if proc.returncode != 0:
         raise RuntimeError(f"pgbench failed: {proc.stderr[-2000:]}")
-    tps = float(re.search(r"tps = ([0-9.]+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    tps_line = re.search(r"tps = ([0-9.]+)", proc.stdout)
+    if tps_line is None:
+        raise RuntimeError(f"pgbench printed no tps line: {proc.stdout[-2000:]}")
+    tps = float(tps_line.group(1))
     latency = re.search(r"latency average = ([0-9.]+) ms", proc.stdout)
     return {"script": script.name, "tps": tps, "latency_avg_ms": float(latency.group(1)) if latency else None}
 
 
 def _ledger(url: str, work: Path, seconds: int, resources: list[dict[str, str]]) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
-        provider_id = str(conn.execute("SELECT id FROM providers WHERE slug = 'bench-salon'").fetchone()[0])  # type: ignore[index]
+        provider_id = str(one_row(conn, "SELECT id FROM providers WHERE slug = 'bench-salon'")[0])
     scripts = ledger_bench.write_scripts(work / "pgbench", provider_id, ledger_bench.accounts(url, provider_id))
     post = _pgbench(url, scripts["ledger_post"], seconds, resources)
     direct = _pgbench(url, scripts["ledger_direct"], seconds, resources)
@@ -155,7 +157,8 @@ def _ledger(url: str, work: Path, seconds: int, resources: list[dict[str, str]])
 
 def _reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE ledger_entries, ledger_transactions, payouts, payout_batches, settlement_periods, idempotency_keys, booking_audit_log, outbox, stripe_event_effects, stripe_events, "
+        conn.execute("TRUNCATE ledger_entries, ledger_transactions, payouts, payout_batches, settlement_periods, "
+                     "idempotency_keys, booking_audit_log, outbox, stripe_event_effects, stripe_events, "
                      "refunds, payments, bookings")
         conn.execute("DELETE FROM jobs WHERE type <> 'bench'")
         conn.execute("VACUUM ANALYZE")
@@ -196,11 +199,12 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
     port = fleet.gateway_port
     host = f"127.0.0.1:{port}"
     warm_day = datetime(2031, 1, 1, 8, tzinfo=UTC)
-    say(f"fleet up: gateway x{args.web_workers}, bookings worker {args.worker_processes}x{args.worker_threads}; warming up")
+    say(f"fleet up: gateway x{args.web_workers}, bookings worker {args.worker_processes}x{args.worker_threads};"
+        " warming up")
     await run_load("127.0.0.1", port, _requests(resources, 500, warm_day, host), args.concurrency)
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
         await _wait_terminal(conn, "1970-01-01", 500, quiet=True)
-        run_start = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
+        run_start = await _db_now(conn)
         requests = _requests(resources, args.requests, datetime(2032, 1, 1, 8, tzinfo=UTC), host)
         say(f"posting {args.requests} bookings at concurrency {args.concurrency} ...")
         sessions = {name: proc.pid for name, proc in fleet.procs.items()}
@@ -208,20 +212,20 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
         ticker = asyncio.create_task(_progress(conn, run_start, args.requests))
         load = await run_load("127.0.0.1", port, requests, args.concurrency)
         ticker.cancel()
-        say(f"all {args.requests} answered in {load.finished - load.started:.1f}s; waiting for every job to be terminal")
+        say(f"all {args.requests} answered in {load.finished - load.started:.1f}s;"
+            " waiting for every job to be terminal")
         await _wait_terminal(conn, run_start, args.requests)
         cpu = delta(cpu_before, cpu_by_part(sessions))
-        row = await (await conn.execute("""
+        row = await one_row_async(conn, """
             SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
                    count(*) FILTER (WHERE status = 'failed') AS failed,
                    extract(epoch FROM max(updated_at) - min(created_at)) AS span,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p50,
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p99
-            FROM jobs WHERE created_at >= %s AND type = %s""", (run_start, BOOKING_CREATE))).fetchone()
+            FROM jobs WHERE created_at >= %s AND type = %s""", (run_start, BOOKING_CREATE))
         accept_only = await _accept_only(args, port, host, resources, fleet, conn)
         webhooks = await _webhook_ingest(args, port, host, fleet, conn)
         availability = await _availability(port, resources[-1], conn)
-    assert row is not None
     accepted = load.statuses.get(202, 0)
     return {
         "accept_only": accept_only,
@@ -229,11 +233,14 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
         "availability": availability,
         "requests": args.requests, "concurrency": args.concurrency, "statuses": load.statuses,
         "accepted_per_s": accepted / (load.finished - load.started),
-        "accept_p50_ms": percentile(load.latencies, 50) * 1000, "accept_p99_ms": percentile(load.latencies, 99) * 1000,
+        "accept_p50_ms": percentile(load.latencies, 50) * 1000,
+        "accept_p99_ms": percentile(load.latencies, 99) * 1000,
         "succeeded": row["succeeded"], "failed": row["failed"],
         "bookings_per_s": row["succeeded"] / float(row["span"]),
-        "accept_to_terminal_p50_ms": float(row["p50"]) * 1000, "accept_to_terminal_p99_ms": float(row["p99"]) * 1000,
-        "cpu_seconds": cpu, "cpu_ms_per_booking": {k: round(v * 1000 / max(1, row["succeeded"]), 3) for k, v in cpu.items()},
+        "accept_to_terminal_p50_ms": float(row["p50"]) * 1000,
+        "accept_to_terminal_p99_ms": float(row["p99"]) * 1000,
+        "cpu_seconds": cpu,
+        "cpu_ms_per_booking": {k: round(v * 1000 / max(1, row["succeeded"]), 3) for k, v in cpu.items()},
     }
 
 
@@ -242,7 +249,7 @@ async def _accept_only(args: argparse.Namespace, port: int, host: str, resources
     """The gateway alone: the worker pool is paused (SIGSTOP), so accepts do not share the CPU with jobs."""
     count = max(1000, args.requests // 2)
     say(f"accept-only: pausing the bookings pool, posting {count} bookings at concurrency {args.concurrency} ...")
-    since = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
+    since = await _db_now(conn)
     pool_pgid = fleet.procs[BOOKINGS_POOL].pid
     os.killpg(pool_pgid, signal.SIGSTOP)
     try:
@@ -265,7 +272,8 @@ async def _webhook_ingest(args: argparse.Namespace, port: int, host: str, fleet:
     secret = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_totem_dev")
     requests = []
     for i in range(count):
-        payload = json.dumps({"id": f"evt_bench_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded",
+        payload = json.dumps({"id": f"evt_bench_{uuid.uuid4().hex}", "object": "event",
+                              "type": "payment_intent.succeeded",
                               "created": int(time.time()), "api_version": "2025-09-30.clover", "livemode": False,
                               "data": {"object": {"id": f"pi_bench_{i}", "object": "payment_intent", "amount": 2500,
                                                   "amount_received": 2500, "currency": "eur", "status": "succeeded",
@@ -273,7 +281,7 @@ async def _webhook_ingest(args: argparse.Namespace, port: int, host: str, fleet:
         requests.append(build_post(host, "/v1/webhooks/stripe", payload.encode(),
                                    {"Stripe-Signature": sign(payload, secret)}))
     say(f"webhooks: pausing the payments pool, posting {count} signed events at concurrency {args.concurrency} ...")
-    since = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
+    since = await _db_now(conn)
     pool_pgid = fleet.procs[PAYMENTS_POOL].pid
     os.killpg(pool_pgid, signal.SIGSTOP)
     try:
@@ -308,8 +316,8 @@ async def _availability(port: int, resource: dict[str, str], conn: psycopg.Async
               "from": today + timedelta(days=30), "to": today + timedelta(days=59), "step_minutes": 15}
     db_ms: list[float] = []
     for _ in range(100):
-        cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + QUERIES["slot_availability"], params)
-        plan = (await cur.fetchone())["QUERY PLAN"]  # type: ignore[index]
+        plan = (await one_row_async(conn, "EXPLAIN (ANALYZE, FORMAT JSON) " + QUERIES["slot_availability"],
+                                    params))["QUERY PLAN"]
         db_ms.append(float(plan[0]["Execution Time"]))
     cur = await conn.execute(QUERIES["slot_availability"], params)
     free = len(await cur.fetchall())
@@ -333,6 +341,11 @@ async def _availability(port: int, resource: dict[str, str], conn: psycopg.Async
             "http_p50_ms": percentile(http_ms, 50), "http_p99_ms": percentile(http_ms, 99)}
 
 
+async def _db_now(conn: psycopg.AsyncConnection[Any]) -> Any:
+    """The database's clock, so job timestamps are compared with the clock that wrote them."""
+    return (await one_row_async(conn, "SELECT now() AS t"))["t"]
+
+
 async def _progress(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> None:
     while True:
         await asyncio.sleep(2)
@@ -340,10 +353,10 @@ async def _progress(conn: psycopg.AsyncConnection[Any], since: Any, total: int) 
 
 
 async def _report(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> int:
-    row = await (await conn.execute(
+    row = await one_row_async(
+        conn,
         "SELECT count(*) AS accepted, count(*) FILTER (WHERE status IN ('succeeded', 'failed')) AS terminal "
-        "FROM jobs WHERE created_at >= %s AND type = %s", (since, BOOKING_CREATE))).fetchone()
-    assert row is not None
+        "FROM jobs WHERE created_at >= %s AND type = %s", (since, BOOKING_CREATE))
     say(f"  accepted {row['accepted']}/{total}, terminal {row['terminal']}")
     return int(row["terminal"])
 
@@ -365,26 +378,43 @@ async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: 
 
 def _print(report: dict[str, Any]) -> None:
     e2e, job, full, hook = report["e2e"], report["pgbench_job"], report["pgbench_full"], report["pgbench_webhook"]
-    av, wh = e2e["availability"], e2e["webhooks"]
+    av, wh, ao = e2e["availability"], e2e["webhooks"], e2e["accept_only"]
     led = report["ledger"]
     rd = led["reads"]
-    print(f"""
-Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)
-  (a)  pgbench, the booking job's SQL             {job['tps']:8.0f} tps   (avg {job['latency_avg_ms']} ms)
-  (a') pgbench, all SQL per booking (accept+job)  {full['tps']:8.0f} tps   (avg {full['latency_avg_ms']} ms)
-  (b)  end-to-end bookings/s through the gateway  {e2e['bookings_per_s']:8.0f} /s    ({e2e['succeeded']} succeeded, {e2e['failed']} failed)
-       accepts/s (202s answered)                  {e2e['accepted_per_s']:8.0f} /s
-  b / a   = {e2e['bookings_per_s'] / job['tps']:.0%}   (target >= 30%, goal 50%)
-  b / a'  = {e2e['bookings_per_s'] / full['tps']:.0%}
-  accept latency        p50 {e2e['accept_p50_ms']:.1f} ms   p99 {e2e['accept_p99_ms']:.1f} ms   (concurrency {e2e['concurrency']}; target p99 < 25 ms)
-  accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms
-  CPU ms per booking    {'  '.join(f"{k} {v}" for k, v in e2e['cpu_ms_per_booking'].items())}
-  accept-only (workers paused)  {e2e['accept_only']['accepted_per_s']:.0f} accepts/s   p50 {e2e['accept_only']['accept_p50_ms']:.1f} ms   p99 {e2e['accept_only']['accept_p99_ms']:.1f} ms
-  webhook ingest (verify + store + enqueue, payments pool paused)  {wh['ingested_per_s']:.0f} events/s   p50 {wh['p50_ms']:.1f} ms   p99 {wh['p99_ms']:.1f} ms
-       / accept-only rate = {wh['ingested_per_s'] / e2e['accept_only']['accepted_per_s']:.0%}    / pgbench of its statement ({hook['tps']:.0f} tps) = {wh['ingested_per_s'] / hook['tps']:.0%}
-  ledger posting (pgbench)  ledger_post {led['post']['tps']:.0f} tps   vs the same rows inserted directly {led['direct']['tps']:.0f} tps   = {led['post']['tps'] / led['direct']['tps']:.0%}
-  at {led['provider_entries']} entries on one provider: statement (last day) p50 {rd['statement_last_day']['p50_ms']} ms p99 {rd['statement_last_day']['p99_ms']} ms;
-       statement (all, first 5,000 rows) p50 {rd['statement_all_first_page']['p50_ms']} ms p99 {rd['statement_all_first_page']['p99_ms']} ms;   balance p50 {rd['balance']['p50_ms']} ms p99 {rd['balance']['p99_ms']} ms
-  availability, 30 days, {av['bookings_on_resource']} bookings on the resource ({av['free_slots']} free slots):
-       database p50 {av['db_p50_ms']:.1f} ms  p99 {av['db_p99_ms']:.1f} ms    through the gateway p50 {av['http_p50_ms']:.1f} ms  p99 {av['http_p99_ms']:.1f} ms
-""", flush=True)
+    day, whole, balance = rd["statement_last_day"], rd["statement_all_first_page"], rd["balance"]
+    cpu = "  ".join(f"{k} {v}" for k, v in e2e["cpu_ms_per_booking"].items())
+    lines = [
+        "",
+        f"Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)",
+        f"  (a)  pgbench, the booking job's SQL             {job['tps']:8.0f} tps   (avg {job['latency_avg_ms']} ms)",
+        f"  (a') pgbench, all SQL per booking (accept+job)  {full['tps']:8.0f} tps   (avg {full['latency_avg_ms']} ms)",
+        f"  (b)  end-to-end bookings/s through the gateway  {e2e['bookings_per_s']:8.0f} /s    "
+        f"({e2e['succeeded']} succeeded, {e2e['failed']} failed)",
+        f"       accepts/s (202s answered)                  {e2e['accepted_per_s']:8.0f} /s",
+        f"  b / a   = {e2e['bookings_per_s'] / job['tps']:.0%}   (target >= 30%, goal 50%)",
+        f"  b / a'  = {e2e['bookings_per_s'] / full['tps']:.0%}",
+        f"  accept latency        p50 {e2e['accept_p50_ms']:.1f} ms   p99 {e2e['accept_p99_ms']:.1f} ms   "
+        f"(concurrency {e2e['concurrency']}; target p99 < 25 ms)",
+        f"  accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   "
+        f"p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms",
+        f"  CPU ms per booking    {cpu}",
+        f"  accept-only (workers paused)  {ao['accepted_per_s']:.0f} accepts/s   "
+        f"p50 {ao['accept_p50_ms']:.1f} ms   p99 {ao['accept_p99_ms']:.1f} ms",
+        f"  webhook ingest (verify + store + enqueue, payments pool paused)  {wh['ingested_per_s']:.0f} events/s   "
+        f"p50 {wh['p50_ms']:.1f} ms   p99 {wh['p99_ms']:.1f} ms",
+        f"       / accept-only rate = {wh['ingested_per_s'] / ao['accepted_per_s']:.0%}    "
+        f"/ pgbench of its statement ({hook['tps']:.0f} tps) = {wh['ingested_per_s'] / hook['tps']:.0%}",
+        f"  ledger posting (pgbench)  ledger_post {led['post']['tps']:.0f} tps   "
+        f"vs the same rows inserted directly {led['direct']['tps']:.0f} tps   "
+        f"= {led['post']['tps'] / led['direct']['tps']:.0%}",
+        f"  at {led['provider_entries']} entries on one provider: "
+        f"statement (last day) p50 {day['p50_ms']} ms p99 {day['p99_ms']} ms;",
+        f"       statement (all, first 5,000 rows) p50 {whole['p50_ms']} ms p99 {whole['p99_ms']} ms;   "
+        f"balance p50 {balance['p50_ms']} ms p99 {balance['p99_ms']} ms",
+        f"  availability, 30 days, {av['bookings_on_resource']} bookings on the resource "
+        f"({av['free_slots']} free slots):",
+        f"       database p50 {av['db_p50_ms']:.1f} ms  p99 {av['db_p99_ms']:.1f} ms    "
+        f"through the gateway p50 {av['http_p50_ms']:.1f} ms  p99 {av['http_p99_ms']:.1f} ms",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

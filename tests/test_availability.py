@@ -14,7 +14,8 @@ from tests.support import make_catalog, new_key, wait_job
 
 def slots(client: httpx.Client, catalog: Any, day: date, last: date | None = None) -> list[tuple[datetime, datetime]]:
     response = client.get(f"/v1/resources/{catalog.resource_id}/availability",
-                          params={"from": day.isoformat(), "to": (last or day).isoformat(), "service_id": catalog.service_id})
+                          params={"from": day.isoformat(), "to": (last or day).isoformat(),
+                                  "service_id": catalog.service_id})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["time_zone"] == "Europe/Berlin"
@@ -69,7 +70,8 @@ def test_availability_input_errors(client: httpx.Client, database_url: str) -> N
                                     "service_id": catalog.service_id}).status_code == 400
     assert client.get(base, params={"from": "2027-01-01", "to": "2027-06-01",
                                     "service_id": catalog.service_id}).status_code == 400
-    assert client.get(base, params={"from": "soon", "to": "2027-01-01", "service_id": catalog.service_id}).status_code == 400
+    assert client.get(base, params={"from": "soon", "to": "2027-01-01",
+                                    "service_id": catalog.service_id}).status_code == 400
     missing = client.get(f"/v1/resources/{uuid.uuid4()}/availability",
                          params={"from": "2027-01-01", "to": "2027-01-01", "service_id": catalog.service_id})
     assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"

@@ -159,11 +159,13 @@ def test_a_lapsed_hold_never_blocks_a_new_booking_even_before_the_scheduler_runs
                                  start_at=start, customer=Customer(name="Ada", email="ada@example.com"))
     with psycopg.connect(isolated_database_url, row_factory=dict_row, autocommit=True) as conn:
         with conn.transaction():
-            first = create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900, max_attempts=5)
+            first = create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900,
+                                        max_attempts=5)
         conn.execute("UPDATE bookings SET hold_expires_at = now() - interval '1 second' WHERE id = %s",
                      (first.booking_id,))
         with conn.transaction():
-            second = create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900, max_attempts=5)
+            second = create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900,
+                                         max_attempts=5)
         statuses = {r["id"]: r["status"] for r in conn.execute("SELECT id, status FROM bookings WHERE resource_id = %s",
                                                                 (catalog.resource_id,))}
         assert statuses == {first.booking_id: "expired", second.booking_id: "pending_payment"}

@@ -21,7 +21,8 @@ def api(client: httpx.Client, method: str, path: str, body: Any = None, **params
 def provider_body(**overrides: Any) -> dict[str, Any]:
     return {"slug": f"salon-{uuid.uuid4().hex[:10]}", "name": "Salon", "time_zone": "Europe/Berlin",
             "currency": "EUR", "commission_bps": 1200, "cancellation_policy": [
-                {"min_hours_before_start": 24, "refund_percent": 100}, {"min_hours_before_start": 0, "refund_percent": 50}],
+                {"min_hours_before_start": 24, "refund_percent": 100},
+                {"min_hours_before_start": 0, "refund_percent": 50}],
             **overrides}
 
 
@@ -80,7 +81,9 @@ def test_a_slug_is_taken_once(client: httpx.Client) -> None:
     assert again.status_code == 409 and again.json()["code"] == "PROVIDER_SLUG_TAKEN"
 
 
-def test_updating_a_service_leaves_existing_bookings_snapshots_alone(client: httpx.Client, salon: dict[str, Any]) -> None:
+def test_updating_a_service_leaves_existing_bookings_snapshots_alone(
+    client: httpx.Client, salon: dict[str, Any],
+) -> None:
     before = book(client, salon, days=101)
     updated = api(client, "PATCH", f"/services/{salon['service']['id']}", {"price": 4000, "name": "Premium cut"})
     assert updated.json()["price"] == 4000
@@ -91,7 +94,9 @@ def test_updating_a_service_leaves_existing_bookings_snapshots_alone(client: htt
     assert (new["amount"], new["service_snapshot"]["name"]) == (4000, "Premium cut")
 
 
-def test_a_soft_deleted_resource_stays_readable_and_takes_no_bookings(client: httpx.Client, salon: dict[str, Any]) -> None:
+def test_a_soft_deleted_resource_stays_readable_and_takes_no_bookings(
+    client: httpx.Client, salon: dict[str, Any],
+) -> None:
     existing = book(client, salon, days=103)
     deleted = api(client, "DELETE", f"/resources/{salon['resource']['id']}").json()
     assert deleted["deleted_at"] is not None
@@ -109,7 +114,8 @@ def test_lists_paginate_with_cursors(client: httpx.Client) -> None:
                    {"name": f"S{i}", "duration_minutes": 30, "price": 1000 + i}).json()["id"] for i in range(5)]
     seen, cursor = [], None
     while True:
-        page = api(client, "GET", "/services", provider=provider["id"], limit=2, **({"cursor": cursor} if cursor else {})).json()
+        page = api(client, "GET", "/services", provider=provider["id"], limit=2,
+                   **({"cursor": cursor} if cursor else {})).json()
         seen += [s["id"] for s in page["items"]]
         if not (cursor := page["next_cursor"]):
             break

@@ -61,9 +61,9 @@ class World:
                 (booking_id, catalog.resource_id, self.provider_id, start + timedelta(hours=i),
                  start + timedelta(hours=i, minutes=30), PRICE, uuid.uuid4()))
             self.bookings.append(booking_id)
-        self.status = {b: "pending_payment" for b in self.bookings}
-        self.captured = {b: 0 for b in self.bookings}
-        self.refunded = {b: 0 for b in self.bookings}
+        self.status = dict.fromkeys(self.bookings, "pending_payment")
+        self.captured = dict.fromkeys(self.bookings, 0)
+        self.refunded = dict.fromkeys(self.bookings, 0)
         self.days = 0
 
     def apply(self, op: tuple[Any, ...]) -> None:
@@ -83,8 +83,9 @@ class World:
         if self.status[booking_id] != "pending_payment":
             return
         intent = f"pi_{uuid.uuid4().hex}"
-        self.conn.execute("INSERT INTO payments (booking_id, payment_intent_id, amount, currency, status, succeeded_at) "
-                          "VALUES (%s, %s, %s, 'EUR', 'succeeded', now())", (booking_id, intent, PRICE))
+        self.conn.execute("INSERT INTO payments (booking_id, payment_intent_id, amount, currency, status, "
+                          "succeeded_at) VALUES (%s, %s, %s, 'EUR', 'succeeded', now())",
+                          (booking_id, intent, PRICE))
         ledger.post_capture(self.conn, booking_id=booking_id, payment_intent_id=intent, charge_id=f"ch_{intent}",
                             amount=PRICE, currency="EUR")
         self._move(booking_id, "paid")
@@ -151,7 +152,8 @@ class World:
         [balance] = ledger.balances(conn, self.provider_id) or [ledger.Balance("EUR", 0, 0, 0, 0)]
         assert balance.pending + balance.available + balance.in_transit == owed and balance.paid_out == paid_out
         payouts = conn.execute("SELECT booking_id, count(*) AS n, sum(amount) AS amount FROM payouts "
-                               "WHERE booking_id = ANY(%s) AND status <> 'failed' GROUP BY booking_id", (ids,)).fetchall()
+                               "WHERE booking_id = ANY(%s) AND status <> 'failed' GROUP BY booking_id",
+                               (ids,)).fetchall()
         for row in payouts:
             assert row["n"] == 1  # never paid out twice
             booking_id = row["booking_id"]
@@ -170,7 +172,8 @@ def test_random_money_histories_keep_the_ledger_whole(conn: Any, isolated_databa
         world.check()
     world.settle(True)  # whatever happened, a final settlement keeps every rule
     world.check()
-    paid = conn.execute("SELECT count(*) AS n FROM payouts WHERE provider_id = %s", (world.provider_id,)).fetchone()["n"]
+    paid = conn.execute("SELECT count(*) AS n FROM payouts WHERE provider_id = %s",
+                        (world.provider_id,)).fetchone()["n"]
     event(f"payouts: {min(paid, 2)}{'+' if paid > 2 else ''}")
     event(f"refunds: {'some' if any(world.refunded.values()) else 'none'}")
 

@@ -23,7 +23,8 @@ def create(client: httpx.Client, catalog: Catalog, days: int = 60, hour: int = 1
 
 def command(client: httpx.Client, booking_id: str, action: str, body: Any = None, key: str | None = None,
             **headers: str) -> httpx.Response:
-    path = f"/v1/system/bookings/{booking_id}/mark-paid" if action == "mark-paid" else f"/v1/bookings/{booking_id}/{action}"
+    path = (f"/v1/system/bookings/{booking_id}/mark-paid" if action == "mark-paid"
+            else f"/v1/bookings/{booking_id}/{action}")
     return client.post(path, json=body, headers={"Idempotency-Key": key or new_key(), **SYSTEM, **headers})
 
 
@@ -50,7 +51,9 @@ def test_pending_paid_completed(client: httpx.Client, db: Any, catalog: Catalog)
 
 
 @pytest.mark.parametrize("paid_first", [False, True])
-def test_cancel_from_pending_or_paid_records_the_reason(client: httpx.Client, catalog: Catalog, paid_first: bool) -> None:
+def test_cancel_from_pending_or_paid_records_the_reason(
+    client: httpx.Client, catalog: Catalog, paid_first: bool,
+) -> None:
     booking_id = create(client, catalog, days=61)
     if paid_first:
         run(client, booking_id, "mark-paid")
@@ -132,14 +135,17 @@ def test_cancel_needs_an_idempotency_key(client: httpx.Client, catalog: Catalog)
     assert response.status_code == 400 and response.json()["code"] == "IDEMPOTENCY_KEY_MISSING"
 
 
-def test_slots_outside_opening_hours_or_in_a_block_are_refused(client: httpx.Client, database_url: str, db: Any) -> None:
+def test_slots_outside_opening_hours_or_in_a_block_are_refused(
+    client: httpx.Client, database_url: str, db: Any,
+) -> None:
     catalog = make_catalog(database_url, hours=("08:00", "20:00"))
     def attempt(start: Any) -> dict[str, Any]:
         return wait_job(client, client.post("/v1/bookings", json=catalog.slot_body(start),
                                             headers={"Idempotency-Key": new_key()}).json()["job_id"])
     day = future(days=70, hour=0)  # midnight UTC = 01:00 or 02:00 in Berlin
     assert attempt(day)["error"]["code"] == "BOOKING_OUTSIDE_AVAILABILITY"
-    assert attempt(day.replace(hour=18, minute=45))["error"]["code"] == "BOOKING_OUTSIDE_AVAILABILITY"  # ends after 20:00
+    # starts inside opening hours but ends after 20:00
+    assert attempt(day.replace(hour=18, minute=45))["error"]["code"] == "BOOKING_OUTSIDE_AVAILABILITY"
     db.execute("INSERT INTO resource_blocks (resource_id, period) VALUES (%s, tstzrange(%s, %s))",
                (catalog.resource_id, day.replace(hour=9), day.replace(hour=12)))
     assert attempt(day.replace(hour=10))["error"]["code"] == "BOOKING_OUTSIDE_AVAILABILITY"
@@ -152,7 +158,8 @@ def test_a_soft_deleted_service_takes_no_booking_but_old_bookings_keep_their_sna
     booking_id = create(client, catalog, days=68)
     db.execute("UPDATE services SET deleted_at = now(), name = 'Renamed', price = 9999 WHERE id = %s",
                (catalog.service_id,))
-    refused = client.post("/v1/bookings", json=catalog.slot_body(future(days=69)), headers={"Idempotency-Key": new_key()})
+    refused = client.post("/v1/bookings", json=catalog.slot_body(future(days=69)),
+                          headers={"Idempotency-Key": new_key()})
     assert refused.status_code == 404
     booking = client.get(f"/v1/bookings/{booking_id}").json()
     assert booking["service_snapshot"]["name"] == "Cut" and booking["amount"] == 2500

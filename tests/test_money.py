@@ -80,7 +80,8 @@ def trial_balance(conn: Any) -> list[Any]:
 def test_entries_are_append_only_balanced_and_posted_once(conn: Any, database_url: str) -> None:
     catalog = make_catalog(database_url)
     provider = uuid.UUID(catalog.provider_id)
-    entries = [ledger.Entry("platform_cash", None, "EUR", 1000), ledger.Entry("provider_pending", provider, "EUR", -900),
+    entries = [ledger.Entry("platform_cash", None, "EUR", 1000),
+               ledger.Entry("provider_pending", provider, "EUR", -900),
                ledger.Entry("platform_commission", None, "EUR", -100)]
     key = f"test:{uuid.uuid4()}"
     with conn.transaction():
@@ -88,7 +89,8 @@ def test_entries_are_append_only_balanced_and_posted_once(conn: Any, database_ur
     assert posted
     with conn.transaction():  # the same key and entries again: nothing new
         assert ledger.post(conn, key=key, kind="capture", entries=list(reversed(entries))) == (first, False)
-    changed = [*entries[:2], ledger.Entry("platform_commission", None, "EUR", -99), ledger.Entry("platform_cash", None, "EUR", -1)]
+    changed = [*entries[:2], ledger.Entry("platform_commission", None, "EUR", -99),
+               ledger.Entry("platform_cash", None, "EUR", -1)]
     with pytest.raises(ConstraintViolation) as different, translate_errors(), conn.transaction():
         ledger.post(conn, key=key, kind="capture", entries=changed)
     assert different.value.constraint == "ledger_exists_with_different_entries"
@@ -101,7 +103,8 @@ def test_entries_are_append_only_balanced_and_posted_once(conn: Any, database_ur
                       "DELETE FROM ledger_transactions WHERE id = %s"):
         with pytest.raises(psycopg.errors.CheckViolation, match="append-only"):
             conn.execute(statement, (first,))
-    assert conn.execute("SELECT count(*) AS n FROM ledger_entries WHERE transaction_id = %s", (first,)).fetchone()["n"] == 3
+    assert conn.execute("SELECT count(*) AS n FROM ledger_entries WHERE transaction_id = %s",
+                        (first,)).fetchone()["n"] == 3
 
 
 def test_a_completed_booking_is_settled_paid_out_once_and_shows_in_the_owner_views(
@@ -123,7 +126,8 @@ def test_a_completed_booking_is_settled_paid_out_once_and_shows_in_the_owner_vie
     page = client.get("/v1/payouts", params={"provider": catalog.provider_id}, headers=SYSTEM).json()
     [batch] = page["items"]
     assert batch["total"] == 2250 and batch["destination"] == "acct_salon"
-    assert [(line["booking_id"], line["amount"], line["status"]) for line in batch["lines"]] == [(booking_id, 2250, "paid")]
+    lines = [(line["booking_id"], line["amount"], line["status"]) for line in batch["lines"]]
+    assert lines == [(booking_id, 2250, "paid")]
     transfer = httpx.get(f"{fleet.stripe_url}/_fake/events").json()
     assert [e["data"]["object"]["amount"] for e in transfer if e["type"] == "transfer.created"
             and e["data"]["object"]["metadata"].get("booking_id") == booking_id] == [2250]
@@ -161,7 +165,8 @@ def test_refunds_split_by_the_commission_and_a_full_refund_is_never_paid_out(
         "WHERE t.booking_id IN (%s, %s)", (full, half)).fetchone()["c"]
     assert commission == 125
     closed = settle_tomorrow(conn, catalog.provider_id)
-    payouts = conn.execute("SELECT booking_id, amount FROM payouts WHERE batch_id = %s", (closed[0].batch_id,)).fetchall()
+    payouts = conn.execute("SELECT booking_id, amount FROM payouts WHERE batch_id = %s",
+                           (closed[0].batch_id,)).fetchall()
     assert [(str(p["booking_id"]), p["amount"]) for p in payouts] == [(half, 1125)]
     wait_for(lambda: balance(client, catalog.provider_id)["paid_out"] == 1125, 30, "payout paid")
     assert trial_balance(conn) == []
@@ -218,7 +223,8 @@ def test_reconciliation_records_every_mismatch_with_stripe(
         client: httpx.Client, customer: stripe.StripeClient, database_url: str, conn: Any, fleet: Fleet) -> None:
     catalog = payout_enabled(database_url)
     booking_id = paid_booking(client, customer, catalog, days=80)
-    charge_id = conn.execute("SELECT charge_id FROM payments WHERE booking_id = %s", (booking_id,)).fetchone()["charge_id"]
+    charge_id = conn.execute("SELECT charge_id FROM payments WHERE booking_id = %s",
+                             (booking_id,)).fetchone()["charge_id"]
     # (1) Stripe moved money our ledger does not know: a transfer made from the dashboard
     stray = customer.v1.transfers.create(params={"amount": 777, "currency": "eur", "destination": "acct_someone"})
     # (2) the ledger says a capture happened that Stripe never saw; (3) one amount differs from Stripe's

@@ -54,7 +54,8 @@ def booking(client: httpx.Client, booking_id: str) -> dict[str, Any]:
     return client.get(f"/v1/bookings/{booking_id}").json()  # type: ignore[no-any-return]
 
 
-def wait_booking(client: httpx.Client, booking_id: str, what: str, predicate: Any, timeout: float = 20) -> dict[str, Any]:
+def wait_booking(client: httpx.Client, booking_id: str, what: str, predicate: Any,
+                 timeout: float = 20) -> dict[str, Any]:
     return wait_for(lambda: (b := booking(client, booking_id)) and predicate(b) and b, timeout, what)  # type: ignore[no-any-return]
 
 
@@ -84,7 +85,8 @@ def test_booking_pays_through_stripe_end_to_end(client: httpx.Client, customer: 
                                                  catalog: Catalog) -> None:
     result = book(client, catalog)
     assert result["status"] == "pending_payment"
-    assert result["payment_intent_id"].startswith("pi_") and result["client_secret"].startswith(result["payment_intent_id"])
+    assert result["payment_intent_id"].startswith("pi_")
+    assert result["client_secret"].startswith(result["payment_intent_id"])
     intent = customer.v1.payment_intents.retrieve(result["payment_intent_id"])
     assert (intent.amount, intent.currency, intent.metadata["booking_id"]) == (2500, "eur", result["booking_id"])
 
@@ -127,7 +129,8 @@ def _post_event(client: httpx.Client, event: dict[str, Any], *, timestamp: int |
                 secret: str = SECRET) -> httpx.Response:
     payload = json.dumps(event)
     return client.post("/v1/webhooks/stripe", content=payload,
-                       headers={"Content-Type": "application/json", "Stripe-Signature": sign(payload, secret, timestamp)})
+                       headers={"Content-Type": "application/json",
+                                "Stripe-Signature": sign(payload, secret, timestamp)})
 
 
 def _event(type_: str = "payment_intent.succeeded") -> dict[str, Any]:
@@ -145,7 +148,8 @@ def test_bad_or_missing_signatures_are_400_and_store_nothing(client: httpx.Clien
     wrong = _post_event(client, event, secret="whsec_not_ours")
     assert wrong.status_code == 400 and wrong.json()["code"] == "WEBHOOK_SIGNATURE_INVALID"
     assert wrong.headers["content-type"].startswith("application/problem+json")
-    missing = client.post("/v1/webhooks/stripe", content=json.dumps(event), headers={"Content-Type": "application/json"})
+    missing = client.post("/v1/webhooks/stripe", content=json.dumps(event),
+                          headers={"Content-Type": "application/json"})
     assert missing.status_code == 400 and missing.json()["code"] == "WEBHOOK_SIGNATURE_INVALID"
     garbled = client.post("/v1/webhooks/stripe", content=json.dumps(event), headers={"Stripe-Signature": "nonsense"})
     assert garbled.status_code == 400
@@ -271,7 +275,8 @@ def test_concurrent_cancel_and_payment_success_never_keep_money_for_a_cancelled_
             settled = wait_booking(client, r["booking_id"], "refund settled", refunds_settled)
             assert [(x["amount"], x["status"]) for x in settled["refunds"]] == [(2500, "succeeded")]
             assert settled["refunds"][0]["kind"] in ("cancellation", "late_payment")
-            wait_booking(client, r["booking_id"], "refund counted", lambda b: b["payments"][0]["amount_refunded"] == 2500)
+            wait_booking(client, r["booking_id"], "refund counted",
+                         lambda b: b["payments"][0]["amount_refunded"] == 2500)
         assert settled["status"] == "cancelled"
 
 
@@ -329,7 +334,8 @@ def test_stripe_failing_with_500_is_retried_with_the_same_key_and_charges_once(
     result = book(client, catalog, days=50 if when == "before" else 51)
     calls = _calls(fake, "payment_intents.create", result["booking_id"])
     assert len({c["idempotency_key"] for c in calls}) == 1
-    assert [c["outcome"] for c in calls][:2] == (["fault_before"] * 2 if when == "before" else ["fault_after", "replayed"])
+    expected_outcomes = ["fault_before"] * 2 if when == "before" else ["fault_after", "replayed"]
+    assert [c["outcome"] for c in calls][:2] == expected_outcomes
     created = [e for e in fake.get("/_fake/events").json() if e["type"] == "payment_intent.created"
                and e["data"]["object"]["metadata"].get("booking_id") == result["booking_id"]]
     assert len(created) == 1 and created[0]["data"]["object"]["id"] == result["payment_intent_id"]
@@ -347,8 +353,9 @@ def test_stripe_failing_with_500_is_retried_with_the_same_key_and_charges_once(
     assert len(refunded) == 1 and refunded[0]["data"]["object"]["amount_refunded"] == 2500
 
 
-def test_one_active_payment_per_booking_and_payment_terms_are_immutable(database_url: str,
-                                                                         client: httpx.Client, catalog: Catalog) -> None:
+def test_one_active_payment_per_booking_and_payment_terms_are_immutable(
+    database_url: str, client: httpx.Client, catalog: Catalog,
+) -> None:
     result = book(client, catalog, days=52)
     with psycopg.connect(database_url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.UniqueViolation):

@@ -86,8 +86,8 @@ def _prepare(args: argparse.Namespace, data_dir: Path, env: dict[str, str],
 
 def _run(args: argparse.Namespace, data_dir: Path, fleet: Fleet, stop: threading.Event) -> int:
     if fleet.fake_stripe:
-        say(f"no STRIPE_API_KEY: starting the fake Stripe on {fleet.stripe_url} "
-            f"(webhooks to {fleet.env['FAKE_STRIPE_WEBHOOK_URL']}) ...")
+        say(f"no STRIPE_API_KEY: fake Stripe on {fleet.stripe_url}, "
+            f"webhooks to {fleet.env['FAKE_STRIPE_WEBHOOK_URL']}")
     say(f"starting the gateway on {fleet.base_url}, pools {', '.join(p.name for p in POOLS)} and the scheduler "
         f"(logs in {fleet.log_dir}) ...")
     base = fleet.start_all(web_workers=args.web_workers)

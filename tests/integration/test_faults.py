@@ -95,7 +95,8 @@ def test_requests_posted_while_redis_is_down_are_accepted_and_completed(
         assert client.get("/readyz").status_code == 503
         accepted = []
         for i in range(12):
-            response = client.post("/v1/bookings", json=catalog.slot_body(future(days=21, hour=11) + timedelta(hours=i)),
+            start = future(days=21, hour=11) + timedelta(hours=i)
+            response = client.post("/v1/bookings", json=catalog.slot_body(start),
                                    headers={"Idempotency-Key": new_key()})
             assert response.status_code == 202, response.text
             accepted.append(response.json()["job_id"])

@@ -56,8 +56,8 @@ def test_three_schedulers_one_leader_and_a_killed_leader_is_replaced(
                      (booking_id, catalog.resource_id, catalog.provider_id, future(), future(hour=11), uuid.uuid4()))
     wait_for(lambda: _one(url, "SELECT status FROM bookings WHERE id = %s", booking_id)["status"] == "expired",  # type: ignore[index]
              10, "the new leader to expire the hold")
-    expired_once = _one(url, "SELECT count(*) AS n FROM booking_audit_log WHERE booking_id = %s AND to_status = 'expired'",
-                        booking_id)
+    expired_once = _one(url, "SELECT count(*) AS n FROM booking_audit_log "
+                             "WHERE booking_id = %s AND to_status = 'expired'", booking_id)
     assert expired_once and expired_once["n"] == 1
 
 

@@ -40,7 +40,7 @@ def _up(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env["SCHEDULER_INTERVAL_SECONDS"] = "0.5"
     return subprocess.Popen([sys.executable, "-m", "totem.cli", "up", "--data-dir", str(data_dir), "--port",
                              str(port), "--web-workers", "1"], cwd=ROOT, env=env,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
 
 def _ready(base: str) -> bool:
