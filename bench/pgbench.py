@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shared.booking import BEGIN, COMMIT, CREATE_SLOT_BOOKING_STATEMENTS
 from shared.db import QUERIES
-from shared.registry import BOOKING_CREATE, JOB_TYPES, PAYMENT_CANCEL_INTENT, STRIPE_APPLY_EVENT, job_route
+from shared.registry import BOOKING_CREATE, PAYMENT_CANCEL_INTENT, STRIPE_APPLY_EVENT, job_route
 
 _JOB = "('00000000-0000-4000-8000-' || lpad(to_hex(((:client_id * 1000000 + :n) + {space})::bigint), 12, '0'))::uuid"
 _TOKEN = "md5(:client_id || '-' || :n || '-{space}')::uuid"  # noqa: S105 - the claim token's pgbench expression, not a secret
@@ -88,11 +88,10 @@ def _accept_statement(space: int, service_id: str) -> str:
 
 def _webhook_statement(space: int) -> str:
     event = "('evt_' || :client_id || '_' || :n)"
-    apply = JOB_TYPES[STRIPE_APPLY_EVENT]
     return render("store_stripe_event", {
-        "event_id": event, "type": "'payment_intent.succeeded'", "object_id": "'pi_bench'",
+        "event_id": event, "event_type": "'payment_intent.succeeded'", "object_id": "'pi_bench'",
         "created": "1800000000", "handled": "true", "job_id": _JOB.format(space=space),
-        "job_type": f"'{apply.name}'", "queue": f"'{apply.queue}'", "actor": f"'{apply.actor}'",
+        **{k: f"'{v}'" for k, v in job_route(STRIPE_APPLY_EVENT).items()},
         "max_attempts": "5", "request_id": "'bench'",
         "payload": "'{\"id\": \"evt_bench\", \"type\": \"payment_intent.succeeded\", \"data\": "
                    "{\"object\": {\"id\": \"pi_bench\", \"amount\": 2500}}}'"})

@@ -37,14 +37,15 @@ from bench.pgbench import PRESEED_JOBS, write_scripts
 from bench.rows import one_row, one_row_async
 from shared.db import QUERIES
 from shared.payments import HANDLED_EVENTS
-from shared.registry import BOOKING_CREATE, STRIPE_APPLY_EVENT
+from shared.registry import BOOKING_CREATE, JOB_TYPES, STRIPE_APPLY_EVENT
 from totem.embedded import PrivatePostgres, PrivateRedis, pg_bindir
 from totem.fake_stripe import sign
 from totem.fleet import Fleet, wait_ready
 from totem.migrate import create_database, drop_database, migrate
 
 RESOURCES = 64
-BOOKINGS_POOL, PAYMENTS_POOL = "bookings", "payments"  # the pools a booking and its payment run on
+# the pools a booking and its payment run on
+BOOKINGS_POOL, PAYMENTS_POOL = JOB_TYPES[BOOKING_CREATE].pool, JOB_TYPES[STRIPE_APPLY_EVENT].pool
 PGBENCH_CLIENTS = 16
 
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 from psycopg.rows import dict_row
 
-from tests.support import FAST_TIMINGS, Catalog, make_catalog
+from tests.support import FAST_TIMINGS, Catalog, inherited_env, make_catalog
 from totem.embedded import PrivatePostgres, PrivateRedis
 from totem.fleet import Fleet
 from totem.migrate import create_database, drop_database, migrate
@@ -60,15 +60,18 @@ def _postgres_login_refused(url: str) -> str | None:
         with psycopg.connect(url, connect_timeout=3):
             return None
     except psycopg.Error as exc:
-        return str(exc).strip().splitlines()[-1][:160]
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:160]
 
 
 def _redis_refused(url: str) -> str | None:
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        client.ping()
         return None
     except redis.RedisError as exc:
-        return str(exc)[:160]
+        return str(exc)[:160] or type(exc).__name__
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +114,7 @@ def redis_namespace(redis_url: str, run_id: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def fleet_env(database_url: str, redis_url: str, redis_namespace: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "dramatiq_"))}
+    env = inherited_env()
     env.update(FAST_TIMINGS, DATABASE_URL=database_url, REDIS_URL=redis_url, REDIS_NAMESPACE=redis_namespace)
     return env
 
@@ -121,7 +124,7 @@ def fleet(fleet_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     """The shared fleet: the fake Stripe, one gateway, one worker per pool, one scheduler."""
     fleet = Fleet(env=fleet_env, log_dir=tmp_path_factory.mktemp("fleet-logs"))
     try:
-        fleet.start_all(threads=4)
+        fleet.start_all()
         yield fleet
     finally:
         fleet.stop()

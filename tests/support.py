@@ -3,6 +3,7 @@ launcher, ``totem.fleet.Fleet`` (re-exported here for the tests)."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,7 +31,17 @@ FAST_TIMINGS = {
     "PAYOUT_MATURITY_SECONDS": "0",
     "RECONCILE_INTERVAL_SECONDS": "0",
     "LOG_LEVEL": "INFO",
+    "WORKER_THREADS": "4",  # each test pool: 4 threads (the registry's sizes are for production)
 }
+
+
+# A developer's shell may point these at servers or sizes of its own; the test fleets set their own.
+_NOT_INHERITED = ("PROMETHEUS_", "dramatiq_", "FAKE_STRIPE_", "STRIPE_API_BASE", "WORKER_", "PORT")
+
+
+def inherited_env() -> dict[str, str]:
+    """This process's environment, less what a test fleet must decide for itself."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -23,7 +23,6 @@ from shared.db import SQL_DIR, with_reconnect
 from shared.errors import VOCABULARY, Code, DomainError
 from shared.registry import JOB_TYPES, POOLS
 from tests.support import ROOT
-from totem.embedded import free_port
 from totem.generate import CODES_BEGIN, CODES_END, stale_files
 
 PACKAGES = ("gateway", "workers", "shared", "totem", "bench")
@@ -193,13 +192,3 @@ def test_a_saturated_pool_is_not_retried_as_if_the_connection_were_dead() -> Non
         asyncio.run(with_reconnect(saturated))
     assert calls == 1
 
-
-def test_a_server_the_run_cannot_log_in_to_is_not_used(server_urls: tuple[str, str]) -> None:
-    """A fresh Debian's own cluster listens on 5432 but asks for a password: the run must notice and start
-    private servers instead of failing every test with fe_sendauth."""
-    from tests.conftest import _postgres_login_refused, _redis_refused
-
-    assert _postgres_login_refused("postgresql://no_such_role@127.0.0.1:5432/postgres")
-    assert _postgres_login_refused(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
-    assert _redis_refused(f"redis://127.0.0.1:{free_port()}/0")
-    assert _postgres_login_refused(server_urls[0]) is None and _redis_refused(server_urls[1]) is None

@@ -67,6 +67,7 @@ class Fleet:
     log_dir: Path
     run_dir: Path | None = None
     fake_stripe: bool = True
+    host: str = "127.0.0.1"  # where the gateway listens (totem up: every interface)
     well_known_ports: bool = False  # metrics on 9191, 9192, ... and 9200 when free (totem up); else any free port
     gateway_port: int = 0
     stripe_port: int = 0
@@ -81,8 +82,8 @@ class Fleet:
         self.env = {**self.env, "PORT": str(self.gateway_port)}
         if self.fake_stripe:  # no Stripe account: the local fake stands in, its webhooks come to our gateway
             self.stripe_port = self.stripe_port or free_port()
-            self.env.update(STRIPE_API_BASE=self.stripe_url, FAKE_STRIPE_PORT=str(self.stripe_port),
-                            FAKE_STRIPE_WEBHOOK_URL=f"{self.base_url}/v1/webhooks/stripe")
+            self.env.update(STRIPE_API_BASE=self.stripe_url, FAKE_STRIPE_PORT=str(self.stripe_port))
+            self.env.setdefault("FAKE_STRIPE_WEBHOOK_URL", f"{self.base_url}/v1/webhooks/stripe")
 
     @property
     def base_url(self) -> str:
@@ -115,19 +116,21 @@ class Fleet:
     def start_gateway(self, workers: int = 1, *, name: str = "web", ready: str = "/healthz") -> str:
         """The gateway (and the fake Stripe before it); waits until ``ready`` answers."""
         self.start_fake_stripe()
-        self.start(name, "gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
+        self.start(name, "gateway", "--host", self.host, "--port", str(self.gateway_port),
                    "--workers", str(workers))
         self._await(name, self.base_url + ready, 60)
         return self.base_url
 
     def start_worker(self, pool: str = "bookings", name: str | None = None, *, processes: int | None = None,
                      threads: int | None = None) -> None:
-        """One worker pool from the registry, exporting its metrics on a port of its own."""
-        spec = POOL_BY_NAME[pool]
-        name = name or pool
+        """One worker pool from the registry, exporting its metrics on a port of its own. Its size is the
+        one given here, else what ``totem worker`` reads (``<POOL>_THREADS``, ``WORKER_THREADS``, the
+        registry's)."""
+        name = name or POOL_BY_NAME[pool].name
         self.metrics_ports[name] = self._port(9191 + len(self.metrics_ports))
-        self.start(name, "worker", pool, "--processes", str(processes or spec.processes),
-                   "--threads", str(threads or spec.threads), WORKER_METRICS_PORT=str(self.metrics_ports[name]))
+        size = [f"--processes={processes}"] if processes else []
+        size += [f"--threads={threads}"] if threads else []
+        self.start(name, "worker", pool, *size, WORKER_METRICS_PORT=str(self.metrics_ports[name]))
 
     def start_scheduler(self, name: str = "scheduler", metrics_port: int | None = None) -> None:
         self.metrics_ports[name] = metrics_port or self._port(9200)
@@ -144,13 +147,19 @@ class Fleet:
         return self.base_url
 
     def kill(self, name: str, sig: int) -> None:
-        """SIGKILL hits the whole process group (a crash); SIGTERM only the leader (as a supervisor does)."""
-        proc = self.procs.pop(name)
+        """SIGKILL hits the whole process group (a crash); SIGTERM only the leader (as a supervisor does).
+        A process still alive 40 s after SIGTERM is killed, group and all, rather than left running."""
+        proc = self.procs[name]
         if sig == signal.SIGKILL:
             os.killpg(proc.pid, sig)
         else:
             os.kill(proc.pid, sig)
-        proc.wait(40)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            _terminate(proc.pid, timeout=1)
+            proc.wait(5)
+        del self.procs[name]
         self._forget(name)
 
     def exited(self) -> dict[str, int]:

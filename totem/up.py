@@ -80,7 +80,7 @@ def _prepare(args: argparse.Namespace, data_dir: Path, env: dict[str, str],
     say(f"demo catalog seeded ({data_dir / 'seed.json'})")
     use_fake = not env.get("STRIPE_API_BASE") and not env.get("STRIPE_API_KEY")  # no Stripe account given
     return Fleet(env=env, log_dir=data_dir / "logs", run_dir=data_dir / "run", fake_stripe=use_fake,
-                 well_known_ports=True, gateway_port=args.port,
+                 host="0.0.0.0", well_known_ports=True, gateway_port=args.port,  # noqa: S104 - reachable from outside
                  stripe_port=free_port(int(env.get("FAKE_STRIPE_PORT", "12111"))) if use_fake else 0)
 
 
@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace, data_dir: Path, fleet: Fleet, stop: threading
             f"webhooks to {fleet.env['FAKE_STRIPE_WEBHOOK_URL']}")
     say(f"starting the gateway on {fleet.base_url}, pools {', '.join(p.name for p in POOLS)} and the scheduler "
         f"(logs in {fleet.log_dir}) ...")
-    base = fleet.start_all(web_workers=args.web_workers)
+    fleet.start_all(web_workers=args.web_workers)
+    base = fleet.base_url
     catalog = json.loads((data_dir / "seed.json").read_text())
     _print_welcome(base, catalog, fleet.log_dir, fleet.metrics_ports,
                    fleet.stripe_url or fleet.env.get("STRIPE_API_BASE"))

@@ -25,7 +25,7 @@ from shared.broker import build_message
 from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
 from shared.payments import HANDLED_EVENTS
-from shared.registry import JOB_TYPES, STRIPE_APPLY_EVENT
+from shared.registry import STRIPE_APPLY_EVENT, job_route
 
 log = logging.getLogger("totem.webhooks")
 
@@ -88,11 +88,9 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
         raise Problem(Code.WEBHOOK_PAYLOAD_INVALID, f"signed payload is not a Stripe event: {exc}") from None
 
     handled = event.type in HANDLED_EVENTS
-    apply = JOB_TYPES[STRIPE_APPLY_EVENT]
-    params = {"event_id": event.id, "type": event.type, "object_id": event.data.object.id, "created": event.created,
-              "payload": payload.decode(), "handled": handled, "job_id": uuid.uuid4(),
-              "job_type": STRIPE_APPLY_EVENT, "queue": apply.queue, "actor": apply.actor,
-              "max_attempts": settings.job_max_attempts,
+    params = {"event_id": event.id, "event_type": event.type, "object_id": event.data.object.id,
+              "created": event.created, "payload": payload.decode(), "handled": handled, "job_id": uuid.uuid4(),
+              **job_route(STRIPE_APPLY_EVENT), "max_attempts": settings.job_max_attempts,
               "request_id": request.scope.get("state", {}).get("request_id")}
 
     async def store() -> dict[str, Any] | None:

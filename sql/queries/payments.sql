@@ -118,7 +118,7 @@ FROM refunds WHERE booking_id = %(id)s ORDER BY created_at;
 -- the effect row saying so. Returns a row only for a new event.
 WITH event AS (
   INSERT INTO stripe_events (event_id, type, object_id, stripe_created, payload, status, job_id, processed_at)
-  VALUES (%(event_id)s, %(type)s, %(object_id)s, to_timestamp(%(created)s), %(payload)s::jsonb,
+  VALUES (%(event_id)s, %(event_type)s, %(object_id)s, to_timestamp(%(created)s), %(payload)s::jsonb,
           CASE WHEN %(handled)s THEN 'received' ELSE 'ignored' END,
           CASE WHEN %(handled)s THEN %(job_id)s::uuid END,
           CASE WHEN %(handled)s THEN NULL ELSE now() END)
@@ -126,7 +126,7 @@ WITH event AS (
   RETURNING event_id, job_id
 ), job AS (
   INSERT INTO jobs (id, type, queue, actor, payload, max_attempts, request_id)
-  SELECT job_id, %(job_type)s, %(queue)s, %(actor)s, jsonb_build_object('event_id', event_id),
+  SELECT job_id, %(type)s, %(queue)s, %(actor)s, jsonb_build_object('event_id', event_id),
          %(max_attempts)s, %(request_id)s
   FROM event WHERE job_id IS NOT NULL
 ), ignored AS (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import FAST_TIMINGS
+from tests.support import FAST_TIMINGS, inherited_env
 from totem.embedded import PrivateRedis
 from totem.fleet import Fleet
 
@@ -21,9 +21,8 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def fault_fleet(isolated_database_url: str, private_redis: PrivateRedis, tmp_path: Path) -> Iterator[Fleet]:
-    import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "dramatiq_"))}
+    env = inherited_env()
     env.update(FAST_TIMINGS, DATABASE_URL=isolated_database_url, REDIS_URL=private_redis.url(),
                REDIS_NAMESPACE="totem-fault")
     logs = tmp_path / "logs"

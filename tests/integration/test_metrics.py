@@ -12,10 +12,9 @@ from totem.fleet import Fleet
 
 def test_worker_pool_metrics_count_processed_jobs(fault_fleet: Fleet, isolated_database_url: str) -> None:
     catalog = make_catalog(isolated_database_url)
-    port = free_port()
-    fault_fleet.env["WORKER_METRICS_PORT"] = str(port)
     base = fault_fleet.start_gateway()
     fault_fleet.start_worker()
+    port = fault_fleet.metrics_ports["bookings"]
     with httpx.Client(base_url=base, timeout=10) as client:
         for days in (31, 32):
             job = client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
