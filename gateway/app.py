@@ -16,7 +16,17 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.idempotency import CommandAcceptor
 from gateway.problems import EXCEPTION_HANDLERS
-from gateway.routes import availability, bookings, health, jobs, lifecycle, money, webhooks
+from gateway.routes import (
+    availability,
+    bookings,
+    health,
+    jobs,
+    lifecycle,
+    money,
+    notifications,
+    webhook_endpoints,
+    webhooks,
+)
 from gateway.routes.catalog import catalog_router
 from shared.broker import AsyncEnqueuer
 from shared.config import Settings
@@ -76,7 +86,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         lifecycle.cancel_booking, lifecycle.complete_booking, lifecycle.mark_booking_paid,
                         availability.slot_availability, catalog_router, webhooks.stripe_webhook,
                         webhooks.get_stripe_event, money.provider_balance, money.provider_statement,
-                        money.list_payouts, money.run_reconciliation, health.healthz, health.readyz,
+                        money.list_payouts, money.run_reconciliation, notifications.list_notifications,
+                        notifications.mark_notification_read, notifications.list_deliveries,
+                        notifications.retry_delivery, webhook_endpoints.router, health.healthz, health.readyz,
                         PrometheusController],
         middleware=[request_id_middleware, prometheus.middleware],
         exception_handlers=EXCEPTION_HANDLERS,

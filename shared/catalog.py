@@ -12,6 +12,7 @@ import msgspec
 import psycopg
 
 from shared.db import QUERIES
+from shared.schemas import Email
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -39,6 +40,7 @@ class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
     hold_ttl_seconds: HoldTtl | None = None
     cancellation_policy: list[RefundWindow] = []
     payout_account: str | None = None
+    contact_email: Email | None = None  # where the provider's own notifications are mailed
 
 
 class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,6 +50,7 @@ class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
     hold_ttl_seconds: HoldTtl | None = None
     cancellation_policy: list[RefundWindow] | None = None
     payout_account: str | None = None
+    contact_email: Email | None = None
 
 
 class ProviderView(msgspec.Struct):
@@ -60,6 +63,7 @@ class ProviderView(msgspec.Struct):
     hold_ttl_seconds: int | None
     cancellation_policy: list[RefundWindow]
     payout_account: str | None
+    contact_email: str | None
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None

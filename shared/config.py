@@ -37,6 +37,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     payout_maturity_seconds: float = 86_400.0
     reconcile_interval_seconds: float = 3_600.0
     payout_redrive_after_seconds: float = 600.0
+    # Notifications: SMTP (unset: mail is not sent, deliveries wait), links, retries, webhook targets.
+    smtp_url: str | None = None  # smtp://[user:password@]host:port[?starttls=true]
+    mail_from: str = "Totem <no-reply@totem.localhost>"
+    public_url: str | None = None  # base of links in messages; default http://localhost:$PORT
+    notify_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"  # seconds before each attempt
+    notify_endpoint_disable_after_seconds: float = 432_000.0  # an endpoint failing this long is disabled
+    webhook_allow_private_targets: bool = False  # dev and tests only: let webhooks reach 127.0.0.1 etc.
+    webhook_timeout_seconds: float = 15.0
+    relay_batch_size: int = 200
+    relay_poll_seconds: float = 1.0  # the relay's polling fallback when no NOTIFY wakes it
+    relay_metrics_port: int = 9201
+    retention_days: float = 30.0  # finished jobs, published outbox rows, deliveries, in-app notifications
+
+    @property
+    def retry_schedule(self) -> list[float]:
+        return [float(part) for part in self.notify_retry_schedule.split(",") if part.strip()]
+
+    @property
+    def links_base(self) -> str:
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

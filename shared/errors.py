@@ -38,6 +38,8 @@ class Code(StrEnum):
     PAYMENT_PROVIDER_REFUSED = "PAYMENT_PROVIDER_REFUSED"
     PAYMENT_NOT_CAPTURED = "PAYMENT_NOT_CAPTURED"
     STRIPE_EVENT_MALFORMED = "STRIPE_EVENT_MALFORMED"
+    WEBHOOK_TARGET_REFUSED = "WEBHOOK_TARGET_REFUSED"
+    NOTIFICATION_TEMPLATE_INVALID = "NOTIFICATION_TEMPLATE_INVALID"
     RATE_LIMITED = "RATE_LIMITED"
     JOB_ATTEMPTS_EXHAUSTED = "JOB_ATTEMPTS_EXHAUSTED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
@@ -80,6 +82,10 @@ VOCABULARY: dict[Code, CodeSpec] = {
                                              "captured (job error)."),
     Code.STRIPE_EVENT_MALFORMED: CodeSpec(422, "A stored Stripe event lacks a field its type must carry; it "
                                                "is not retried (job error)."),
+    Code.WEBHOOK_TARGET_REFUSED: CodeSpec(422, "A webhook endpoint's URL is not allowed: not http(s), or its host "
+                                               "is a private, loopback or link-local address (SSRF)."),
+    Code.NOTIFICATION_TEMPLATE_INVALID: CodeSpec(422, "A notification template does not render (syntax, or a "
+                                                      "variable it may not use); that delivery fails, nothing else."),
     Code.RATE_LIMITED: CodeSpec(429, "Too many requests; wait for `Retry-After` seconds."),
     Code.JOB_ATTEMPTS_EXHAUSTED: CodeSpec(503, "The job failed on transient errors (a database, Redis or "
                                                "Stripe outage) every time it was tried (job error)."),
@@ -149,6 +155,14 @@ class PaymentNotCaptured(DomainError):
 
 class StripeEventMalformed(DomainError):
     code = Code.STRIPE_EVENT_MALFORMED
+
+
+class WebhookTargetRefused(DomainError):
+    code = Code.WEBHOOK_TARGET_REFUSED
+
+
+class NotificationTemplateInvalid(DomainError):
+    code = Code.NOTIFICATION_TEMPLATE_INVALID
 
 
 class JobAttemptsExhausted(DomainError):

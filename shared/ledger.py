@@ -32,6 +32,7 @@ from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES, expect_row
 from shared.errors import NotFound, PaymentNotCaptured
+from shared.notifications import emit
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,8 @@ def post_capture(conn: psycopg.Connection[Any], *, booking_id: uuid.UUID, paymen
 def post_refund(conn: psycopg.Connection[Any], *, refund_id: uuid.UUID, booking_id: uuid.UUID,
                 stripe_refund_id: str | None, amount: int) -> None:
     """Compensate a capture by the same provider/commission ratio; the provider's share comes off the
-    account the booking's payable sits on now (available once matured, else pending)."""
+    account the booking's payable sits on now (available once matured, else pending). The first posting
+    tells the customer (``refund_issued``); a replay tells nobody."""
     booking = _booking(conn, booking_id)
     captured = booking["captured"]
     if not captured:
@@ -97,11 +99,15 @@ def post_refund(conn: psycopg.Connection[Any], *, refund_id: uuid.UUID, booking_
     commission_share = amount * commission // captured
     payable = "provider_available" if booking["matured"] else "provider_pending"
     currency = booking["currency"]
-    post(conn, key=f"refund:{refund_id}", kind="refund", booking_id=booking_id, external_ref=stripe_refund_id,
-         description=f"refund {refund_id}", entries=[
-             Entry("platform_cash", None, currency, -amount),
-             Entry(payable, booking["provider_id"], currency, amount - commission_share),
-             Entry("platform_commission", None, currency, commission_share)])
+    _, posted = post(conn, key=f"refund:{refund_id}", kind="refund", booking_id=booking_id,
+                     external_ref=stripe_refund_id, description=f"refund {refund_id}", entries=[
+                         Entry("platform_cash", None, currency, -amount),
+                         Entry(payable, booking["provider_id"], currency, amount - commission_share),
+                         Entry("platform_commission", None, currency, commission_share)])
+    if posted:
+        emit(conn, "refund_issued", booking_id, {
+            "booking_id": str(booking_id), "provider_id": str(booking["provider_id"]), "refund_id": str(refund_id),
+            "amount": amount, "currency": currency})
 
 
 def post_maturity(conn: psycopg.Connection[Any], *, booking_id: uuid.UUID, maturity_seconds: float,
@@ -121,7 +127,8 @@ def post_maturity(conn: psycopg.Connection[Any], *, booking_id: uuid.UUID, matur
 
 def post_payout(conn: psycopg.Connection[Any], stage: str, payout: dict[str, Any],
                 transfer_id: str | None = None) -> None:
-    """initiated: available → in transit; paid: in transit → cash; returned: in transit → available."""
+    """initiated: available → in transit; paid: in transit → cash; returned: in transit → available.
+    The first posting of "paid" tells the provider (``payout_sent``)."""
     provider, currency, amount = payout["provider_id"], payout["currency"], payout["amount"]
     moves = {
         "initiated": ("payout_initiated", "provider_available", "payouts_in_transit"),
@@ -129,10 +136,14 @@ def post_payout(conn: psycopg.Connection[Any], stage: str, payout: dict[str, Any
         "returned": ("payout_returned", "payouts_in_transit", "provider_available"),
     }
     kind, debit, credit = moves[stage]
-    post(conn, key=f"payout:{payout['id']}:{stage}", kind=kind, booking_id=payout["booking_id"],
-         payout_id=payout["id"], external_ref=transfer_id, description=f"payout {stage}", entries=[
-             Entry(debit, None if debit.startswith("platform_") else provider, currency, amount),
-             Entry(credit, None if credit.startswith("platform_") else provider, currency, -amount)])
+    _, posted = post(conn, key=f"payout:{payout['id']}:{stage}", kind=kind, booking_id=payout["booking_id"],
+                     payout_id=payout["id"], external_ref=transfer_id, description=f"payout {stage}", entries=[
+                         Entry(debit, None if debit.startswith("platform_") else provider, currency, amount),
+                         Entry(credit, None if credit.startswith("platform_") else provider, currency, -amount)])
+    if posted and stage == "paid":
+        emit(conn, "payout_sent", payout["id"], {
+            "provider_id": str(provider), "payout_id": str(payout["id"]), "booking_id": str(payout["booking_id"]),
+            "amount": amount, "currency": currency})
 
 
 class Balance(msgspec.Struct):

@@ -35,6 +35,7 @@ from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.errors import DomainError, StripeEventMalformed
 from shared.jobs import ClaimedJob
+from shared.notifications import emit
 from shared.registry import PAYMENT_CANCEL_INTENT, REFUND_ISSUE
 from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob, RefundJob, RefundPlanned
 
@@ -274,6 +275,9 @@ def _payment_failed(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: st
         **_intent_terms(obj, booking["id"]), "failure_code": code}).fetchone()
     if changed is None:
         return [Effect("no_change", booking["id"], {"reason": "payment already succeeded or canceled"})]
+    emit(conn, "payment_failed", booking["id"], {
+        "booking_id": str(booking["id"]), "provider_id": str(booking["provider_id"]), "status": booking["status"],
+        "failure_code": code})
     return [Effect("payment_failed", booking["id"], {
         "failure_code": code, "booking_status": booking["status"],
         "note": "the booking stays pending until its hold expires; the customer may pay again"})]

@@ -47,6 +47,7 @@ REFUND_ISSUE = "refund.issue"
 PAYMENT_CANCEL_INTENT = "payment.cancel_intent"
 PAYOUT_SEND = "payout.send"
 LEDGER_RECONCILE = "ledger.reconcile"
+NOTIFICATION_DELIVER = "notification.deliver"
 
 POOLS: tuple[PoolSpec, ...] = (
     PoolSpec(
@@ -66,6 +67,11 @@ POOLS: tuple[PoolSpec, ...] = (
         jobs={PAYOUT_SEND: "send_payout", LEDGER_RECONCILE: "reconcile_ledger"},
         description="sends payouts (Stripe Transfers) and reconciles the ledger with Stripe",
         threads=4, cpu_request="100m", max_replicas=5),
+    PoolSpec(
+        name="notifications", module="workers.notifications", queue="notifications",
+        jobs={NOTIFICATION_DELIVER: "deliver_notification"},
+        description="sends emails (SMTP) and signed webhooks to providers' endpoints, with retries",
+        threads=8, cpu_request="100m", max_replicas=10),
 )
 
 POOL_BY_NAME: dict[str, PoolSpec] = {pool.name: pool for pool in POOLS}

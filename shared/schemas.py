@@ -244,3 +244,16 @@ class IntentCanceled(msgspec.Struct):
     payment_intent_id: str
     status: Literal["canceled", "not_canceled"]
     detail: str | None = None
+
+
+class DeliveryJob(msgspec.Struct):
+    delivery_id: UUID
+
+
+class DeliverySent(msgspec.Struct, omit_defaults=True):
+    """Result of a notification.deliver job: where the delivery stands after this attempt."""
+
+    delivery_id: UUID
+    status: Literal["pending", "delivered", "failed", "dead"]
+    attempts: int
+    next_attempt_at: datetime | None = None

@@ -122,7 +122,8 @@ def fleet_env(database_url: str, redis_url: str, redis_namespace: str) -> dict[s
 @pytest.fixture(scope="session")
 def fleet(fleet_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """The shared fleet: the fake Stripe, one gateway, one worker per pool, one scheduler."""
-    fleet = Fleet(env=fleet_env, log_dir=tmp_path_factory.mktemp("fleet-logs"))
+    fleet = Fleet(env=fleet_env, log_dir=tmp_path_factory.mktemp("fleet-logs"),
+                  mail_dir=tmp_path_factory.mktemp("mail"))
     try:
         fleet.start_all()
         yield fleet

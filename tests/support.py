@@ -32,6 +32,9 @@ FAST_TIMINGS = {
     "RECONCILE_INTERVAL_SECONDS": "0",
     "LOG_LEVEL": "INFO",
     "WORKER_THREADS": "4",  # each test pool: 4 threads (the registry's sizes are for production)
+    "NOTIFY_RETRY_SCHEDULE": "0,1,1,1",  # four attempts a second apart, then dead
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",  # test receivers listen on 127.0.0.1
+    "RELAY_POLL_SECONDS": "0.5",
 }
 
 

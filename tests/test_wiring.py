@@ -47,7 +47,7 @@ def test_every_pool_is_a_process_type_in_procfile_compose_and_kubernetes() -> No
         assert container["command"] == ["totem", "worker", pool.name]
         assert scaled[f"totem-{pool.name}"]["spec"]["triggers"][0]["metadata"]["listName"] == f"totem:{pool.queue}"
     pools = {pool.name for pool in POOLS}
-    assert pools | {"web", "scheduler", "release"} == set(procfile)
+    assert pools | {"web", "scheduler", "relay", "release"} == set(procfile)
     assert {f"totem-{name}" for name in pools} == set(scaled)
 
 

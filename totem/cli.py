@@ -72,6 +72,26 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relay(args: argparse.Namespace) -> int:
+    from workers.relay import main
+
+    main()
+    return 0
+
+
+def cmd_smtp_sink(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from totem.smtp_sink import serve
+
+    port = args.port or int(os.environ.get("SMTP_SINK_PORT", "2525"))
+    directory = Path(args.dir or os.environ.get("SMTP_SINK_DIR", ".totem-data/mail")).resolve()
+    say(f"SMTP sink on {args.host}:{port} (SMTP_URL=smtp://{args.host}:{port}); "
+        f"every message lands in {directory} as an .eml file")
+    serve(args.host, port, directory)
+    return 0
+
+
 def cmd_fake_stripe(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -132,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     wk.set_defaults(func=cmd_worker)
 
     sub.add_parser("scheduler", help="run the single-leader scheduler").set_defaults(func=cmd_scheduler)
+    sub.add_parser("relay", help="run an outbox relay (any number may run)").set_defaults(func=cmd_relay)
+
+    sink = sub.add_parser("smtp-sink", help="run the local SMTP server that keeps every message as a file (dev)")
+    sink.add_argument("--host", default="127.0.0.1")
+    sink.add_argument("--port", type=int, default=None)
+    sink.add_argument("--dir", default=None, help="where messages land (default $SMTP_SINK_DIR or .totem-data/mail)")
+    sink.set_defaults(func=cmd_smtp_sink)
 
     fs = sub.add_parser("fake-stripe", help="run the local fake Stripe API (dev and tests)")
     fs.add_argument("--host", default="127.0.0.1")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,18 @@ def wait_ready(url: str, timeout: float = 60) -> bool:
     return False
 
 
+def wait_listening(port: int, timeout: float = 30) -> bool:
+    """Poll until something accepts TCP connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
 def _terminate(pid: int, timeout: float) -> None:
     """SIGTERM the leader, wait, then SIGKILL the whole group."""
     with contextlib.suppress(ProcessLookupError):
@@ -67,10 +80,12 @@ class Fleet:
     log_dir: Path
     run_dir: Path | None = None
     fake_stripe: bool = True
+    mail_dir: Path | None = None  # with no SMTP_URL: run the SMTP sink, keeping each message here as .eml
     host: str = "127.0.0.1"  # where the gateway listens (totem up: every interface)
     well_known_ports: bool = False  # metrics on 9191, 9192, ... and 9200 when free (totem up); else any free port
     gateway_port: int = 0
     stripe_port: int = 0
+    smtp_port: int = 0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
@@ -84,6 +99,9 @@ class Fleet:
             self.stripe_port = self.stripe_port or free_port()
             self.env.update(STRIPE_API_BASE=self.stripe_url, FAKE_STRIPE_PORT=str(self.stripe_port))
             self.env.setdefault("FAKE_STRIPE_WEBHOOK_URL", f"{self.base_url}/v1/webhooks/stripe")
+        if self.mail_dir is not None and not self.env.get("SMTP_URL"):
+            self.smtp_port = self.smtp_port or free_port()
+            self.env["SMTP_URL"] = f"smtp://127.0.0.1:{self.smtp_port}"
 
     @property
     def base_url(self) -> str:
@@ -113,6 +131,18 @@ class Fleet:
             self._await("fake-stripe", f"{self.stripe_url}/_fake/health", 30)
         return self.stripe_url
 
+    def start_smtp_sink(self) -> str | None:
+        """The local SMTP sink (when this fleet has a mail folder and no SMTP_URL of its own)."""
+        if self.smtp_port and self.mail_dir is not None and "smtp-sink" not in self.procs:
+            self.start("smtp-sink", "smtp-sink", "--port", str(self.smtp_port), "--dir", str(self.mail_dir))
+            if not wait_listening(self.smtp_port, 30):
+                raise FleetError(f"smtp-sink did not listen on {self.smtp_port}; see {self.log_dir / 'smtp-sink.log'}")
+        return self.env.get("SMTP_URL")
+
+    def start_relay(self, name: str = "relay") -> None:
+        self.metrics_ports[name] = self._port(9201)
+        self.start(name, "relay", RELAY_METRICS_PORT=str(self.metrics_ports[name]))
+
     def start_gateway(self, workers: int = 1, *, name: str = "web", ready: str = "/healthz") -> str:
         """The gateway (and the fake Stripe before it); waits until ``ready`` answers."""
         self.start_fake_stripe()
@@ -137,12 +167,14 @@ class Fleet:
         self.start(name, "scheduler", SCHEDULER_METRICS_PORT=str(self.metrics_ports[name]))
 
     def start_all(self, *, web_workers: int = 1, threads: int | None = None) -> str:
-        """The whole fleet: fake Stripe (if used), gateway, every registered pool, scheduler; waits for
-        ``/readyz``."""
+        """The whole fleet: the SMTP sink and fake Stripe (if used), gateway, every registered pool, the
+        scheduler and the relay; waits for ``/readyz``."""
+        self.start_smtp_sink()
         self.start_gateway(web_workers, ready="/healthz")
         for pool in POOLS:
             self.start_worker(pool.name, threads=threads)
         self.start_scheduler()
+        self.start_relay()
         self._await("web", self.base_url + "/readyz", 60)
         return self.base_url
 

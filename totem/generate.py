@@ -31,6 +31,7 @@ def procfile() -> str:
              "web: totem gateway --workers ${WEB_CONCURRENCY:-2}",
              *(f"{pool.name}: totem worker {pool.name}" for pool in POOLS),
              "scheduler: totem scheduler",
+             "relay: totem relay",
              "release: totem migrate"]
     return "\n".join(lines) + "\n"
 
@@ -58,6 +59,9 @@ x-totem: &totem
     STRIPE_API_BASE: ${{STRIPE_API_BASE-http://fake-stripe:12111}}
     STRIPE_API_KEY: ${{STRIPE_API_KEY:-sk_test_totem}}
     STRIPE_WEBHOOK_SECRET: ${{STRIPE_WEBHOOK_SECRET:-whsec_totem_dev}}
+    # No mail server given: the local SMTP sink keeps every message (volume mail). Set SMTP_URL for a real one.
+    SMTP_URL: ${{SMTP_URL:-smtp://smtp-sink:2525}}
+    PUBLIC_URL: ${{PUBLIC_URL:-http://localhost:8000}}
   depends_on:
     migrate: {{ condition: service_completed_successfully }}
   restart: unless-stopped
@@ -86,6 +90,13 @@ services:
 {pools}  scheduler:
     <<: *totem
     command: ["totem", "scheduler"]
+  relay:  # any number may run: each outbox row is published once (SKIP LOCKED)
+    <<: *totem
+    command: ["totem", "relay"]
+  smtp-sink:
+    <<: *totem
+    command: ["totem", "smtp-sink", "--host", "0.0.0.0", "--port", "2525", "--dir", "/mail"]
+    volumes: [mail:/mail]
   fake-stripe:
     <<: *totem
     command: ["totem", "fake-stripe", "--host", "0.0.0.0", "--port", "12111"]
@@ -95,6 +106,7 @@ services:
 
 volumes:
   pgdata: {{}}
+  mail: {{}}
 """
 
 
@@ -202,6 +214,23 @@ spec:
         - name: scheduler
           image: totem:latest
           command: ["totem", "scheduler"]
+          {_ENV_FROM}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{ name: totem-relay }}
+spec:
+  replicas: 2   # any number may run: each outbox row is published once (SKIP LOCKED)
+  selector: {{ matchLabels: {{ app: totem, role: relay }} }}
+  template:
+    metadata:
+      labels: {{ app: totem, role: relay }}
+      annotations: {{ prometheus.io/scrape: "true", prometheus.io/port: "9201", prometheus.io/path: /metrics }}
+    spec:
+      containers:
+        - name: relay
+          image: totem:latest
+          command: ["totem", "relay"]
           {_ENV_FROM}
 """
 

@@ -54,8 +54,8 @@ def _create_provider(conn: psycopg.Connection[Any], spec: dict[str, Any]) -> dic
         **spec, "hold_ttl_seconds": None, "cancellation_policy": Jsonb(DEMO_CANCELLATION_POLICY)}).fetchone(),
         "insert_provider")
     # paid out daily to a (test-mode) connected account
-    conn.execute("UPDATE providers SET payout_account = %s WHERE id = %s",
-                 (f"acct_demo_{spec['slug'].replace('-', '_')}", provider["id"]))
+    conn.execute("UPDATE providers SET payout_account = %s, contact_email = %s WHERE id = %s",
+                 (f"acct_demo_{spec['slug'].replace('-', '_')}", f"owner@{spec['slug']}.example", provider["id"]))
     services = [expect_row(conn.execute(QUERIES["insert_service"], {
         "provider_id": provider["id"], "name": name, "duration_minutes": minutes, "price": price,
         "currency": spec["currency"]}).fetchone(), "insert_service") for name, minutes, price in spec["services"]]

@@ -80,6 +80,7 @@ def _prepare(args: argparse.Namespace, data_dir: Path, env: dict[str, str],
     say(f"demo catalog seeded ({data_dir / 'seed.json'})")
     use_fake = not env.get("STRIPE_API_BASE") and not env.get("STRIPE_API_KEY")  # no Stripe account given
     return Fleet(env=env, log_dir=data_dir / "logs", run_dir=data_dir / "run", fake_stripe=use_fake,
+                 mail_dir=data_dir / "mail", smtp_port=free_port(2525) if not env.get("SMTP_URL") else 0,
                  host="0.0.0.0", well_known_ports=True, gateway_port=args.port,  # noqa: S104 - reachable from outside
                  stripe_port=free_port(int(env.get("FAKE_STRIPE_PORT", "12111"))) if use_fake else 0)
 
@@ -88,13 +89,16 @@ def _run(args: argparse.Namespace, data_dir: Path, fleet: Fleet, stop: threading
     if fleet.fake_stripe:
         say(f"no STRIPE_API_KEY: fake Stripe on {fleet.stripe_url}, "
             f"webhooks to {fleet.env['FAKE_STRIPE_WEBHOOK_URL']}")
-    say(f"starting the gateway on {fleet.base_url}, pools {', '.join(p.name for p in POOLS)} and the scheduler "
-        f"(logs in {fleet.log_dir}) ...")
+    if fleet.smtp_port:
+        say(f"no SMTP_URL: the SMTP sink on {fleet.env['SMTP_URL']} keeps every email in {fleet.mail_dir}")
+    say(f"starting the gateway on {fleet.base_url}, pools {', '.join(p.name for p in POOLS)}, the scheduler "
+        f"and the relay (logs in {fleet.log_dir}) ...")
     fleet.start_all(web_workers=args.web_workers)
     base = fleet.base_url
     catalog = json.loads((data_dir / "seed.json").read_text())
     _print_welcome(base, catalog, fleet.log_dir, fleet.metrics_ports,
-                   fleet.stripe_url or fleet.env.get("STRIPE_API_BASE"))
+                   fleet.stripe_url or fleet.env.get("STRIPE_API_BASE"),
+                   str(fleet.mail_dir) if fleet.smtp_port else fleet.env.get("SMTP_URL", ""))
     while not stop.wait(1.0):
         exited = fleet.exited()
         if exited:
@@ -110,7 +114,7 @@ def _fresh_dir(path: Path) -> None:
 
 
 def _print_welcome(base: str, catalog: dict[str, Any], log_dir: Path, metrics_ports: dict[str, int],
-                   stripe_base: str | None) -> None:
+                   stripe_base: str | None, mail: str) -> None:
     resource = next(r for r in catalog["resources"] if r["kind"] == "slot" and r["service_ids"])
     system_token = os.environ.get("SYSTEM_TOKEN", "dev-system-token")
     body = json.dumps({"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
@@ -121,8 +125,10 @@ Totem is up: {base}
   API docs:   {base}/schema (OpenAPI: {base}/schema/openapi.json)
   health:     {base}/healthz  {base}/readyz  {base}/metrics
   pool metrics: {'  '.join(f"{pool} http://127.0.0.1:{port}/" for pool, port in metrics_ports.items())}
-  logs:       {log_dir}/({'|'.join(["web", *(p.name for p in POOLS), "scheduler", "fake-stripe"])}).log
+  logs:       {log_dir}/({'|'.join(["web", *(p.name for p in POOLS), "scheduler", "relay", "fake-stripe",
+                                     "smtp-sink"])}).log
   Stripe:     {stripe_base or "api.stripe.com"}
+  email:      {mail}   (every message the system sends, as .eml files)
 
 Try it:
   curl -si -X POST {base}/v1/bookings -H 'Content-Type: application/json' \\

@@ -29,7 +29,14 @@ from shared.config import Settings
 from shared.db import QUERIES, Pool, open_pool
 from shared.jobs import insert_job, requeue_stale_jobs
 from shared.logs import configure_logging
-from shared.registry import LEDGER_RECONCILE, PAYMENT_CANCEL_INTENT, PAYOUT_SEND, QUEUES, job_route
+from shared.registry import (
+    LEDGER_RECONCILE,
+    NOTIFICATION_DELIVER,
+    PAYMENT_CANCEL_INTENT,
+    PAYOUT_SEND,
+    QUEUES,
+    job_route,
+)
 from shared.settlement import close_due_periods
 
 log = logging.getLogger("totem.scheduler")
@@ -68,6 +75,7 @@ class Scheduler:
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}")
     stopping: threading.Event = field(default_factory=threading.Event)
     is_leader: bool = False
+    last_purge: float = float("-inf")
     gauges: Gauges | None = None
 
     def acquire_leadership(self, conn: psycopg.Connection[Any]) -> bool:
@@ -108,6 +116,8 @@ class Scheduler:
                 "payouts_created": self._settle(conn),
                 "payouts_redriven": self._redrive_payouts(conn),
                 "reconciliations_queued": self._reconcile_if_due(conn),
+                "deliveries_redriven": self._redrive_deliveries(conn),
+                "rows_purged": self._purge_old_rows(conn),
             }
         if any(done.values()):
             log.info("scheduler tick", extra=done)
@@ -159,6 +169,24 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001
                 log.warning("enqueue failed; the sweeper will retry", extra={"job_id": str(job_id), "error": repr(exc)})
                 break
+
+    def _redrive_deliveries(self, conn: psycopg.Connection[Any]) -> int:
+        """Failed deliveries whose next attempt is due (by the retry schedule, or "retry now") get a job."""
+        rows = conn.execute(QUERIES["redrive_due_deliveries"], {
+            **job_route(NOTIFICATION_DELIVER), "max_attempts": self.settings.job_max_attempts, "limit": 500}).fetchall()
+        self._enqueue(NOTIFICATION_DELIVER, [row["id"] for row in rows])
+        return len(rows)
+
+    def _purge_old_rows(self, conn: psycopg.Connection[Any]) -> int:
+        """Retention: finished jobs and published outbox rows (with their deliveries and in-app
+        notifications) older than RETENTION_DAYS, a batch at most once a minute."""
+        if time.monotonic() - self.last_purge < 60:
+            return 0
+        self.last_purge = time.monotonic()
+        with conn.transaction():
+            row = conn.execute(QUERIES["purge_old_rows"], {"days": self.settings.retention_days,
+                                                           "limit": 5000}).fetchone()
+        return int(row["jobs"]) + int(row["events"]) if row else 0
 
     def _purge_keys(self, conn: psycopg.Connection[Any]) -> int:
         with conn.transaction():

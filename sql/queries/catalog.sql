@@ -52,9 +52,9 @@ INSERT INTO public_tokens (token_sha256, provider_id) VALUES (%(token_sha256)s, 
 -- create_provider --
 -- A provider created through the API, with its cancellation policy.
 INSERT INTO providers (slug, name, time_zone, currency, commission_bps, hold_ttl_seconds, cancellation_policy,
-                       payout_account)
+                       payout_account, contact_email)
 VALUES (%(slug)s, %(name)s, %(time_zone)s, %(currency)s, %(commission_bps)s, %(hold_ttl_seconds)s,
-        %(cancellation_policy)s, %(payout_account)s)
+        %(cancellation_policy)s, %(payout_account)s, %(contact_email)s)
 RETURNING *;
 
 -- get_provider --
@@ -76,7 +76,8 @@ UPDATE providers SET
   commission_bps = coalesce(%(commission_bps)s, commission_bps),
   hold_ttl_seconds = coalesce(%(hold_ttl_seconds)s, hold_ttl_seconds),
   cancellation_policy = coalesce(%(cancellation_policy)s, cancellation_policy),
-  payout_account = coalesce(%(payout_account)s, payout_account), updated_at = now()
+  payout_account = coalesce(%(payout_account)s, payout_account),
+  contact_email = coalesce(%(contact_email)s, contact_email), updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
 RETURNING *;
 

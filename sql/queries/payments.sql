@@ -11,7 +11,7 @@ ON CONFLICT (payment_intent_id) DO NOTHING;
 -- lock_booking --
 -- A booking's row, locked: every payment change locks its booking first (booking -> payment -> refund),
 -- so a cancel and a payment event on one booking run one after the other.
-SELECT id, status, amount, currency, lower(period) AS start_at, cancellation_policy
+SELECT id, provider_id, status, amount, currency, lower(period) AS start_at, cancellation_policy
 FROM bookings WHERE id = %(id)s FOR UPDATE;
 
 -- succeeded_payment --

@@ -27,7 +27,7 @@ def fault_fleet(isolated_database_url: str, private_redis: PrivateRedis, tmp_pat
                REDIS_NAMESPACE="totem-fault")
     logs = tmp_path / "logs"
     logs.mkdir()
-    fleet = Fleet(env=env, log_dir=logs)
+    fleet = Fleet(env=env, log_dir=logs, mail_dir=tmp_path / "mail")
     try:
         yield fleet
     finally:

@@ -1,0 +1,68 @@
+"""What a delivery says: an email's template context, a webhook's body. Built from the delivery's row
+(``delivery_to_send``: the event, the booking now, its provider, the endpoint, the template)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from shared.notifications import event_link
+from shared.templates import amount_display
+
+
+def _local(moment: datetime | None, time_zone: str) -> str | None:
+    return moment.astimezone(ZoneInfo(time_zone)).strftime("%a %d %b %Y, %H:%M") if moment else None
+
+
+def link_of(row: dict[str, Any]) -> str:
+    """The deep link by the status the event reports (the message is about that moment: a confirmation links
+    to the confirmation page even if the booking has completed since); a payout or endpoint event links to its
+    own page."""
+    return event_link(row["booking_id"], row["event"])
+
+
+def email_context(row: dict[str, Any], links_base: str) -> dict[str, Any]:
+    event = dict(row["event"])
+    if "amount" in event and "currency" in event:
+        event["amount_display"] = amount_display(int(event["amount"]), str(event["currency"]))
+    snapshot = row["service_snapshot"] or {}
+    booking = None
+    if row["booking_id"] is not None:
+        booking = {
+            "id": str(row["booking_id"]), "status": row["booking_status"], "kind": row["booking_kind"],
+            "start_at": _local(row["start_at"], row["time_zone"]), "end_at": _local(row["end_at"], row["time_zone"]),
+            "amount": row["amount"], "currency": row["currency"],
+            "amount_display": amount_display(row["amount"], row["currency"]),
+            "service_name": snapshot.get("name") or snapshot.get("listing_name") or "your booking",
+            "resource_name": row["resource_name"],
+        }
+    return {"event": event, "booking": booking, "provider": {"name": row["provider_name"]},
+            "customer": {"name": (row["customer"] or {}).get("name", "")},
+            "link": links_base + link_of(row)}
+
+
+class WebhookData(msgspec.Struct, omit_defaults=True):
+    sequence: int  # the event's id: grows with every event of a booking, so a stale one can be dropped
+    provider_id: str
+    booking_id: str | None = None
+    status: str | None = None  # the booking's status now, whatever the event said then
+    event: dict[str, Any] = {}
+
+
+class WebhookBody(msgspec.Struct):
+    type: str
+    timestamp: datetime
+    data: WebhookData
+
+
+def webhook_body(row: dict[str, Any]) -> bytes:
+    """``{type, timestamp, data}`` (Standard Webhooks); delivery order is not guaranteed, so ``data``
+    carries the booking's current status and the event's sequence number."""
+    return msgspec.json.encode(WebhookBody(
+        type=row["topic"], timestamp=row["event_created_at"],
+        data=WebhookData(sequence=int(row["event_id"]), provider_id=str(row["provider_id"]),
+                         booking_id=str(row["booking_id"]) if row["booking_id"] else None,
+                         status=row["booking_status"], event=row["event"])))

@@ -1,0 +1,122 @@
+"""The outbox relay and the notifications pool under faults: SIGKILLed mid-batch or mid-send, racing each
+other. Postgres is the source of truth: nothing is lost, and each (event, channel, recipient) is one
+delivery; a message sent again after a crash carries the same id, for the receiver to drop."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from tests.support import future, make_catalog, new_key, wait_for, wait_job
+from tests.test_notifications import SYSTEM, Receiver
+from totem.fleet import Fleet
+
+
+def _rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def _book(client: httpx.Client, catalog: Any, days: int) -> str:
+    accepted = client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
+                           headers={"Idempotency-Key": new_key()})
+    job = wait_job(client, accepted.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    return str(job["result"]["booking_id"])
+
+
+def test_a_relay_killed_mid_batch_publishes_nothing_and_the_next_one_fans_out_once(
+        fault_fleet: Fleet, isolated_database_url: str) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        booking_id = _book(client, catalog, days=50)  # no relay runs yet: its event waits in the outbox
+    [event] = _rows(url, "SELECT id FROM outbox WHERE aggregate_id = %s AND published_at IS NULL", booking_id)
+    # The relay's insert of deliveries waits on this lock, inside its transaction (the event already claimed).
+    blocker = psycopg.connect(url)
+    blocker.execute("LOCK TABLE deliveries IN SHARE MODE")
+    fault_fleet.start_relay("relay-1")
+    wait_for(lambda: _rows(url, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'totem-relay' "
+                                "AND wait_event_type = 'Lock'"), 20, "the relay to block mid-batch")
+    fault_fleet.kill("relay-1", signal.SIGKILL)
+    blocker.rollback()
+    blocker.close()
+    assert _rows(url, "SELECT published_at FROM outbox WHERE id = %s", event["id"])[0]["published_at"] is None
+
+    fault_fleet.start_relay("relay-2")
+    wait_for(lambda: _rows(url, "SELECT 1 FROM outbox WHERE id = %s AND published_at IS NOT NULL", event["id"]),
+             20, "the event published by the second relay")
+    deliveries = _rows(url, "SELECT channel, recipient FROM deliveries WHERE event_id = %s", event["id"])
+    assert deliveries == [{"channel": "email", "recipient": "grace@example.com"}]
+    assert len(_rows(url, "SELECT 1 FROM notifications WHERE event_id = %s", event["id"])) == 1
+    assert len(_rows(url, "SELECT 1 FROM jobs WHERE payload->>'delivery_id' IN "
+                          "(SELECT id::text FROM deliveries WHERE event_id = %s)", event["id"])) == 1
+
+
+def test_racing_relays_fan_each_event_out_once(fault_fleet: Fleet, isolated_database_url: str) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        booked = [_book(client, catalog, days=60 + i) for i in range(12)]
+    for name in ("relay-a", "relay-b", "relay-c"):
+        fault_fleet.start_relay(name)
+    wait_for(lambda: not _rows(url, "SELECT 1 FROM outbox WHERE published_at IS NULL"), 30, "every event published")
+    # (the database is the module's: only this provider's events count)
+    per_event = _rows(url, "SELECT o.aggregate_id, count(d.id) AS deliveries FROM outbox o "
+                           "LEFT JOIN deliveries d ON d.event_id = o.id WHERE o.payload->>'provider_id' = %s "
+                           "GROUP BY o.id, o.aggregate_id", catalog.provider_id)
+    assert sorted(str(r["aggregate_id"]) for r in per_event) == sorted(booked)
+    assert all(r["deliveries"] == 1 for r in per_event)  # the customer's email, once
+    jobs = _rows(url, "SELECT payload->>'delivery_id' AS d, count(*) AS n FROM jobs WHERE payload ? 'delivery_id' "
+                      "AND payload->>'delivery_id' IN (SELECT id::text FROM deliveries WHERE provider_id = %s) "
+                      "GROUP BY 1", catalog.provider_id)
+    assert len(jobs) == len(booked) and all(j["n"] == 1 for j in jobs)
+
+
+def test_a_notifications_worker_killed_mid_send_delivers_with_the_same_message_id(
+        fault_fleet: Fleet, isolated_database_url: str) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    release = threading.Event()
+    receiver = Receiver()
+    original = receiver.server.RequestHandlerClass.do_POST  # type: ignore[attr-defined]
+
+    def hang_first(handler: Any) -> None:  # the first request hangs until the worker is dead
+        if not receiver.received:
+            release.wait(30)
+        original(handler)
+
+    receiver.server.RequestHandlerClass.do_POST = hang_first  # type: ignore[attr-defined]
+    try:
+        base = fault_fleet.start_gateway()
+        fault_fleet.start_worker()
+        fault_fleet.start_scheduler()
+        fault_fleet.start_relay()
+        with httpx.Client(base_url=base, timeout=10) as client:
+            created = client.post(f"/v1/providers/{catalog.provider_id}/webhook-endpoints",
+                                  json={"url": receiver.url, "events": ["booking_created"]}, headers=SYSTEM)
+            assert created.status_code == 201, created.text
+            fault_fleet.start_worker("notifications", name="notifications-1")
+            _book(client, catalog, days=70)
+            wait_for(lambda: _rows(url, "SELECT 1 FROM jobs WHERE payload ? 'delivery_id' AND status = 'running'"),
+                     20, "the send in flight")
+            fault_fleet.kill("notifications-1", signal.SIGKILL)
+            release.set()
+            fault_fleet.start_worker("notifications", name="notifications-2")
+            delivered = wait_for(lambda: _rows(url, "SELECT id, attempts FROM deliveries WHERE channel = 'webhook' "
+                                                    "AND status = 'delivered'"), 60, "delivered after the crash")
+        assert len(delivered) == 1
+        ids = {r["headers"]["webhook-id"] for r in receiver.received}
+        assert ids == {str(delivered[0]["id"])}  # every copy carries the delivery's id
+    finally:
+        release.set()
+        receiver.close()
