@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import signal
 import threading
+import uuid
 from typing import Any
 
 import httpx
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from tests.support import future, make_catalog, new_key, wait_for, wait_job
 from tests.test_notifications import SYSTEM, Receiver
+from totem.embedded import PrivateRedis
 from totem.fleet import Fleet
 
 
@@ -120,3 +123,33 @@ def test_a_notifications_worker_killed_mid_send_delivers_with_the_same_message_i
     finally:
         release.set()
         receiver.close()
+
+
+def test_events_published_while_redis_is_down_are_delivered_once_it_is_back(
+        fault_fleet: Fleet, isolated_database_url: str, private_redis: PrivateRedis) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE providers SET contact_email = 'owner@redis-down.example' WHERE id = %s",
+                     (catalog.provider_id,))
+    fault_fleet.start_smtp_sink()
+    fault_fleet.start_scheduler()
+    fault_fleet.start_relay()
+    fault_fleet.start_worker("notifications")
+    port = private_redis.port
+    private_redis.stop()
+    payout_id = str(uuid.uuid4())
+    with psycopg.connect(url, autocommit=True) as conn:  # a payout paid while Redis is down
+        conn.execute("INSERT INTO outbox (topic, aggregate_id, payload) VALUES ('payout_sent', %s, %s)",
+                     (payout_id, Jsonb({"provider_id": catalog.provider_id, "payout_id": payout_id,
+                                        "amount": 2250, "currency": "EUR"})))
+    wait_for(lambda: _rows(url, "SELECT 1 FROM deliveries d JOIN jobs j ON j.payload->>'delivery_id' = d.id::text "
+                                "WHERE d.topic = 'payout_sent' AND d.provider_id = %s AND j.status = 'queued'",
+                           catalog.provider_id), 20, "the relay to publish it (its job durable, not enqueued)")
+    private_redis.start(port=port)  # empty: the sweeper enqueues the job the relay could not
+    [delivered] = wait_for(lambda: _rows(url, "SELECT id, attempts FROM deliveries WHERE topic = 'payout_sent' "
+                                              "AND provider_id = %s AND status = 'delivered'", catalog.provider_id),
+                           60, "the email delivered")
+    assert delivered["attempts"] == 1
+    assert fault_fleet.mail_dir is not None
+    assert len([p for p in fault_fleet.mail_dir.glob("*.eml") if str(delivered["id"]) in p.name]) == 1
