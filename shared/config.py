@@ -48,7 +48,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     relay_batch_size: int = 200
     relay_poll_seconds: float = 1.0  # the relay's polling fallback when no NOTIFY wakes it
     relay_metrics_port: int = 9201
-    retention_days: float = 30.0  # finished jobs, published outbox rows, deliveries, in-app notifications
+    retention_jobs_days: float = 30.0  # finished jobs
+    retention_events_days: float = 30.0  # published outbox rows, with their deliveries, attempts, feed rows
 
     @property
     def retry_schedule(self) -> list[float]:

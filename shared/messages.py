@@ -49,6 +49,7 @@ class WebhookData(msgspec.Struct, omit_defaults=True):
     provider_id: str
     booking_id: str | None = None
     status: str | None = None  # the booking's status now, whatever the event said then
+    link: str | None = None  # where the provider's app opens it (seed 004 §16)
     event: dict[str, Any] = {}
 
 
@@ -65,4 +66,4 @@ def webhook_body(row: dict[str, Any]) -> bytes:
         type=row["topic"], timestamp=row["event_created_at"],
         data=WebhookData(sequence=int(row["event_id"]), provider_id=str(row["provider_id"]),
                          booking_id=str(row["booking_id"]) if row["booking_id"] else None,
-                         status=row["booking_status"], event=row["event"])))
+                         status=row["booking_status"], link=link_of(row), event=row["event"])))

@@ -169,6 +169,8 @@ def test_webhooks_verify_with_the_reference_library_and_carry_the_bookings_curre
     assert (created["type"], paid["type"]) == ("booking_created", "booking_paid")
     assert created["data"]["booking_id"] == booking_id and paid["data"]["status"] == "paid"
     assert created["data"]["sequence"] < paid["data"]["sequence"]
+    assert created["data"]["link"] == f"/booking/requested/{booking_id}"
+    assert paid["data"]["link"] == f"/booking-confirmation/{booking_id}"
     assert {r["headers"]["webhook-id"] for r in receiver.received} == {
         d["id"] for d in _deliveries(client, catalog.provider_id) if d["channel"] == "webhook"}
 

@@ -1,5 +1,5 @@
 """Retention: finished jobs and published outbox rows (with their deliveries and in-app notifications) go
-after RETENTION_DAYS; what money, audit or support needs stays."""
+after RETENTION_JOBS_DAYS / RETENTION_EVENTS_DAYS; what money, audit or support needs stays."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_old_finished_jobs_and_published_events_are_purged_and_nothing_else(isol
         conn.execute("INSERT INTO deliveries (event_id, topic, provider_id, channel, recipient, audience) "
                      "VALUES (%s, 'x', %s, 'email', 'a@b.example', 'customer')", (old_event, catalog.provider_id))
 
-        purged = conn.execute(QUERIES["purge_old_rows"], {"days": 30, "limit": 1000}).fetchone()
+        purged = conn.execute(QUERIES["purge_old_rows"], {"jobs_days": 30, "events_days": 30, "limit": 1000}).fetchone()
         assert purged is not None and purged["events"] == 1 and purged["jobs"] >= 2
         remaining = {r["id"] for r in conn.execute("SELECT id FROM jobs").fetchall()}
         assert {old_done, old_failed}.isdisjoint(remaining)

@@ -179,13 +179,14 @@ class Scheduler:
 
     def _purge_old_rows(self, conn: psycopg.Connection[Any]) -> int:
         """Retention: finished jobs and published outbox rows (with their deliveries and in-app
-        notifications) older than RETENTION_DAYS, a batch at most once a minute."""
+        notifications) older than RETENTION_JOBS_DAYS / RETENTION_EVENTS_DAYS, a batch at most once a minute."""
         if time.monotonic() - self.last_purge < 60:
             return 0
         self.last_purge = time.monotonic()
         with conn.transaction():
-            row = conn.execute(QUERIES["purge_old_rows"], {"days": self.settings.retention_days,
-                                                           "limit": 5000}).fetchone()
+            row = conn.execute(QUERIES["purge_old_rows"], {
+                "jobs_days": self.settings.retention_jobs_days, "events_days": self.settings.retention_events_days,
+                "limit": 5000}).fetchone()
         return int(row["jobs"]) + int(row["events"]) if row else 0
 
     def _purge_keys(self, conn: psycopg.Connection[Any]) -> int:

@@ -107,7 +107,7 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_feed_idx ON notifications (provider_id, created_at DESC, id DESC);
 CREATE INDEX notifications_unread_idx ON notifications (provider_id, created_at DESC, id DESC) WHERE read_at IS NULL;
 CREATE INDEX outbox_published_at_idx ON outbox (published_at) WHERE published_at IS NOT NULL;
--- Retention finds finished jobs by age (the scheduler purges them after RETENTION_DAYS).
+-- Retention finds finished jobs by age (the scheduler purges them after RETENTION_JOBS_DAYS).
 CREATE INDEX jobs_finished_idx ON jobs (updated_at) WHERE status IN ('succeeded', 'failed');
 
 -- Wake the relays: one NOTIFY per inserting statement (not per row), with an empty payload, so Postgres

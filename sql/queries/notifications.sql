@@ -178,13 +178,13 @@ WHERE id = %(id)s AND provider_id = %(provider_id)s
 RETURNING id, topic, booking_id, payload, read_at, created_at;
 
 -- purge_old_rows --
--- Retention, one batch per table per tick: finished jobs, published outbox rows (their deliveries, attempts
--- and in-app notifications go with them), all older than %(days)s days. Nothing money or audit needs lives
+-- Retention, one batch per table per tick: finished jobs older than %(jobs_days)s days, published outbox rows
+-- older than %(events_days)s days (their deliveries, attempts and in-app notifications go with them). Nothing money or audit needs lives
 -- in these tables: ledger, payments, refunds, payouts, bookings and their audit are never purged.
 WITH old_jobs AS (
   DELETE FROM jobs WHERE id IN (
     SELECT j.id FROM jobs j WHERE j.status IN ('succeeded', 'failed')
-      AND j.updated_at < now() - make_interval(secs => %(days)s * 86400)
+      AND j.updated_at < now() - make_interval(secs => %(jobs_days)s * 86400)
       -- a Stripe event keeps its apply job for support (and an unexpired key its job)
       AND NOT EXISTS (SELECT 1 FROM stripe_events e WHERE e.job_id = j.id)
       AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.job_id = j.id)
@@ -192,7 +192,8 @@ WITH old_jobs AS (
   RETURNING id
 ), old_events AS (
   DELETE FROM outbox WHERE id IN (
-    SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => %(days)s * 86400) ORDER BY id LIMIT %(limit)s)
+    SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => %(events_days)s * 86400)
+    ORDER BY id LIMIT %(limit)s)
   RETURNING id
 )
 SELECT (SELECT count(*) FROM old_jobs) AS jobs, (SELECT count(*) FROM old_events) AS events;
