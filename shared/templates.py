@@ -3,7 +3,9 @@
 Templates live in the database (``notification_templates``: the platform's defaults and a provider's own
 overrides), so their text is not trusted: they render in jinja2's ``SandboxedEnvironment`` (no access to
 dunder attributes, no unsafe calls), with ``StrictUndefined`` (a misspelt variable fails rather than
-rendering empty), and with ``*``/``**`` on big operands refused (no memory bomb). Only the HTML body is
+rendering empty), with ``*``/``**`` on big operands refused (no memory bomb), and without loops, macros,
+includes or imports (refused when the template is compiled): a template is variables, filters and
+conditionals, so rendering one costs time in proportion to its length (no CPU bomb). Only the HTML body is
 autoescaped; the subject is one line (every line break and run of whitespace becomes one space, so a value
 cannot inject a header). Any failure to compile or render raises ``NotificationTemplateInvalid`` naming the
 part; that fails the one delivery, nothing else.
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -61,9 +63,19 @@ _TEXT = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newl
 _HTML = _Sandbox(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
 
 
+# What a message template never needs, and what could make rendering cost more than its length.
+_FORBIDDEN = {nodes.For: "loops", nodes.Macro: "macros", nodes.CallBlock: "call blocks", nodes.Include: "includes",
+              nodes.Import: "imports", nodes.FromImport: "imports", nodes.Extends: "extends"}
+
+
 @lru_cache(maxsize=512)
 def _compiled(source: str, html: bool) -> Template:
-    return (_HTML if html else _TEXT).from_string(source)
+    environment = _HTML if html else _TEXT
+    tree = environment.parse(source)
+    for node_type, what in _FORBIDDEN.items():
+        if tree.find(node_type) is not None:
+            raise SecurityError(f"templates may not use {what}")
+    return environment.from_string(tree)
 
 
 def render(template: Mapping[str, Any], context: Mapping[str, Any]) -> Rendered:

@@ -276,3 +276,15 @@ def test_a_line_break_in_a_value_cannot_inject_a_mail_header(sink: Sink) -> None
 ])
 def test_amount_display_formats_minor_units_without_floats(amount: int, currency: str, shown: str) -> None:
     assert amount_display(amount, currency) == shown
+
+
+@pytest.mark.parametrize("source", [
+    "{% for a in range(100000) %}{% for b in range(100000) %}.{% endfor %}{% endfor %}",
+    "{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}",
+    "{% include 'other' %}",
+    "{% import 'other' as o %}",
+])
+def test_a_template_that_could_cost_more_than_its_length_is_refused(source: str) -> None:
+    """No loops, macros, includes or imports: rendering a template costs time in proportion to its length."""
+    with pytest.raises(NotificationTemplateInvalid, match="text_body"):
+        render({"subject": "s", "text_body": source, "html_body": "h"}, {})
