@@ -38,11 +38,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_interval_seconds: float = 3_600.0
     payout_redrive_after_seconds: float = 600.0
     # Notifications: SMTP (unset: mail is not sent, deliveries wait), links, retries, webhook targets.
-    smtp_url: str | None = None  # smtp://[user:password@]host:port[?starttls=true]
+    smtp_url: str | None = None  # smtp://[user:password@]host:port[?starttls=true]; unset: emails fail (retried)
     mail_from: str = "Totem <no-reply@totem.localhost>"
     public_url: str | None = None  # base of links in messages; default http://localhost:$PORT
     notify_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"  # seconds before each attempt
     notify_endpoint_disable_after_seconds: float = 432_000.0  # an endpoint failing this long is disabled
+    notify_stuck_after_seconds: float = 600.0  # a delivery still pending this long with no open job is re-driven
     webhook_allow_private_targets: bool = False  # dev and tests only: let webhooks reach 127.0.0.1 etc.
     webhook_timeout_seconds: float = 15.0
     relay_batch_size: int = 200

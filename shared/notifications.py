@@ -74,10 +74,11 @@ def event_link(booking_id: uuid.UUID | str | None, event: dict[str, Any], status
 
 def retry_delay(schedule: list[float], attempts_made: int, retry_after: float | None) -> float | None:
     """Seconds until the next attempt after ``attempts_made`` attempts, or None when none is left (dead).
-    A receiver's Retry-After (429/503) is honoured when it asks for longer than the schedule."""
+    ``schedule[i]`` is the wait before attempt i + 1 (the first is 0: at once). A receiver's Retry-After
+    (429/503) is honoured when it asks for longer, up to the schedule's longest wait."""
     if attempts_made >= len(schedule):
         return None
-    return max(schedule[attempts_made], retry_after or 0.0)
+    return min(max(schedule[attempts_made], retry_after or 0.0), max(schedule))
 
 
 def record_attempt(conn: psycopg.Connection[Any], delivery_id: uuid.UUID, attempts_before: int,

@@ -3,9 +3,10 @@
 Templates live in the database (``notification_templates``: the platform's defaults and a provider's own
 overrides), so their text is not trusted: they render in jinja2's ``SandboxedEnvironment`` (no access to
 dunder attributes, no unsafe calls), with ``StrictUndefined`` (a misspelt variable fails rather than
-rendering empty), with ``*``/``**`` on big operands refused (no memory bomb), and without loops, macros,
-includes or imports (refused when the template is compiled): a template is variables, filters and
-conditionals, so rendering one costs time in proportion to its length (no CPU bomb). Only the HTML body is
+rendering empty), with ``*``/``**`` on big operands refused, and without loops, assignments, calls, macros,
+includes or imports (refused when the template is compiled), with a short list of filters that cannot grow
+their input and no globals: a template is variables, allowed filters and conditionals, so what rendering
+costs in time and memory is bounded by the template's length (no CPU or memory bomb). Only the HTML body is
 autoescaped; the subject is one line (every line break and run of whitespace becomes one space, so a value
 cannot inject a header). Any failure to compile or render raises ``NotificationTemplateInvalid`` naming the
 part; that fails the one delivery, nothing else.
@@ -59,12 +60,25 @@ def _repeats_too_much(left: Any, right: Any) -> bool:
     return False
 
 
-_TEXT = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_HTML = _Sandbox(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+# Filters that return at most about what they are given (no center/indent/replace/format/wordwrap).
+_FILTERS = ("abs", "capitalize", "count", "d", "default", "e", "escape", "first", "int", "last", "length", "lower",
+            "round", "string", "striptags", "title", "trim", "truncate", "upper", "urlencode")
+
+
+def _environment(*, html: bool) -> _Sandbox:
+    environment = _Sandbox(undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True)
+    environment.filters = {name: environment.filters[name] for name in _FILTERS}
+    environment.globals.clear()
+    return environment
+
+
+_TEXT = _environment(html=False)
+_HTML = _environment(html=True)
 
 
 # What a message template never needs, and what could make rendering cost more than its length.
-_FORBIDDEN = {nodes.For: "loops", nodes.Macro: "macros", nodes.CallBlock: "call blocks", nodes.Include: "includes",
+_FORBIDDEN = {nodes.For: "loops", nodes.Assign: "set", nodes.AssignBlock: "set", nodes.Call: "calls",
+              nodes.Macro: "macros", nodes.CallBlock: "call blocks", nodes.Include: "includes",
               nodes.Import: "imports", nodes.FromImport: "imports", nodes.Extends: "extends"}
 
 

@@ -66,12 +66,18 @@ def prepare_delivery(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
         failure = exc
         outcome = AttemptOutcome(succeeded=False, duration_ms=int((time.monotonic() - started) * 1000),
                                  error=exc.detail, gone=True)
+    except Exception as exc:
+        log.exception("delivery attempt raised", extra={"delivery_id": str(delivery_id)})
+        outcome = AttemptOutcome(succeeded=False, duration_ms=int((time.monotonic() - started) * 1000),
+                                 error=f"internal error: {type(exc).__name__}")
 
     def record(conn: psycopg.Connection[Any], job: ClaimedJob) -> DeliverySent | DomainError:
+        if row["channel"] == "webhook":  # lock order everywhere: endpoint, then its deliveries
+            conn.execute(QUERIES["lock_webhook_endpoint"], {"id": row["recipient"]})
         recorded = notifications.record_attempt(conn, delivery_id, row["attempts"], outcome,
                                                 settings.retry_schedule)
-        if recorded is None:  # another attempt settled it meanwhile
-            return DeliverySent(delivery_id=delivery_id, status="delivered", attempts=row["attempts"])
+        if recorded is None:  # another attempt settled it meanwhile (delivered or dead)
+            return DeliverySent(delivery_id=delivery_id, status="pending", attempts=row["attempts"])
         if row["channel"] == "webhook" and failure is None:
             _endpoint_health(conn, row, outcome)
         log.info("delivery attempt", extra={"delivery_id": str(delivery_id), "channel": row["channel"],

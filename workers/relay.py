@@ -86,8 +86,11 @@ class Relay:
                     continue  # a full batch: there is more, go on at once
                 for _ in listener.notifies(timeout=self.settings.relay_poll_seconds, stop_after=1):
                     pass
+                for _ in listener.notifies(timeout=0):  # drain: one batch serves every commit so far
+                    pass
             except psycopg.Error as exc:  # Postgres restarting: wait a poll interval, reconnect
-                log.warning("relay batch failed; retrying", extra={"error": type(exc).__name__})
+                log.warning("relay batch failed; retrying", extra={
+                    "error": type(exc).__name__, "detail": (str(exc).splitlines() or [""])[0][:200]})
                 self._count("failed")
                 if listener is not None:
                     listener.close()

@@ -173,7 +173,8 @@ class Scheduler:
     def _redrive_deliveries(self, conn: psycopg.Connection[Any]) -> int:
         """Failed deliveries whose next attempt is due (by the retry schedule, or "retry now") get a job."""
         rows = conn.execute(QUERIES["redrive_due_deliveries"], {
-            **job_route(NOTIFICATION_DELIVER), "max_attempts": self.settings.job_max_attempts, "limit": 500}).fetchall()
+            **job_route(NOTIFICATION_DELIVER), "max_attempts": self.settings.job_max_attempts, "limit": 500,
+            "stuck_after_seconds": self.settings.notify_stuck_after_seconds}).fetchall()
         self._enqueue(NOTIFICATION_DELIVER, [row["id"] for row in rows])
         return len(rows)
 

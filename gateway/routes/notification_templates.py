@@ -108,7 +108,7 @@ async def put_notification_template(state: GatewayState, provider_id: UUID, even
     if target is None:
         raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist (or is deleted)")
     if not target["event_known"]:
-        raise Problem(Code.NOT_FOUND, f"no event {event!r} has a default template to override")
+        raise Problem(Code.NOT_FOUND, f"no default template for {event!r} to {audience!r} to override")
     template = msgspec.structs.asdict(data)
     # rendering is CPU work on untrusted text; off the event loop. Raises NotificationTemplateInvalid (422).
     await asyncio.to_thread(render, template, sample_context(target, state.settings.links_base))

@@ -107,6 +107,8 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_feed_idx ON notifications (provider_id, created_at DESC, id DESC);
 CREATE INDEX notifications_unread_idx ON notifications (provider_id, created_at DESC, id DESC) WHERE read_at IS NULL;
 CREATE INDEX outbox_published_at_idx ON outbox (published_at) WHERE published_at IS NOT NULL;
+-- The re-drive looks up a delivery's open send job by payload.
+CREATE INDEX jobs_delivery_id_idx ON jobs ((payload->>'delivery_id')) WHERE payload ? 'delivery_id';
 -- Retention finds finished jobs by age (the scheduler purges them after RETENTION_JOBS_DAYS).
 CREATE INDEX jobs_finished_idx ON jobs (updated_at) WHERE status IN ('succeeded', 'failed');
 
@@ -157,3 +159,7 @@ INSERT INTO notification_templates (event, audience, subject, text_body, html_bo
 ('webhook_endpoint_disabled', 'provider', 'Your webhook endpoint was disabled',
  E'We disabled your webhook endpoint {{ event.url }}: {{ event.reason }}. Fix it, then recover the failed messages from your console.\n\n{{ link }}\n',
  '<p>We disabled your webhook endpoint {{ event.url }}: {{ event.reason }}. Fix it, then recover the failed messages from your console.</p><p><a href="{{ link }}">Webhook endpoints</a></p>');
+
+-- Nothing read the outbox before this migration: what it holds happened before notifications existed, and
+-- must not reach anyone now (a customer mailed about every booking they ever made). It counts as published.
+UPDATE outbox SET published_at = now() WHERE published_at IS NULL;

@@ -1,6 +1,7 @@
 -- A provider's email templates: the platform's defaults (provider_id NULL) and its own overrides. Every
 -- statement is scoped by the provider in the path; another provider's override is never read or changed.
--- An override exists only for an event that has a default (nobody invents events).
+-- An override exists only for an (event, audience) that has a default: nobody invents events, and nobody
+-- mails an audience the platform does not (a customer must never receive a provider's payout email).
 
 -- notification_template_list --
 -- The effective template per (event, audience) for this provider: its override where it has one, else the
@@ -23,7 +24,7 @@ ORDER BY t.event, t.audience;
 -- currency make the sample context) and whether the event has a default. No row: no such live provider.
 SELECT p.name, p.time_zone, p.currency,
        EXISTS (SELECT 1 FROM notification_templates t
-               WHERE t.provider_id IS NULL AND t.event = %(event)s) AS event_known
+               WHERE t.provider_id IS NULL AND t.event = %(event)s AND t.audience = %(audience)s) AS event_known
 FROM providers p
 WHERE p.id = %(provider_id)s AND p.deleted_at IS NULL;
 
@@ -34,7 +35,8 @@ INSERT INTO notification_templates (provider_id, event, audience, subject, text_
 SELECT p.id, %(event)s, %(audience)s, %(subject)s, %(text_body)s, %(html_body)s
 FROM providers p
 WHERE p.id = %(provider_id)s AND p.deleted_at IS NULL
-  AND EXISTS (SELECT 1 FROM notification_templates t WHERE t.provider_id IS NULL AND t.event = %(event)s)
+  AND EXISTS (SELECT 1 FROM notification_templates t
+              WHERE t.provider_id IS NULL AND t.event = %(event)s AND t.audience = %(audience)s)
 ON CONFLICT (event, audience, coalesce(provider_id, '00000000-0000-0000-0000-000000000000'))
 DO UPDATE SET subject = EXCLUDED.subject, text_body = EXCLUDED.text_body, html_body = EXCLUDED.html_body
 RETURNING event, audience, subject, text_body, html_body, 'provider' AS source, updated_at;

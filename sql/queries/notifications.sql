@@ -100,6 +100,11 @@ WITH attempt AS (
 )
 SELECT id, attempts, status, next_attempt_at, endpoint_id FROM attempt;
 
+-- lock_webhook_endpoint --
+-- Lock order: an endpoint before its deliveries (recover updates them in that order too). NO KEY UPDATE:
+-- the relay's inserts of deliveries that reference the endpoint are not blocked.
+SELECT id FROM webhook_endpoints WHERE id = %(id)s::uuid FOR NO KEY UPDATE;
+
 -- mark_endpoint_healthy --
 UPDATE webhook_endpoints SET failing_since = NULL WHERE id = %(id)s AND failing_since IS NOT NULL;
 
@@ -107,7 +112,7 @@ UPDATE webhook_endpoints SET failing_since = NULL WHERE id = %(id)s AND failing_
 -- An endpoint's failure: it is disabled when it asked to be (410 Gone) or has failed without a success for
 -- %(disable_after_seconds)s; the statement says whether this call disabled it (to tell the provider once).
 WITH before AS (
-  SELECT id, status FROM webhook_endpoints WHERE id = %(id)s FOR UPDATE
+  SELECT id, status FROM webhook_endpoints WHERE id = %(id)s FOR NO KEY UPDATE
 ), changed AS (
   UPDATE webhook_endpoints w SET
     failing_since = coalesce(w.failing_since, now()),
@@ -131,11 +136,13 @@ INSERT INTO outbox (topic, aggregate_id, payload) VALUES (%(topic)s, %(aggregate
 
 -- redrive_due_deliveries --
 -- Failed deliveries whose next attempt is due get a send job (unless one is open): the retry schedule and
--- "retry now" both work through this.
+-- "retry now" both work through this. So does a delivery still pending long after it was made whose job
+-- gave up without recording an attempt (JOB_ATTEMPTS_EXHAUSTED on a crash loop): it is never left behind.
 INSERT INTO jobs (id, type, queue, actor, payload, max_attempts)
 SELECT gen_random_uuid(), %(type)s, %(queue)s, %(actor)s, jsonb_build_object('delivery_id', d.id), %(max_attempts)s
 FROM deliveries d
-WHERE d.status = 'failed' AND d.next_attempt_at <= now()
+WHERE ((d.status = 'failed' AND d.next_attempt_at <= now())
+       OR (d.status = 'pending' AND d.updated_at < now() - make_interval(secs => %(stuck_after_seconds)s)))
   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.type = %(type)s AND j.status IN ('queued', 'running')
                                          AND j.payload ? 'delivery_id' AND j.payload->>'delivery_id' = d.id::text)
 ORDER BY d.next_attempt_at
