@@ -70,6 +70,7 @@ def _prepare(args: argparse.Namespace, data_dir: Path, env: dict[str, str],
         env["REDIS_URL"] = rd.url()
         say(f"redis ready on 127.0.0.1:{rd.port}")
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "metrics"))
+    env.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # dev: webhook receivers on this machine are fine
     _fresh_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
 
     say("migrating ...")
