@@ -102,15 +102,22 @@ def _webhook_statement(space: int) -> str:
 JOB_SPACE, FULL_SPACE, WEBHOOK_SPACE = 0, 432_000_000_000, 900_000_000_000
 
 
+# job.sql again, once per run of a repeated comparison (NOTIFY off/on): each run claims preseeded jobs of a space
+# of its own, on slots of its own (whole days apart, between JOB_SPACE's clients' slots and FULL_SPACE's).
+REPEAT_SPACES = tuple(14_400_000_000 + k * 2_880_000_000 for k in range(4))
+
+
 def write_scripts(directory: Path, service_id: str) -> dict[str, Path]:
     """job.sql: the SQL a booking job commits (claim, the hold, then payment + finish).
     full.sql: all the SQL a booking costs (the gateway's accept statement, then that job).
-    webhook.sql: the webhook ingress's one statement (store the event and its apply job)."""
+    webhook.sql: the webhook ingress's one statement (store the event and its apply job).
+    job_<k>.sql: job.sql on REPEAT_SPACES[k]."""
     directory.mkdir(parents=True, exist_ok=True)
     scripts = {
         "job": [*_HEADER, *_job_statements(JOB_SPACE, service_id)],
         "full": [*_HEADER, _accept_statement(FULL_SPACE, service_id), *_job_statements(FULL_SPACE, service_id)],
         "webhook": ["\\set n :n + 1", _webhook_statement(WEBHOOK_SPACE)],
+        **{f"job_{k}": [*_HEADER, *_job_statements(space, service_id)] for k, space in enumerate(REPEAT_SPACES)},
     }
     paths = {}
     for name, lines in scripts.items():
@@ -119,8 +126,8 @@ def write_scripts(directory: Path, service_id: str) -> dict[str, Path]:
     return paths
 
 
-PRESEED_JOBS = (
+PRESEED_JOBS = (  # the queued job rows a job script claims, in the job space %(space)s
     "INSERT INTO jobs (id, type, queue, actor, payload) "
-    "SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(c * 1000000 + n), 12, '0'))::uuid, "
+    "SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(%(space)s + c * 1000000 + n), 12, '0'))::uuid, "
     "'bench', 'bench', 'bench', '{}' FROM generate_series(0, %(clients)s) c, generate_series(1, %(per_client)s) n"
 )

@@ -3,7 +3,9 @@
   (a') pgbench TPS for ALL the SQL one booking costs end to end (the gateway's accept transaction too);
   (b)  our end-to-end bookings/s: N requests posted at concurrency C through the gateway, until every job
        is terminal;
-and print b/a and b/a', with p50/p99 of accept latency and of accept-to-terminal time.
+and print b/a and b/a', with p50/p99 of accept latency and of accept-to-terminal time. Then what the outbox
+pipeline costs: pgbench of (a)'s SQL with the NOTIFY trigger on vs off (bench/notify.py), and (b) again with
+the relay, the notifications pool and the SMTP sink running, with NOTIFY and without (bench/pipeline.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,9 +32,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from bench import ledger as ledger_bench
-from bench.cpu import cpu_by_part, delta
+from bench import notify, pipeline
+from bench.bookings import booking_requests, db_now, measure, say, wait_terminal
 from bench.load import build_post, percentile, run_load
-from bench.pgbench import PRESEED_JOBS, write_scripts
+from bench.pgbench import PRESEED_JOBS, REPEAT_SPACES, write_scripts
 from bench.rows import one_row, one_row_async
 from shared.db import QUERIES
 from shared.payments import HANDLED_EVENTS
@@ -47,10 +49,7 @@ RESOURCES = 64
 # the pools a booking and its payment run on
 BOOKINGS_POOL, PAYMENTS_POOL = JOB_TYPES[BOOKING_CREATE].pool, JOB_TYPES[STRIPE_APPLY_EVENT].pool
 PGBENCH_CLIENTS = 16
-
-
-def say(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+PIPELINE_BUDGET_SECONDS = 60  # (c') runs only when (c) had all its mail out within this, to bound the run
 
 
 def main(args: argparse.Namespace) -> int:
@@ -78,13 +77,15 @@ def main(args: argparse.Namespace) -> int:
                                   "params": {k: v for k, v in vars(args).items() if k != "func"}}
         scripts = write_scripts(work / "pgbench", resources[0]["service_id"])
         with psycopg.connect(url, autocommit=True) as conn:  # the queued job rows job.sql claims
-            conn.execute(PRESEED_JOBS, {"clients": PGBENCH_CLIENTS,
+            conn.execute(PRESEED_JOBS, {"space": 0, "clients": PGBENCH_CLIENTS,
                                         "per_client": 10_000 * args.pgbench_seconds // 10 + 5000})
         report["pgbench_job"] = _pgbench(url, scripts["job"], args.pgbench_seconds, resources)
         report["pgbench_full"] = _pgbench(url, scripts["full"], args.pgbench_seconds, resources)
         report["pgbench_webhook"] = _pgbench(url, scripts["webhook"], args.pgbench_seconds, resources)
+        report["notify_pgbench"] = _notify_pgbench(url, scripts, args.pgbench_seconds, resources,
+                                                   report["pgbench_job"]["tps"])
         _reset(url)
-        report["e2e"] = asyncio.run(_end_to_end(args, url, resources, fleet))
+        report["e2e"] = asyncio.run(_end_to_end(args, url, resources, fleet, _leaders(servers)))
         report["ledger"] = _ledger(url, work, args.pgbench_seconds, resources)
         _print(report)
         out = Path(args.out)
@@ -145,6 +146,19 @@ def _pgbench(url: str, script: Path, seconds: int, resources: list[dict[str, str
     return {"script": script.name, "tps": tps, "latency_avg_ms": float(latency.group(1)) if latency else None}
 
 
+def _notify_pgbench(url: str, scripts: dict[str, Path], seconds: int, resources: list[dict[str, str]],
+                    job_tps: float) -> dict[str, Any]:
+    """job.sql with the outbox NOTIFY trigger off and on (bench/notify.py); each run claims jobs of its own,
+    preseeded for up to 4x the rate (a) measured with the trigger on."""
+    per_client = int(4 * job_tps * seconds / PGBENCH_CLIENTS) + 1000
+    with psycopg.connect(url, autocommit=True) as conn:
+        for space in REPEAT_SPACES:
+            conn.execute(PRESEED_JOBS, {"space": space, "clients": PGBENCH_CLIENTS, "per_client": per_client})
+        conn.execute("VACUUM ANALYZE jobs")
+    return notify.compare(url, [scripts[f"job_{k}"] for k in range(len(REPEAT_SPACES))],
+                          lambda script: _pgbench(url, script, seconds, resources))
+
+
 def _ledger(url: str, work: Path, seconds: int, resources: list[dict[str, str]]) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         provider_id = str(one_row(conn, "SELECT id FROM providers WHERE slug = 'bench-salon'")[0])
@@ -157,40 +171,41 @@ def _ledger(url: str, work: Path, seconds: int, resources: list[dict[str, str]])
 
 
 def _reset(url: str) -> None:
+    """Empty what pgbench wrote, its preseeded job rows too: left queued, the scheduler's sweeper would
+    re-enqueue a thousand of them every tick through every phase that follows."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE ledger_entries, ledger_transactions, payouts, payout_batches, settlement_periods, "
-                     "idempotency_keys, booking_audit_log, outbox, stripe_event_effects, stripe_events, "
-                     "refunds, payments, bookings")
-        conn.execute("DELETE FROM jobs WHERE type <> 'bench'")
+                     "idempotency_keys, booking_audit_log, delivery_attempts, deliveries, notifications, outbox, "
+                     "stripe_event_effects, stripe_events, refunds, payments, bookings, jobs")
         conn.execute("VACUUM ANALYZE")
 
 
-def _requests(resources: list[dict[str, str]], count: int, first_day: datetime, host: str) -> list[bytes]:
-    out = []
-    for i in range(count):
-        res = resources[i % len(resources)]
-        start = first_day + timedelta(minutes=30 * (i // len(resources)))
-        body = json.dumps({"kind": "slot", "resource_id": res["resource_id"], "service_id": res["service_id"],
-                           "start_at": start.isoformat(),
-                           "customer": {"name": "Bench Customer", "email": "bench@example.com"}}).encode()
-        out.append(build_post(host, "/v1/bookings", body, {"Idempotency-Key": uuid.uuid4().hex}))
-    return out
-
-
 def _fleet(args: argparse.Namespace, url: str, redis_url: str, work: Path) -> Fleet:
-    """The fleet under test; every booking opens a PaymentIntent on the fake Stripe (a real HTTP call)."""
+    """The fleet under test; every booking opens a PaymentIntent on the fake Stripe (a real HTTP call). Mail
+    goes to the SMTP sink (under ``work``/mail) when the pipeline phase runs one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "dramatiq_"))}
     env.update(DATABASE_URL=url, REDIS_URL=redis_url, REDIS_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
                LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="totem-bench-"),
                DB_POOL_MAX=str(max(10, args.worker_threads + 2)),
                FAKE_STRIPE_ENABLED_EVENTS=",".join(sorted(HANDLED_EVENTS)))
-    fleet = Fleet(env=env, log_dir=work / "logs", run_dir=work / "run")
+    fleet = Fleet(env=env, log_dir=work / "logs", run_dir=work / "run", mail_dir=work / "mail")
     fleet.reap_stale()
     return fleet
 
 
-async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[str, str]],
-                      fleet: Fleet) -> dict[str, Any]:
+def _leaders(servers: list[PrivatePostgres | PrivateRedis]) -> dict[str, int]:
+    """The pid of each server this run started (the CPU table counts those, not a neighbour's)."""
+    leaders = {}
+    for server in servers:
+        if isinstance(server, PrivatePostgres):
+            leaders["postgres"] = int((server.pgdata / "postmaster.pid").read_text().split()[0])
+        elif (pid := server.running_pid()) is not None:
+            leaders["redis"] = pid
+    return leaders
+
+
+async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[str, str]], fleet: Fleet,
+                      servers: dict[str, int]) -> dict[str, Any]:
     fleet.start_gateway(args.web_workers)
     fleet.start_worker(BOOKINGS_POOL, processes=args.worker_processes, threads=args.worker_threads)
     fleet.start_worker(PAYMENTS_POOL)
@@ -202,47 +217,52 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
     warm_day = datetime(2031, 1, 1, 8, tzinfo=UTC)
     say(f"fleet up: gateway x{args.web_workers}, bookings worker {args.worker_processes}x{args.worker_threads};"
         " warming up")
-    await run_load("127.0.0.1", port, _requests(resources, 500, warm_day, host), args.concurrency)
+    await run_load("127.0.0.1", port, booking_requests(resources, 500, warm_day, host), args.concurrency)
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
-        await _wait_terminal(conn, "1970-01-01", 500, quiet=True)
-        run_start = await _db_now(conn)
-        requests = _requests(resources, args.requests, datetime(2032, 1, 1, 8, tzinfo=UTC), host)
-        say(f"posting {args.requests} bookings at concurrency {args.concurrency} ...")
-        sessions = {name: proc.pid for name, proc in fleet.procs.items()}
-        cpu_before = cpu_by_part(sessions)
-        ticker = asyncio.create_task(_progress(conn, run_start, args.requests))
-        load = await run_load("127.0.0.1", port, requests, args.concurrency)
-        ticker.cancel()
-        say(f"all {args.requests} answered in {load.finished - load.started:.1f}s;"
-            " waiting for every job to be terminal")
-        await _wait_terminal(conn, run_start, args.requests)
-        cpu = delta(cpu_before, cpu_by_part(sessions))
-        row = await one_row_async(conn, """
-            SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-                   count(*) FILTER (WHERE status = 'failed') AS failed,
-                   extract(epoch FROM max(updated_at) - min(created_at)) AS span,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p50,
-                   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) AS p99
-            FROM jobs WHERE created_at >= %s AND type = %s""", (run_start, BOOKING_CREATE))
-        accept_only = await _accept_only(args, port, host, resources, fleet, conn)
-        webhooks = await _webhook_ingest(args, port, host, fleet, conn)
-        availability = await _availability(port, resources[-1], conn)
-    accepted = load.statuses.get(202, 0)
-    return {
-        "accept_only": accept_only,
-        "webhooks": webhooks,
-        "availability": availability,
-        "requests": args.requests, "concurrency": args.concurrency, "statuses": load.statuses,
-        "accepted_per_s": accepted / (load.finished - load.started),
-        "accept_p50_ms": percentile(load.latencies, 50) * 1000,
-        "accept_p99_ms": percentile(load.latencies, 99) * 1000,
-        "succeeded": row["succeeded"], "failed": row["failed"],
-        "bookings_per_s": row["succeeded"] / float(row["span"]),
-        "accept_to_terminal_p50_ms": float(row["p50"]) * 1000,
-        "accept_to_terminal_p99_ms": float(row["p99"]) * 1000,
-        "cpu_seconds": cpu,
-        "cpu_ms_per_booking": {k: round(v * 1000 / max(1, row["succeeded"]), 3) for k, v in cpu.items()},
-    }
+        await wait_terminal(conn, "1970-01-01", 500, quiet=True)
+        result = await measure(conn, fleet, servers, resources, args.requests, args.concurrency,
+                               datetime(2032, 1, 1, 8, tzinfo=UTC))
+        result.update(await _with_pipeline(args, url, resources, fleet, servers, conn))
+        result["accept_only"] = await _accept_only(args, port, host, resources, fleet, conn)
+        result["webhooks"] = await _webhook_ingest(args, port, host, fleet, conn)
+        result["availability"] = await _availability(port, resources[-1], conn)
+    return result
+
+
+async def _with_pipeline(args: argparse.Namespace, url: str, resources: list[dict[str, str]], fleet: Fleet,
+                         servers: dict[str, int], conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    """(c) (b) again with the relay, the notifications pool and the SMTP sink running (the relays poll: the
+    default); (c') the same with the outbox NOTIFY trigger on (the relays are woken at every commit), ending
+    when its events are published (bookings/s and the relay are what it compares; its mail is not waited for).
+    Each on days of its own."""
+    await conn.execute("VACUUM ANALYZE")
+    say("pipeline: starting the relay, the notifications pool and the SMTP sink; warming up")
+    await pipeline.start(conn, fleet)
+    try:
+        await pipeline.warm(conn, fleet, servers, resources, args.concurrency, datetime(2034, 1, 1, 8, tzinfo=UTC))
+        await conn.execute("VACUUM ANALYZE")
+        say("pipeline (c): bookings with the relay, notifications and SMTP sink running")
+        out = {"pipeline": await pipeline.phase(conn, fleet, servers, resources, args.requests, args.concurrency,
+                                                datetime(2035, 1, 1, 8, tzinfo=UTC))}
+        c = out["pipeline"]
+        if c["seconds"] > PIPELINE_BUDGET_SECONDS or c["undelivered"] or c["published"] < c["events"]:
+            why = (f"(c) took {c['seconds']:.0f}s (budget {PIPELINE_BUDGET_SECONDS}s), "
+                   f"{c['undelivered']} deliveries and {c['events'] - c['published']} events left")
+            say(f"pipeline (c'): skipped: {why}")
+            out["pipeline_notify_on"] = {"skipped": why}
+            return out
+        await conn.execute("VACUUM ANALYZE")
+        say("pipeline (c'): the same with the outbox NOTIFY trigger on (relays woken at every commit)")
+        notify.set_notify(url, True)
+        try:
+            out["pipeline_notify_on"] = await pipeline.phase(
+                conn, fleet, servers, resources, args.requests, args.concurrency, datetime(2036, 1, 1, 8, tzinfo=UTC),
+                mail=False)
+        finally:
+            notify.set_notify(url, False)
+    finally:
+        pipeline.stop(fleet)
+    return out
 
 
 async def _accept_only(args: argparse.Namespace, port: int, host: str, resources: list[dict[str, str]],
@@ -250,16 +270,16 @@ async def _accept_only(args: argparse.Namespace, port: int, host: str, resources
     """The gateway alone: the worker pool is paused (SIGSTOP), so accepts do not share the CPU with jobs."""
     count = max(1000, args.requests // 2)
     say(f"accept-only: pausing the bookings pool, posting {count} bookings at concurrency {args.concurrency} ...")
-    since = await _db_now(conn)
+    since = await db_now(conn)
     pool_pgid = fleet.procs[BOOKINGS_POOL].pid
     os.killpg(pool_pgid, signal.SIGSTOP)
     try:
-        load = await run_load("127.0.0.1", port, _requests(resources, count, datetime(2033, 1, 1, 8, tzinfo=UTC), host),
-                              args.concurrency)
+        requests = booking_requests(resources, count, datetime(2033, 1, 1, 8, tzinfo=UTC), host)
+        load = await run_load("127.0.0.1", port, requests, args.concurrency)
     finally:
         os.killpg(pool_pgid, signal.SIGCONT)
     say("accept-only: resumed the pool; waiting for those jobs to be terminal")
-    await _wait_terminal(conn, since, count)
+    await wait_terminal(conn, since, count)
     return {"requests": count, "accepted_per_s": load.statuses.get(202, 0) / (load.finished - load.started),
             "accept_p50_ms": percentile(load.latencies, 50) * 1000,
             "accept_p99_ms": percentile(load.latencies, 99) * 1000}
@@ -282,7 +302,7 @@ async def _webhook_ingest(args: argparse.Namespace, port: int, host: str, fleet:
         requests.append(build_post(host, "/v1/webhooks/stripe", payload.encode(),
                                    {"Stripe-Signature": sign(payload, secret)}))
     say(f"webhooks: pausing the payments pool, posting {count} signed events at concurrency {args.concurrency} ...")
-    since = await _db_now(conn)
+    since = await db_now(conn)
     pool_pgid = fleet.procs[PAYMENTS_POOL].pid
     os.killpg(pool_pgid, signal.SIGSTOP)
     try:
@@ -290,7 +310,7 @@ async def _webhook_ingest(args: argparse.Namespace, port: int, host: str, fleet:
     finally:
         os.killpg(pool_pgid, signal.SIGCONT)
     say("webhooks: resumed the payments pool; waiting for every event to be applied")
-    await _wait_terminal(conn, since, count, job_type=STRIPE_APPLY_EVENT)
+    await wait_terminal(conn, since, count, job_type=STRIPE_APPLY_EVENT)
     return {"events": count, "statuses": load.statuses,
             "ingested_per_s": load.statuses.get(200, 0) / (load.finished - load.started),
             "p50_ms": percentile(load.latencies, 50) * 1000, "p99_ms": percentile(load.latencies, 99) * 1000}
@@ -342,41 +362,6 @@ async def _availability(port: int, resource: dict[str, str], conn: psycopg.Async
             "http_p50_ms": percentile(http_ms, 50), "http_p99_ms": percentile(http_ms, 99)}
 
 
-async def _db_now(conn: psycopg.AsyncConnection[Any]) -> Any:
-    """The database's clock, so job timestamps are compared with the clock that wrote them."""
-    return (await one_row_async(conn, "SELECT now() AS t"))["t"]
-
-
-async def _progress(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> None:
-    while True:
-        await asyncio.sleep(2)
-        await _report(conn, since, total)
-
-
-async def _report(conn: psycopg.AsyncConnection[Any], since: Any, total: int) -> int:
-    row = await one_row_async(
-        conn,
-        "SELECT count(*) AS accepted, count(*) FILTER (WHERE status IN ('succeeded', 'failed')) AS terminal "
-        "FROM jobs WHERE created_at >= %s AND type = %s", (since, BOOKING_CREATE))
-    say(f"  accepted {row['accepted']}/{total}, terminal {row['terminal']}")
-    return int(row["terminal"])
-
-
-async def _wait_terminal(conn: psycopg.AsyncConnection[Any], since: Any, total: int, quiet: bool = False,
-                         job_type: str = BOOKING_CREATE) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        row = await (await conn.execute(
-            "SELECT count(*) AS n FROM jobs WHERE created_at >= %s AND type = %s "
-            "AND status IN ('succeeded', 'failed')", (since, job_type))).fetchone()
-        if row and row["n"] >= total:
-            return
-        if not quiet and job_type == BOOKING_CREATE:
-            await _report(conn, since, total)
-        await asyncio.sleep(1 if not quiet else 0.2)
-    raise RuntimeError("jobs did not all become terminal within 300 s")
-
-
 def _print(report: dict[str, Any]) -> None:
     e2e, job, full, hook = report["e2e"], report["pgbench_job"], report["pgbench_full"], report["pgbench_webhook"]
     av, wh, ao = e2e["availability"], e2e["webhooks"], e2e["accept_only"]
@@ -399,6 +384,7 @@ def _print(report: dict[str, Any]) -> None:
         f"  accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   "
         f"p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms",
         f"  CPU ms per booking    {cpu}",
+        *_pipeline_lines(report),
         f"  accept-only (workers paused)  {ao['accepted_per_s']:.0f} accepts/s   "
         f"p50 {ao['accept_p50_ms']:.1f} ms   p99 {ao['accept_p99_ms']:.1f} ms",
         f"  webhook ingest (verify + store + enqueue, payments pool paused)  {wh['ingested_per_s']:.0f} events/s   "
@@ -419,3 +405,49 @@ def _print(report: dict[str, Any]) -> None:
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _pipeline_lines(report: dict[str, Any]) -> list[str]:
+    """The outbox pipeline's figures: NOTIFY's cost to (a), and (c)/(c') against (b)."""
+    nb, b = report["notify_pgbench"], report["e2e"]
+    runs = " / ".join(f"{'on' if r['notify'] else 'off'} {r['tps']:.0f}" for r in nb["runs"])
+    lines = [
+        f"  NOTIFY: pgbench of (a)'s SQL, trigger on {nb['on_tps']:.0f} tps vs off {nb['off_tps']:.0f} tps "
+        f"= {nb['on_over_off']:.0%}   (runs {runs}; a relay LISTENing)",
+    ]
+    for key, label in (("pipeline", "(c)  (b) with relay + notifications + SMTP sink"),
+                       ("pipeline_notify_on", "(c') (c) with the NOTIFY trigger on (relay woken)")):
+        c = b[key]
+        if "skipped" in c:
+            lines.append(f"  {label}  skipped: {c['skipped']}")
+            continue
+        mail = "emails_delivered" in c
+        versus_c = "" if key == "pipeline" else f", {c['bookings_per_s'] / b['pipeline']['bookings_per_s']:.0%} of (c)"
+        if mail and not c["undelivered"]:  # CPU-bound, sustained: the cores shared by more work per booking
+            by_cpu = (f"       sustained, by CPU: {b['system_cpu_ms_per_booking']:.1f} -> "
+                      f"{c['system_cpu_ms_per_booking']:.1f} ms per booking = "
+                      f"{b['system_cpu_ms_per_booking'] / c['system_cpu_ms_per_booking']:.0%} of (b)")
+        else:
+            by_cpu = ""
+        lines += [
+            f"  {label}  {c['bookings_per_s']:6.0f} /s   = {c['bookings_per_s'] / b['bookings_per_s']:.0%} of (b)"
+            f"{versus_c}   ({'target >= 90%; ' if key == 'pipeline' else ''}{c['succeeded']} succeeded, "
+            f"{c['failed']} failed)",
+            f"       relay {c['relay_events_per_s']:.0f} events/s ({c['published']}/{c['events']} published, "
+            f"{c['relay_batches']} batches, {_num(c['events_per_batch'], '.1f')} events/batch)   outbox lag "
+            f"p50 {_num(c['outbox_lag_p50_ms'])} ms  p99 {_num(c['outbox_lag_p99_ms'])} ms  "
+            f"max {_num(c['outbox_lag_max_ms'])} ms",
+            (f"       emails {c['emails_per_s']:.0f} /s delivered ({c['emails_delivered']} emails, {c['in_app']} "
+             f"in-app, {c['undelivered']} undelivered)   event -> email p50 {_num(c['event_to_email_p50_ms'])} ms"
+             f"  p99 {_num(c['event_to_email_p99_ms'])} ms") if mail else "       (its mail not waited for)",
+            f"       accept p99 {c['accept_p99_ms']:.1f} ms   accept -> terminal p50 "
+            f"{c['accept_to_terminal_p50_ms']:.1f} ms  p99 {c['accept_to_terminal_p99_ms']:.1f} ms",
+            f"       CPU ms per booking ({'until every email is out' if mail else 'until every event is published'})  "
+            + "  ".join(f"{k} {v}" for k, v in c["cpu_ms_per_booking"].items()),
+            *([by_cpu] if by_cpu else []),
+        ]
+    return lines
+
+
+def _num(value: float | None, spec: str = ".0f") -> str:
+    return "-" if value is None else format(value, spec)

@@ -47,7 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_private_targets: bool = False  # dev and tests only: let webhooks reach 127.0.0.1 etc.
     webhook_timeout_seconds: float = 15.0
     relay_batch_size: int = 200
-    relay_poll_seconds: float = 1.0  # the relay's polling fallback when no NOTIFY wakes it
+    relay_poll_seconds: float = 0.25  # how often a relay looks for new outbox rows (NOTIFY is off by default)
     relay_metrics_port: int = 9201
     retention_jobs_days: float = 30.0  # finished jobs
     retention_events_days: float = 30.0  # published outbox rows, with their deliveries, attempts, feed rows

@@ -13,6 +13,7 @@ STARTTLS, when asked for, is required: a server that does not offer it fails the
 
 from __future__ import annotations
 
+import functools
 import re
 import smtplib
 import ssl
@@ -130,16 +131,22 @@ def send_email(smtp_url: str, mail_from: str, email: Email, *, timeout: float = 
     return outcome(True, 250)
 
 
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process, made on first use: building one loads the CA store (~50 ms of CPU),
+    which per email was most of a notifications worker's time (bench, py-spy)."""
+    return ssl.create_default_context()
+
+
 def _deliver(target: SmtpTarget, message: EmailMessage, timeout: float) -> None:
-    context = ssl.create_default_context()
     smtp: smtplib.SMTP
     if target.implicit_tls:
-        smtp = smtplib.SMTP_SSL(target.host, target.port, timeout=timeout, context=context)
+        smtp = smtplib.SMTP_SSL(target.host, target.port, timeout=timeout, context=_tls_context())
     else:
         smtp = smtplib.SMTP(target.host, target.port, timeout=timeout)
     with smtp:
         if target.starttls:
-            smtp.starttls(context=context)
+            smtp.starttls(context=_tls_context())
         if target.user is not None:
             smtp.login(target.user, target.password or "")
         smtp.send_message(message)

@@ -34,7 +34,7 @@ FAST_TIMINGS = {
     "WORKER_THREADS": "4",  # each test pool: 4 threads (the registry's sizes are for production)
     "NOTIFY_RETRY_SCHEDULE": "0,1,1,1",  # four attempts a second apart, then dead
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",  # test receivers listen on 127.0.0.1
-    "RELAY_POLL_SECONDS": "0.5",
+    "RELAY_POLL_SECONDS": "0.2",
 }
 
 
