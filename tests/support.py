@@ -111,6 +111,15 @@ def make_catalog(database_url: str, *, hold_ttl_seconds: int | None = None, time
     return Catalog(str(provider["id"]), str(resource["id"]), str(service["id"]), price=price)
 
 
+def book_slot(client: httpx.Client, catalog: Catalog, days: int) -> str:
+    """Book the catalog's slot ``days`` ahead and wait for the hold; returns the booking id."""
+    accepted = client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
+                           headers={"Idempotency-Key": new_key()})
+    job = wait_job(client, accepted.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    return str(job["result"]["booking_id"])
+
+
 def future(days: int = 30, hour: int = 10) -> datetime:
     base = datetime.now(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
     return base + timedelta(days=days)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.support import Catalog, future, make_catalog, new_key, wait_for, wait_job
+from tests.support import Catalog, book_slot, make_catalog, new_key, wait_for, wait_job
 from totem.fleet import Fleet
 
 SYSTEM = {"X-System-Token": "test-system-token"}
@@ -80,14 +80,6 @@ def _provider_with_contact(client: httpx.Client, database_url: str) -> tuple[Cat
     return catalog, address
 
 
-def _book(client: httpx.Client, catalog: Catalog, days: int) -> str:
-    accepted = client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
-                           headers={"Idempotency-Key": new_key()})
-    job = wait_job(client, accepted.json()["job_id"])
-    assert job["status"] == "succeeded", job
-    return str(job["result"]["booking_id"])
-
-
 def _command(client: httpx.Client, path: str) -> None:
     accepted = client.post(path, json={}, headers={"Idempotency-Key": new_key(), **SYSTEM})
     assert wait_job(client, accepted.json()["job_id"])["status"] == "succeeded"
@@ -126,7 +118,7 @@ def test_a_bookings_life_mails_customer_and_provider_once_per_event_and_fills_th
         client: httpx.Client, database_url: str, fleet: Fleet) -> None:
     assert fleet.mail_dir is not None
     catalog, owner = _provider_with_contact(client, database_url)
-    booking_id = _book(client, catalog, days=41)
+    booking_id = book_slot(client, catalog, days=41)
     _command(client, f"/v1/system/bookings/{booking_id}/mark-paid")
     _command(client, f"/v1/bookings/{booking_id}/complete")
 
@@ -159,7 +151,7 @@ def test_webhooks_verify_with_the_reference_library_and_carry_the_bookings_curre
         client: httpx.Client, database_url: str, receiver: Receiver) -> None:
     catalog = make_catalog(database_url)
     endpoint = _endpoint(client, catalog.provider_id, receiver.url)
-    booking_id = _book(client, catalog, days=42)
+    booking_id = book_slot(client, catalog, days=42)
     _command(client, f"/v1/system/bookings/{booking_id}/mark-paid")
     wait_for(lambda: len(receiver.events()) == 2, 20, "two webhooks")
     verifier = Webhook(endpoint["secret"])
@@ -181,7 +173,7 @@ def test_a_receiver_failing_three_times_gets_the_message_once_on_the_fourth_atte
     try:
         catalog = make_catalog(database_url)
         _endpoint(client, catalog.provider_id, receiver.url, events=["booking_created"])
-        _book(client, catalog, days=43)
+        book_slot(client, catalog, days=43)
         [delivery] = wait_for(lambda: _webhooks(client, catalog.provider_id, "delivered"), 30,
                               "delivered after retries")
         assert delivery["attempts"] == 4
@@ -199,7 +191,7 @@ def test_a_receiver_that_always_fails_ends_dead_and_a_retry_delivers_it(
     try:
         catalog = make_catalog(database_url)
         _endpoint(client, catalog.provider_id, receiver.url, events=["booking_created"])
-        _book(client, catalog, days=44)
+        book_slot(client, catalog, days=44)
         [dead] = wait_for(lambda: _webhooks(client, catalog.provider_id, "dead"), 30,
                           "the delivery dead after its last attempt")
         assert dead["attempts"] == 4 and dead["next_attempt_at"] is None
@@ -220,7 +212,7 @@ def test_a_410_disables_the_endpoint_and_tells_the_provider(client: httpx.Client
     try:
         catalog, owner = _provider_with_contact(client, database_url)
         endpoint = _endpoint(client, catalog.provider_id, receiver.url, events=["booking_created"])
-        _book(client, catalog, days=45)
+        book_slot(client, catalog, days=45)
         wait_for(lambda: _webhooks(client, catalog.provider_id, "dead"), 30, "the webhook delivery dead at once")
         listed = client.get(f"/v1/providers/{catalog.provider_id}/webhook-endpoints", headers=SYSTEM).json()
         assert [(e["id"], e["status"]) for e in listed["items"]] == [(endpoint["id"], "disabled")]
@@ -250,7 +242,7 @@ def test_mail_waits_while_the_smtp_server_refuses_and_goes_out_when_it_accepts(
     refuse.touch()
     try:
         catalog = make_catalog(database_url)
-        booking_id = _book(client, catalog, days=46)  # the booking itself is not held up
+        booking_id = book_slot(client, catalog, days=46)  # the booking itself is not held up
         failed = wait_for(lambda: (d := _deliveries(client, catalog.provider_id))
                           and d[0]["attempts"] >= 1 and d[0]["status"] in ("failed", "dead") and d[0], 20,
                           "a refused attempt")

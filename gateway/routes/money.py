@@ -15,8 +15,8 @@ from gateway.auth import require_system_token
 from gateway.idempotency import keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
+from gateway.reads import fetch_rows, require_provider
 from gateway.state import GatewayState
-from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
 from shared.ledger import Balance
 from shared.registry import LEDGER_RECONCILE
@@ -81,26 +81,12 @@ class PayoutPage(msgspec.Struct):
     next_cursor: str | None
 
 
-async def _fetch(state: GatewayState, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        async with state.pool.connection() as conn:
-            cur = await conn.execute(QUERIES[query], params)
-            return await cur.fetchall()
-
-    return await with_reconnect(read)
-
-
-async def _require_provider(state: GatewayState, provider_id: UUID) -> None:
-    if not await _fetch(state, "get_provider", {"id": provider_id}):
-        raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist")
-
-
 @get("/v1/providers/{provider_id:uuid}/balance", guards=[require_system_token],
      summary="A provider's balance per currency: pending, available, in transit, paid out",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def provider_balance(state: GatewayState, provider_id: UUID) -> ProviderBalance:
-    await _require_provider(state, provider_id)
-    rows = await _fetch(state, "provider_balances", {"provider_id": provider_id})
+    await require_provider(state, provider_id)
+    rows = await fetch_rows(state, "provider_balances", {"provider_id": provider_id})
     return ProviderBalance(provider_id=provider_id, balances=[Balance(**row) for row in rows])
 
 
@@ -115,10 +101,10 @@ async def provider_statement(
     if from_.tzinfo is None or to.tzinfo is None or to <= from_:
         raise Problem(Code.VALIDATION_FAILED, "from and to must be ISO-8601 instants with an offset, from < to",
                       errors=[{"field": "to", "message": "after from, with an offset"}])
-    await _require_provider(state, provider_id)
+    await require_provider(state, provider_id)
     params = {"provider_id": provider_id, "from": from_, "to": to, "limit": MAX_STATEMENT_ENTRIES + 1}
-    opening = {row["currency"]: row["balance"] for row in await _fetch(state, "statement_opening", params)}
-    rows = await _fetch(state, "provider_statement", params)
+    opening = {row["currency"]: row["balance"] for row in await fetch_rows(state, "statement_opening", params)}
+    rows = await fetch_rows(state, "provider_statement", params)
     entries = [StatementEntry(**row) for row in rows[:MAX_STATEMENT_ENTRIES]]
     closing = dict(opening)
     for entry in entries:
@@ -133,7 +119,7 @@ async def list_payouts(
     state: GatewayState, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50, cursor: str | None = None,
 ) -> PayoutPage:
     before_created_at, before_id = decode_cursor(cursor)
-    rows = await _fetch(state, "list_payout_batches", {"provider_id": provider, "limit": limit + 1,
+    rows = await fetch_rows(state, "list_payout_batches", {"provider_id": provider, "limit": limit + 1,
                                                        "before_created_at": before_created_at, "before_id": before_id})
     items = [PayoutBatch(**{**row, "lines": [PayoutLine(**line) for line in row["lines"] or []]})
              for row in rows[:limit]]

@@ -14,8 +14,8 @@ from litestar.params import Parameter
 from gateway.auth import require_system_token
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
+from gateway.reads import fetch_rows, require_provider
 from gateway.state import GatewayState
-from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
 from shared.notifications import event_link
 
@@ -78,20 +78,6 @@ class RetryScheduled(msgspec.Struct):
     status: DeliveryStatus
 
 
-async def _rows(state: GatewayState, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        async with state.pool.connection() as conn:
-            cur = await conn.execute(QUERIES[query], params)
-            return await cur.fetchall()
-
-    return await with_reconnect(read)
-
-
-async def _require_provider(state: GatewayState, provider_id: UUID) -> None:
-    if not await _rows(state, "get_provider", {"id": provider_id}):
-        raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist")
-
-
 def _page(cursor: str | None, limit: int) -> dict[str, Any]:
     after_created_at, after_id = decode_cursor(cursor)
     return {"after_created_at": after_created_at, "after_id": after_id, "limit": limit + 1}
@@ -102,8 +88,8 @@ def _page(cursor: str | None, limit: int) -> dict[str, Any]:
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def list_notifications(state: GatewayState, provider_id: UUID, unread: bool = False, limit: Limit = 50,
                              cursor: str | None = None) -> NotificationPage:
-    await _require_provider(state, provider_id)
-    rows = await _rows(state, "list_notifications",
+    await require_provider(state, provider_id)
+    rows = await fetch_rows(state, "list_notifications",
                        {"provider_id": provider_id, "unread": unread, **_page(cursor, limit)})
     return NotificationPage(items=[_notification(row) for row in rows[:limit]], next_cursor=next_cursor(rows, limit))
 
@@ -112,7 +98,7 @@ async def list_notifications(state: GatewayState, provider_id: UUID, unread: boo
       status_code=200, summary="Mark an in-app notification read (idempotent)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def mark_notification_read(state: GatewayState, provider_id: UUID, notification_id: UUID) -> Notification:
-    rows = await _rows(state, "mark_notification_read", {"id": notification_id, "provider_id": provider_id})
+    rows = await fetch_rows(state, "mark_notification_read", {"id": notification_id, "provider_id": provider_id})
     if not rows:
         raise Problem(Code.NOT_FOUND, f"provider {provider_id} has no notification {notification_id}")
     return _notification(rows[0])
@@ -124,8 +110,8 @@ async def mark_notification_read(state: GatewayState, provider_id: UUID, notific
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def list_deliveries(state: GatewayState, provider_id: UUID, status: DeliveryStatus | None = None,
                           limit: Limit = 50, cursor: str | None = None) -> DeliveryPage:
-    await _require_provider(state, provider_id)
-    rows = await _rows(state, "list_deliveries", {"provider_id": provider_id, "status": status,
+    await require_provider(state, provider_id)
+    rows = await fetch_rows(state, "list_deliveries", {"provider_id": provider_id, "status": status,
                                                   **_page(cursor, limit)})
     items = [msgspec.convert(row, Delivery) for row in rows[:limit]]
     return DeliveryPage(items=items, next_cursor=next_cursor(rows, limit))
@@ -135,7 +121,7 @@ async def list_deliveries(state: GatewayState, provider_id: UUID, status: Delive
       summary="Send a failed or dead delivery again now (the scheduler picks it up within a tick)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def retry_delivery(state: GatewayState, delivery_id: UUID) -> RetryScheduled:
-    rows = await _rows(state, "retry_delivery", {"id": delivery_id, "provider_id": None})
+    rows = await fetch_rows(state, "retry_delivery", {"id": delivery_id, "provider_id": None})
     if not rows:
         raise Problem(Code.NOT_FOUND, f"no failed or dead delivery {delivery_id}")
     return RetryScheduled(id=rows[0]["id"], status=rows[0]["status"])

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from tests.support import future, make_catalog, new_key, wait_for, wait_job
+from tests.support import book_slot, make_catalog, wait_for
 from tests.test_notifications import SYSTEM, Receiver
 from totem.embedded import PrivateRedis
 from totem.fleet import Fleet
@@ -25,14 +25,6 @@ def _rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:
         return conn.execute(query, params).fetchall()
 
 
-def _book(client: httpx.Client, catalog: Any, days: int) -> str:
-    accepted = client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
-                           headers={"Idempotency-Key": new_key()})
-    job = wait_job(client, accepted.json()["job_id"])
-    assert job["status"] == "succeeded", job
-    return str(job["result"]["booking_id"])
-
-
 def test_a_relay_killed_mid_batch_publishes_nothing_and_the_next_one_fans_out_once(
         fault_fleet: Fleet, isolated_database_url: str) -> None:
     url = isolated_database_url
@@ -40,7 +32,7 @@ def test_a_relay_killed_mid_batch_publishes_nothing_and_the_next_one_fans_out_on
     base = fault_fleet.start_gateway()
     fault_fleet.start_worker()
     with httpx.Client(base_url=base, timeout=10) as client:
-        booking_id = _book(client, catalog, days=50)  # no relay runs yet: its event waits in the outbox
+        booking_id = book_slot(client, catalog, days=50)  # no relay runs yet: its event waits in the outbox
     [event] = _rows(url, "SELECT id FROM outbox WHERE aggregate_id = %s AND published_at IS NULL", booking_id)
     # The relay's insert of deliveries waits on this lock, inside its transaction (the event already claimed).
     blocker = psycopg.connect(url)
@@ -74,7 +66,7 @@ def test_racing_relays_fan_each_event_out_once(fault_fleet: Fleet, isolated_data
     base = fault_fleet.start_gateway()
     fault_fleet.start_worker()
     with httpx.Client(base_url=base, timeout=10) as client:
-        booked = [_book(client, catalog, days=60 + i) for i in range(12)]
+        booked = [book_slot(client, catalog, days=60 + i) for i in range(12)]
     blocker = psycopg.connect(url)  # hold every relay at its first batch until all three have started
     blocker.execute("LOCK TABLE deliveries IN SHARE MODE")
     fault_fleet.env["RELAY_BATCH_SIZE"] = "2"  # many small batches: the relays take turns
@@ -128,7 +120,7 @@ def test_a_notifications_worker_killed_mid_send_delivers_with_the_same_message_i
                                   json={"url": receiver.url, "events": ["booking_created"]}, headers=SYSTEM)
             assert created.status_code == 201, created.text
             fault_fleet.start_worker("notifications", name="notifications-1")
-            _book(client, catalog, days=70)
+            book_slot(client, catalog, days=70)
             wait_for(lambda: arrivals, 20, "the send in flight (the receiver holds it)")
             fault_fleet.kill("notifications-1", signal.SIGKILL)
             release.set()
