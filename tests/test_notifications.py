@@ -9,6 +9,7 @@ import email
 import email.policy
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -255,3 +256,31 @@ def test_mail_waits_while_the_smtp_server_refuses_and_goes_out_when_it_accepts(
                            30, "the mail sent once the server accepts")
     assert delivered["attempts"] >= 2
     assert len(_mails(fleet.mail_dir, booking_id)) == 1
+
+
+NOTIFICATION_ROUTES = [
+    ("GET", "/v1/providers/{provider_id}/notifications"),
+    ("POST", "/v1/providers/{provider_id}/notifications/{notification_id}/read"),
+    ("GET", "/v1/providers/{provider_id}/deliveries"),
+    ("POST", "/v1/deliveries/{delivery_id}/retry"),
+    ("GET", "/v1/providers/{provider_id}/webhook-endpoints"),
+    ("POST", "/v1/providers/{provider_id}/webhook-endpoints"),
+    ("DELETE", "/v1/providers/{provider_id}/webhook-endpoints/{endpoint_id}"),
+    ("POST", "/v1/providers/{provider_id}/webhook-endpoints/{endpoint_id}/rotate-secret"),
+    ("POST", "/v1/providers/{provider_id}/webhook-endpoints/{endpoint_id}/recover"),
+    ("GET", "/v1/providers/{provider_id}/notification-templates"),
+    ("PUT", "/v1/providers/{provider_id}/notification-templates/{event}/{audience}"),
+    ("DELETE", "/v1/providers/{provider_id}/notification-templates/{event}/{audience}"),
+]
+
+
+def test_every_notification_route_is_documented_and_refuses_a_caller_without_the_system_token(
+        client: httpx.Client) -> None:
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    ids = {"provider_id": new_key(), "notification_id": new_key(), "delivery_id": new_key(),
+           "endpoint_id": new_key(), "event": "booking_paid", "audience": "customer"}
+    for method, template in NOTIFICATION_ROUTES:
+        assert method.lower() in paths[template], f"{method} {template} missing from the OpenAPI document"
+        path = template.format(**{k: str(uuid.UUID(v)) if k.endswith("_id") else v for k, v in ids.items()})
+        response = client.request(method, path, json={})
+        assert response.status_code == 401 and response.json()["code"] == "UNAUTHORIZED", (method, path)
