@@ -151,8 +151,33 @@ spec:
 """
 
 
+def _k8s_loop(role: str, metrics_port: int, why_any_number: str) -> str:
+    """A process type that loops on its own (no queue): two replicas, any number may run."""
+    scrape = f'prometheus.io/scrape: "true", prometheus.io/port: "{metrics_port}", prometheus.io/path: /metrics'
+    return f"""---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{ name: totem-{role} }}
+spec:
+  replicas: 2   # any number may run: {why_any_number}
+  selector: {{ matchLabels: {{ app: totem, role: {role} }} }}
+  template:
+    metadata:
+      labels: {{ app: totem, role: {role} }}
+      annotations: {{ {scrape} }}
+    spec:
+      containers:
+        - name: {role}
+          image: totem:latest
+          command: ["totem", "{role}"]
+          {_ENV_FROM}
+"""
+
+
 def k8s() -> str:
     pools = "".join(_k8s_pool(pool) for pool in POOLS)
+    scheduler = _k8s_loop("scheduler", 9200, "exactly one leads (lease row), a standby takes over within the lease TTL")
+    relay = _k8s_loop("relay", 9201, "each outbox row is published once (SKIP LOCKED)")
     return f"""{GENERATED}# One Deployment per process type; each worker pool scales on its own queue length (KEDA).
 # Secret totem-secrets holds DATABASE_URL, REDIS_URL, SYSTEM_TOKEN, STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 # (production talks to Stripe itself: no STRIPE_API_BASE).
@@ -198,41 +223,7 @@ spec:
           livenessProbe: {{ httpGet: {{ path: /healthz, port: 8000 }}, periodSeconds: 10 }}
           readinessProbe: {{ httpGet: {{ path: /readyz, port: 8000 }}, periodSeconds: 5 }}
           resources: {{ requests: {{ cpu: 500m, memory: 256Mi }} }}
-{pools}---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{ name: totem-scheduler }}
-spec:
-  replicas: 2   # any number may run: exactly one leads (lease row), a standby takes over within the lease TTL
-  selector: {{ matchLabels: {{ app: totem, role: scheduler }} }}
-  template:
-    metadata:
-      labels: {{ app: totem, role: scheduler }}
-      annotations: {{ prometheus.io/scrape: "true", prometheus.io/port: "9200", prometheus.io/path: /metrics }}
-    spec:
-      containers:
-        - name: scheduler
-          image: totem:latest
-          command: ["totem", "scheduler"]
-          {_ENV_FROM}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{ name: totem-relay }}
-spec:
-  replicas: 2   # any number may run: each outbox row is published once (SKIP LOCKED)
-  selector: {{ matchLabels: {{ app: totem, role: relay }} }}
-  template:
-    metadata:
-      labels: {{ app: totem, role: relay }}
-      annotations: {{ prometheus.io/scrape: "true", prometheus.io/port: "9201", prometheus.io/path: /metrics }}
-    spec:
-      containers:
-        - name: relay
-          image: totem:latest
-          command: ["totem", "relay"]
-          {_ENV_FROM}
-"""
+{pools}{scheduler}{relay}"""
 
 
 def codes_table() -> str:

@@ -25,11 +25,12 @@ import time
 
 import psycopg
 from dramatiq.brokers.redis import RedisBroker
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.broker import build_message, make_broker
 from shared.config import Settings
 from shared.db import Pool, open_pool
+from shared.exporter import export_metrics
 from shared.logs import configure_logging
 from shared.notifications import fan_out
 from shared.registry import NOTIFICATION_DELIVER
@@ -111,11 +112,7 @@ def main() -> None:
     pool = open_pool(settings.database_url, max_size=2, name="totem-relay")
     registry = CollectorRegistry()
     relay = Relay(settings, pool, make_broker(settings), RelayMetrics(registry))
-    try:
-        start_http_server(settings.relay_metrics_port, registry=registry)
-        log.info("relay metrics on :%s", settings.relay_metrics_port)
-    except OSError as exc:  # a taken port must not stop the relaying itself
-        log.warning("relay metrics not exported", extra={"port": settings.relay_metrics_port, "error": str(exc)})
+    export_metrics(registry, settings.relay_metrics_port, "relay")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: relay.stopping.set())
     try:

@@ -21,12 +21,13 @@ from typing import Any
 import psycopg
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.booking import expire_overdue_holds
 from shared.broker import build_message, make_broker, message_for
 from shared.config import Settings
 from shared.db import QUERIES, Pool, open_pool
+from shared.exporter import export_metrics
 from shared.jobs import insert_job, requeue_stale_jobs
 from shared.logs import configure_logging
 from shared.registry import (
@@ -227,12 +228,7 @@ def main() -> None:
     pool = open_pool(settings.database_url, max_size=2, name="totem-scheduler")
     registry = CollectorRegistry()
     scheduler = Scheduler(settings=settings, pool=pool, broker=make_broker(settings), gauges=Gauges(registry))
-    try:
-        start_http_server(settings.scheduler_metrics_port, registry=registry)
-        log.info("scheduler metrics on :%s", settings.scheduler_metrics_port)
-    except OSError as exc:  # a taken port must not stop the scheduling itself
-        log.warning("scheduler metrics not exported", extra={"port": settings.scheduler_metrics_port,
-                                                             "error": str(exc)})
+    export_metrics(registry, settings.scheduler_metrics_port, "scheduler")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: scheduler.stopping.set())
     try:
