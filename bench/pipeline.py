@@ -4,6 +4,9 @@ published and every delivery is delivered. Its bookings/s against (b)'s is what 
 booking path; with it the relay's events/s and batches, the outbox lag (published_at - created_at), emails/s
 and CPU per booking for every part, the pipeline's processes included.
 
+(r) runs first, with the relay alone (its deliveries are sent when the notifications pool starts, before (c)):
+what publishing costs the booking path apart from sending, whose CPU competes for the same two cores.
+
 Outbox rows left unpublished by earlier phases (they ran without a relay) are marked published first, so the
 relay works on this phase's events only; the bench catalog has no webhook endpoints and no provider contact
 address, so each booking fans out into one email (the customer's booking_created) and one in-app notification.
@@ -22,7 +25,7 @@ from typing import Any
 from bench.bookings import Conn, measure, say
 from bench.rows import one_row_async
 from shared.registry import JOB_TYPES, NOTIFICATION_DELIVER
-from totem.fleet import Fleet
+from totem.fleet import Fleet, wait_listening
 
 NOTIFICATIONS_POOL = JOB_TYPES[NOTIFICATION_DELIVER].pool
 PARTS = ("smtp-sink", NOTIFICATIONS_POOL, "relay")
@@ -30,20 +33,27 @@ SETTLE_SECONDS = 45  # a pipeline that cannot deliver a phase's mail within this
 WARM_BOOKINGS = 64
 
 
-async def start(conn: Conn, fleet: Fleet) -> None:
+async def start_relay(conn: Conn, fleet: Fleet) -> None:
+    """The relay alone: events become deliveries and queued send jobs, and nothing sends them yet."""
     await conn.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+    fleet.start_relay()
+    if not wait_listening(fleet.metrics_ports["relay"], 30):
+        raise RuntimeError(f"the relay exported no metrics; see {fleet.log_dir / 'relay.log'}")
+
+
+async def start_senders(conn: Conn, fleet: Fleet) -> None:
+    """The notifications pool and the SMTP sink; returns once every delivery staged so far is delivered."""
     fleet.start_smtp_sink()
     fleet.start_worker(NOTIFICATIONS_POOL)
-    fleet.start_relay()
+    await _wait_settled(conn, 0)
 
 
 async def warm(conn: Conn, fleet: Fleet, servers: dict[str, int], resources: list[dict[str, str]],
                concurrency: int, first_day: datetime) -> None:
     """A few bookings through the fresh pipeline (imports, template compilation, connections) first."""
-    first_event = (await one_row_async(conn, "SELECT coalesce(max(id), 0) AS id FROM outbox"))["id"]
 
     async def settle() -> None:
-        await _wait_settled(conn, first_event)
+        await _wait_settled(conn, 0)
 
     await measure(conn, fleet, servers, resources, WARM_BOOKINGS, concurrency, first_day, settle=settle)
 
@@ -115,7 +125,7 @@ async def _wait_settled(conn: Conn, first_event: int, mail: bool = True) -> None
     """Until every event after ``first_event`` is published and (with ``mail``) each of its deliveries
     delivered; gives up (the figures then say how many were not) after SETTLE_SECONDS."""
     say("waiting for every outbox event to be published" + (" and every delivery delivered" if mail else ""))
-    deadline = time.monotonic() + SETTLE_SECONDS
+    deadline = time.monotonic() + SETTLE_SECONDS * (2 if first_event == 0 else 1)
     while True:
         row = await one_row_async(conn, """
             SELECT (SELECT count(*) FROM outbox WHERE id > %(first)s AND published_at IS NULL) AS unpublished,

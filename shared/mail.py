@@ -9,18 +9,30 @@ or a log, and neither do addresses: a server's reply is scrubbed of anything tha
 ``SMTP_URL``: ``smtp://[user:password@]host[:port][?starttls=true]`` (port 25 by default), or
 ``smtps://…`` for TLS from the first byte (port 465 by default). User and password are percent-decoded.
 STARTTLS, when asked for, is required: a server that does not offer it fails the attempt (no downgrade).
+
+Each worker thread keeps its SMTP connection open between messages (as a mail client does; a fresh one per
+message cost the worker a quarter of its CPU per email, and the server a handshake): it is reused for at most
+``REUSE_MESSAGES`` messages and ``REUSE_IDLE_SECONDS`` of idleness, and dropped after any failure. A reused
+connection that turns out closed by the server is replaced once and the message sent on the new one; if the
+old one had in fact taken the message, that is the rare duplicate the Message-ID lets a receiver drop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import smtplib
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
+from email.header import Header
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import SMTPUTF8, compat32
+from email.utils import formatdate, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from shared.notifications import AttemptOutcome
@@ -28,6 +40,9 @@ from shared.notifications import AttemptOutcome
 _MESSAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _ADDRESS = re.compile(r"[^\s<>@\"']+@[^\s<>@\"']+")
 _TRUE = {"1", "true", "yes", "on"}
+_WIRE = compat32.clone(linesep="\r\n")
+REUSE_MESSAGES = 100
+REUSE_IDLE_SECONDS = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +94,31 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     )
 
 
-def build_message(mail_from: str, email: Email) -> EmailMessage:
-    message = EmailMessage()
-    message["Message-ID"] = f"<{email.message_id}@totem>"
-    message["Date"] = formatdate(usegmt=True)
-    message["From"] = mail_from
-    message["To"] = email.to
-    message["Subject"] = email.subject
-    message.set_content(email.text)
-    message.add_alternative(email.html, subtype="html")
-    return message
+def build_message(mail_from: str, email: Email) -> bytes:
+    """The message as sent: ``multipart/alternative`` with a UTF-8 text part and an HTML part, CRLF line ends.
+
+    When both addresses are ASCII (nearly always) it is built with the email package's compat32 classes, a
+    quarter of the CPU of ``EmailMessage`` with the modern policy (bench); as those do not check header values,
+    a line break in one raises ValueError here (no header injection), and a non-ASCII subject is RFC 2047
+    encoded. An address beyond ASCII takes the modern path with the SMTPUTF8 policy (RFC 6531)."""
+    headers = (("Message-ID", f"<{email.message_id}@totem>"), ("Date", formatdate(usegmt=True)),
+               ("From", mail_from), ("To", email.to), ("Subject", email.subject))
+    for name, value in headers:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"a line break in the {name} header")
+    if not (mail_from + email.to).isascii():
+        modern = EmailMessage(policy=SMTPUTF8)
+        for name, value in headers:
+            modern[name] = value
+        modern.set_content(email.text)
+        modern.add_alternative(email.html, subtype="html")
+        return modern.as_bytes()
+    message = MIMEMultipart("alternative")
+    for name, value in headers:
+        message[name] = value if value.isascii() else Header(value, "utf-8").encode()
+    message.attach(MIMEText(email.text, "plain", "utf-8"))
+    message.attach(MIMEText(email.html, "html", "utf-8"))
+    return message.as_bytes(policy=_WIRE)
 
 
 def send_email(smtp_url: str, mail_from: str, email: Email, *, timeout: float = 15.0) -> AttemptOutcome:
@@ -109,7 +139,7 @@ def send_email(smtp_url: str, mail_from: str, email: Email, *, timeout: float = 
     except (ValueError, TypeError) as exc:  # a header the email package refuses (e.g. a line break)
         return outcome(False, error=f"message not built: {type(exc).__name__}")
     try:
-        _deliver(target, message, timeout)
+        _deliver(target, _envelope_sender(mail_from), email.to, message, timeout)
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()), (None, b""))
         return outcome(False, code, _failure("recipient refused", code, reply), _text(reply))
@@ -138,18 +168,67 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _deliver(target: SmtpTarget, message: EmailMessage, timeout: float) -> None:
+class _Connections(threading.local):
+    """This thread's open SMTP connection, the target it speaks to, how many messages it carried and when it
+    was last used."""
+
+    smtp: smtplib.SMTP | None = None
+    target: SmtpTarget | None = None
+    sent: int = 0
+    used_at: float = 0.0
+
+    def drop(self) -> None:
+        smtp, self.smtp, self.target, self.sent = self.smtp, None, None, 0
+        if smtp is not None:
+            with contextlib.suppress(OSError):
+                smtp.close()
+
+
+_connections = _Connections()
+
+
+def _connect(target: SmtpTarget, timeout: float) -> smtplib.SMTP:
     smtp: smtplib.SMTP
     if target.implicit_tls:
         smtp = smtplib.SMTP_SSL(target.host, target.port, timeout=timeout, context=_tls_context())
     else:
         smtp = smtplib.SMTP(target.host, target.port, timeout=timeout)
-    with smtp:
+    try:
         if target.starttls:
             smtp.starttls(context=_tls_context())
         if target.user is not None:
             smtp.login(target.user, target.password or "")
-        smtp.send_message(message)
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
+def _deliver(target: SmtpTarget, sender: str, recipient: str, message: bytes, timeout: float) -> None:
+    held = _connections
+    now = time.monotonic()
+    if held.smtp is not None and (held.target != target or held.sent >= REUSE_MESSAGES
+                                  or now - held.used_at > REUSE_IDLE_SECONDS):
+        held.drop()
+    reused = held.smtp is not None
+    # an address beyond ASCII needs the server's SMTPUTF8 (RFC 6531); one that lacks it refuses the message
+    options = [] if (sender + recipient).isascii() else ["SMTPUTF8", "BODY=8BITMIME"]
+    if held.smtp is None:
+        held.smtp, held.target = _connect(target, timeout), target
+    try:
+        try:
+            held.smtp.sendmail(sender, [recipient], message, options)
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            if not reused:
+                raise
+            held.drop()  # the server closed the idle connection: one fresh one
+            held.smtp, held.target = _connect(target, timeout), target
+            held.smtp.sendmail(sender, [recipient], message, options)
+    except BaseException:
+        held.drop()
+        raise
+    held.sent += 1
+    held.used_at = time.monotonic()
 
 
 _STAGE: dict[type[smtplib.SMTPResponseException], str] = {
@@ -159,6 +238,11 @@ _STAGE: dict[type[smtplib.SMTPResponseException], str] = {
     smtplib.SMTPSenderRefused: "sender refused",
     smtplib.SMTPDataError: "message refused",
 }
+
+
+def _envelope_sender(mail_from: str) -> str:
+    """The bare address of ``MAIL_FROM`` (which may carry a display name) for the SMTP envelope."""
+    return parseaddr(mail_from)[1] or mail_from
 
 
 def _text(reply: bytes | str) -> str:

@@ -9,6 +9,7 @@ records the attempt here. Retries follow ``NOTIFY_RETRY_SCHEDULE``; after its la
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,15 +40,43 @@ class FanOut:
     jobs: list[uuid.UUID]
 
 
-def fan_out(conn: psycopg.Connection[Any], *, limit: int, max_attempts: int) -> FanOut:
-    """Publish one batch of outbox events as deliveries (and in-app notifications), in one transaction;
-    the caller enqueues the returned send jobs after it commits (the sweeper does if that is lost)."""
+def fan_out(conn: psycopg.Connection[Any], *, limit: int, max_attempts: int, from_id: int = 0) -> FanOut:
+    """Publish one batch of outbox events as deliveries (and in-app notifications), in one transaction
+    (a savepoint when the caller has one open); the caller enqueues the returned send jobs after it commits
+    (the sweeper does if that is lost)."""
     with conn.transaction():
         row = expect_row(conn.execute(QUERIES["relay_fan_out"], {
-            "limit": limit, "max_attempts": max_attempts, **job_route(NOTIFICATION_DELIVER)}).fetchone(),
-            "relay_fan_out")
+            "limit": limit, "max_attempts": max_attempts, "from_id": from_id,
+            **job_route(NOTIFICATION_DELIVER)}).fetchone(), "relay_fan_out")
     return FanOut(events=int(row["events"]), oldest_seconds=float(row["oldest_seconds"] or 0.0),
                   jobs=list(row["jobs"] or []))
+
+
+# What an event's own payload can cause (a cast refused, a constraint violated), unlike a lost connection or
+# a schema mismatch, which would fail every event alike and must never set them all aside.
+DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)  # SQLSTATE classes 22 and 23
+
+
+def fan_out_one_by_one(conn: psycopg.Connection[Any], *, limit: int, max_attempts: int,
+                       set_aside: Callable[[int, str], None]) -> FanOut:
+    """After a batch failed on its data: up to ``limit`` events, each in a transaction of its own; an event
+    that fails alone is set aside (published with no deliveries, ``relay_error`` saying why) so the events
+    behind it go on. ``set_aside(event_id, reason)`` is told of each."""
+    events, oldest, jobs = 0, 0.0, list[uuid.UUID]()
+    for _ in range(limit):
+        with conn.transaction():
+            first = conn.execute(QUERIES["lock_first_unpublished_event"]).fetchone()
+            if first is None:
+                break
+            try:
+                one = fan_out(conn, limit=1, max_attempts=max_attempts, from_id=first["id"])
+            except DATA_ERRORS as exc:
+                reason = f"{type(exc).__name__} (SQLSTATE {exc.sqlstate})"
+                conn.execute(QUERIES["set_event_aside"], {"id": first["id"], "error": reason})
+                set_aside(first["id"], reason)
+                continue
+        events, oldest, jobs = events + one.events, max(oldest, one.oldest_seconds), jobs + one.jobs
+    return FanOut(events=events, oldest_seconds=oldest, jobs=jobs)
 
 
 def deep_link(booking_id: uuid.UUID | str | None, status: str | None) -> str:

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from shared import mail
 from shared.errors import Code, NotificationTemplateInvalid
 from shared.mail import Email, send_email
 from shared.templates import amount_display, render
@@ -46,8 +47,9 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _start_sink(tmp: Path) -> Sink:
-    port = free_port()
+def _start_sink(tmp: Path, port: int | None = None) -> Sink:
+    port = port or free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
     log = (tmp / "smtp-sink.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "totem.cli", "smtp-sink", "--port", str(port),
                              "--dir", str(tmp / "mail")], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -177,6 +179,66 @@ def test_starttls_asked_of_a_server_without_it_fails_rather_than_sending_in_clea
     outcome = send_email(f"{sink.url}?starttls=true", MAIL_FROM, email)
 
     assert not outcome.succeeded
+    assert sink.messages(email.message_id) == []
+
+
+def test_a_thread_reuses_its_connection_and_replaces_one_the_server_closed(tmp_path: Path) -> None:
+    own = _start_sink(tmp_path / "first")
+    port = int(own.url.rsplit(":", 1)[1])
+    try:
+        first, second = _email(), _email()
+        assert send_email(own.url, MAIL_FROM, first).succeeded
+        connection = mail._connections.smtp
+        assert send_email(own.url, MAIL_FROM, second).succeeded
+        assert connection is not None and mail._connections.smtp is connection  # one connection, two messages
+        assert [len(own.messages(e.message_id)) for e in (first, second)] == [1, 1]
+    finally:
+        _stop(own.proc)
+
+    again = _start_sink(tmp_path / "second", port)  # the held connection now points at a closed server
+    try:
+        third = _email()
+        outcome = send_email(again.url, MAIL_FROM, third)
+        assert outcome.succeeded, outcome
+        assert len(again.messages(third.message_id)) == 1
+        assert mail._connections.smtp is not connection
+    finally:
+        _stop(again.proc)
+
+
+def test_a_failed_send_drops_the_connection_and_another_server_gets_its_own(sink: Sink, tmp_path: Path) -> None:
+    assert send_email(sink.url, MAIL_FROM, _email()).succeeded
+    other = _start_sink(tmp_path)
+    try:
+        email = _email()
+        assert send_email(other.url, MAIL_FROM, email).succeeded
+        assert other.messages(email.message_id) and not sink.messages(email.message_id)
+    finally:
+        _stop(other.proc)
+    (sink.directory / ".refuse").touch()
+    try:
+        assert not send_email(sink.url, MAIL_FROM, _email()).succeeded
+        assert mail._connections.smtp is None
+    finally:
+        (sink.directory / ".refuse").unlink()
+
+
+def test_a_subject_and_address_beyond_ascii_arrive_intact(sink: Sink) -> None:
+    email = _email(to="zoë@example.com", subject="Réservation confirmée — Coupe")
+    outcome = send_email(sink.url, "Salon Zoë <no-reply@totem.localhost>", email)
+
+    assert outcome.succeeded, outcome
+    [path] = sink.messages(email.message_id)
+    message = _read(path)
+    assert message["Subject"] == "Réservation confirmée — Coupe"
+    assert message["To"] == "zoë@example.com"
+
+
+def test_a_line_break_in_an_address_fails_the_message_and_sends_nothing(sink: Sink) -> None:
+    email = _email(to="grace@example.com\r\nBcc: victim@example.com")
+    outcome = send_email(sink.url, MAIL_FROM, email)
+
+    assert not outcome.succeeded and outcome.error == "message not built: ValueError"
     assert sink.messages(email.message_id) == []
 
 

@@ -51,10 +51,14 @@ def cmd_worker(args: argparse.Namespace) -> NoReturn:
     os.environ["dramatiq_prom_db"] = tempfile.mkdtemp(prefix=f"totem-{pool.name}-metrics-")  # noqa: SIM112
     metrics_port = os.environ.get("WORKER_METRICS_PORT") or os.environ.get("dramatiq_prom_port") or "9191"  # noqa: SIM112
     os.environ["dramatiq_prom_port"] = metrics_port  # noqa: SIM112 - Dramatiq's own (lower-case) variable names
+    nice = _env_int(f"{pool.name.upper()}_NICE")
+    nice = pool.nice if nice is None else nice
+    if nice:
+        os.nice(nice)  # before the exec, so Dramatiq's forked worker processes inherit it
     argv = [sys.executable, "-m", "dramatiq", pool.module, "--queues", pool.queue, "--processes", str(processes),
             "--threads", str(threads), "--skip-logging", "--worker-shutdown-timeout", "30000"]
     say(f"worker pool {pool.name}: {processes} process(es) x {threads} thread(s) on queue {pool.queue}; "
-        f"metrics on :{metrics_port}")
+        f"metrics on :{metrics_port}" + (f"; CPU priority nice {nice}" if nice else ""))
     os.execv(argv[0], argv)  # noqa: S606 - become Dramatiq's own CLI, with our arguments
 
 
@@ -88,6 +92,7 @@ def cmd_smtp_sink(args: argparse.Namespace) -> int:
     directory = Path(args.dir or os.environ.get("SMTP_SINK_DIR", ".totem-data/mail")).resolve()
     say(f"SMTP sink on {args.host}:{port} (SMTP_URL=smtp://{args.host}:{port}); "
         f"every message lands in {directory} as an .eml file")
+    os.nice(10)  # a dev stand-in for a mail server: on a shared host it never gets ahead of the product
     serve(args.host, port, directory)
     return 0
 

@@ -8,7 +8,10 @@ in-app notifications, stage the send jobs, mark the rows published. Then the sen
 * a relay killed before its commit published nothing (the rows are claimed again); killed after it, the
   rows are published and their jobs are durable: the scheduler's sweeper enqueues jobs left queued;
 * a row is never fanned out twice: it is published in the transaction that fans it out, and the UNIQUE
-  key would refuse a second fan-out anyway.
+  key would refuse a second fan-out anyway;
+* a row whose payload makes the statement fail (a refused cast or constraint) cannot stop the rows behind
+  it: after such a failure the relay goes on one event per transaction and sets the failing one aside
+  (published with no deliveries, ``relay_error`` set, logged and counted; migration 0007 says how to re-drive).
 
 The relay polls every ``RELAY_POLL_SECONDS`` and also LISTENs on ``totem_outbox``. The statement-level trigger
 that NOTIFYs there is created disabled (migration 0006): NOTIFY serialises commits on a database-wide lock,
@@ -22,6 +25,7 @@ import logging
 import signal
 import threading
 import time
+from typing import Any
 
 import psycopg
 from dramatiq.brokers.redis import RedisBroker
@@ -32,7 +36,7 @@ from shared.config import Settings
 from shared.db import Pool, open_pool
 from shared.exporter import export_metrics
 from shared.logs import configure_logging
-from shared.notifications import fan_out
+from shared.notifications import DATA_ERRORS, FanOut, fan_out, fan_out_one_by_one
 from shared.registry import NOTIFICATION_DELIVER
 
 log = logging.getLogger("totem.relay")
@@ -46,6 +50,8 @@ class RelayMetrics:
         self.lag = Gauge("totem_relay_lag_seconds", "Age of the oldest event in the last batch published",
                          registry=registry)
         self.batch_seconds = Histogram("totem_relay_batch_seconds", "Time to publish one batch", registry=registry)
+        self.set_aside = Counter("totem_relay_events_set_aside", "Outbox events set aside: their fan-out failed alone",
+                                 registry=registry)
 
 
 class Relay:
@@ -60,7 +66,7 @@ class Relay:
         """Publish one batch; returns how many events it published."""
         started = time.monotonic()
         with self.pool.connection() as conn:
-            batch = fan_out(conn, limit=self.settings.relay_batch_size, max_attempts=self.settings.job_max_attempts)
+            batch = self._publish(conn)
         for job_id in batch.jobs:  # committed rows: a lost enqueue is the sweeper's
             try:
                 self.broker.enqueue(build_message(NOTIFICATION_DELIVER, job_id))
@@ -72,6 +78,20 @@ class Relay:
             self.metrics.lag.set(batch.oldest_seconds)
             self.metrics.batch_seconds.observe(time.monotonic() - started)
         return batch.events
+
+    def _publish(self, conn: psycopg.Connection[Any]) -> FanOut:
+        limit, attempts = self.settings.relay_batch_size, self.settings.job_max_attempts
+        try:
+            return fan_out(conn, limit=limit, max_attempts=attempts)
+        except DATA_ERRORS as exc:
+            log.warning("relay batch refused on its data; publishing one event at a time",
+                        extra={"error": type(exc).__name__, "sqlstate": exc.sqlstate})
+            return fan_out_one_by_one(conn, limit=limit, max_attempts=attempts, set_aside=self._set_aside)
+
+    def _set_aside(self, event_id: int, reason: str) -> None:
+        log.error("outbox event set aside: its fan-out fails", extra={"event_id": event_id, "reason": reason})
+        if self.metrics is not None:
+            self.metrics.set_aside.inc()
 
     def run(self) -> None:
         log.info("relay started", extra={"batch": self.settings.relay_batch_size,
@@ -91,8 +111,8 @@ class Relay:
                 for _ in listener.notifies(timeout=0):  # drain: one batch serves every commit so far
                     pass
             except psycopg.Error as exc:  # Postgres restarting: wait a poll interval, reconnect
-                log.warning("relay batch failed; retrying", extra={
-                    "error": type(exc).__name__, "detail": (str(exc).splitlines() or [""])[0][:200]})
+                log.warning("relay batch failed; retrying", extra={  # no detail: it may quote a payload's value
+                    "error": type(exc).__name__, "sqlstate": exc.sqlstate})
                 self._count("failed")
                 if listener is not None:
                     listener.close()

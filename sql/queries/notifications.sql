@@ -4,9 +4,10 @@
 -- UNIQUE, so a replay adds nothing), write the provider's in-app notification, stage one send job per
 -- email/webhook delivery, and mark the events published: all in one transaction. Who gets an email is data:
 -- an audience is mailed for an event when a template exists for it (the provider's own or the default).
+-- `from_id` is 0 for a batch; a relay isolating an event that fails passes that event's id with limit 1.
 WITH batch AS (
   SELECT id, topic, payload, created_at FROM outbox
-  WHERE published_at IS NULL
+  WHERE published_at IS NULL AND id >= %(from_id)s
   ORDER BY id LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED
 ), event AS (
@@ -52,6 +53,13 @@ WITH batch AS (
 SELECT (SELECT count(*) FROM published) AS events,
        (SELECT extract(epoch FROM now() - min(created_at)) FROM batch)::float8 AS oldest_seconds,
        (SELECT array_agg(id) FROM send) AS jobs;
+
+-- lock_first_unpublished_event --
+-- The oldest unpublished event no other relay holds, locked for this transaction (isolating a failing one).
+SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED;
+
+-- set_event_aside --
+UPDATE outbox SET published_at = now(), relay_error = %(error)s WHERE id = %(id)s AND published_at IS NULL;
 
 -- delivery_to_send --
 -- Everything one send needs: the delivery, its event, the booking and provider it is about, the endpoint

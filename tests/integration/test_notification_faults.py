@@ -164,3 +164,30 @@ def test_events_published_while_redis_is_down_are_delivered_once_it_is_back(
     assert delivered["attempts"] == 1
     assert fault_fleet.mail_dir is not None
     assert len([p for p in fault_fleet.mail_dir.glob("*.eml") if str(delivered["id"]) in p.name]) == 1
+
+
+def test_an_event_that_cannot_be_fanned_out_is_set_aside_and_the_events_behind_it_go_out(
+        fault_fleet: Fleet, isolated_database_url: str) -> None:
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker()
+    with psycopg.connect(url, autocommit=True) as conn:  # a payload a bug upstream could write: no uuid to cast
+        [poison] = conn.execute("INSERT INTO outbox (topic, aggregate_id, payload) VALUES ('booking_created', %s, %s) "
+                                "RETURNING id", (uuid.uuid4(), Jsonb({"provider_id": catalog.provider_id,
+                                                                      "booking_id": "not-a-uuid"}))).fetchone()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        booking_id = book_slot(client, catalog, days=70)  # its event sits behind the poison one
+    fault_fleet.start_relay("relay-poison")
+
+    wait_for(lambda: _rows(url, "SELECT 1 FROM outbox WHERE aggregate_id = %s AND published_at IS NOT NULL",
+                           booking_id), 30, "the good event published past the poison one")
+    [aside] = _rows(url, "SELECT published_at, relay_error FROM outbox WHERE id = %s", poison)
+    assert aside["published_at"] is not None
+    assert aside["relay_error"] == "InvalidTextRepresentation (SQLSTATE 22P02)"
+    assert _rows(url, "SELECT 1 FROM deliveries WHERE event_id = %s", poison) == []
+    good = _rows(url, "SELECT d.recipient FROM deliveries d JOIN outbox o ON o.id = d.event_id "
+                      "WHERE o.aggregate_id = %s", booking_id)
+    assert good == [{"recipient": "grace@example.com"}]
+    metrics = httpx.get(f"http://127.0.0.1:{fault_fleet.metrics_ports['relay-poison']}/", timeout=5).text
+    assert "totem_relay_events_set_aside_total 1.0" in metrics
