@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from shared import tokens
+from shared.accounts import USER_TOPICS
 from shared.notifications import event_link
 from shared.templates import amount_display
 
@@ -24,8 +26,20 @@ def link_of(row: dict[str, Any]) -> str:
     return event_link(row["booking_id"], row["event"])
 
 
-def email_context(row: dict[str, Any], links_base: str) -> dict[str, Any]:
+def magic_link(links_base: str, token_secret: str, magic_link_id: str) -> str:
+    """A sign-in or invitation link: its token is derived again here from the link's id (it is stored
+    nowhere, the event carries only the id)."""
+    return f"{links_base}/auth/magic?token={tokens.derive(token_secret, tokens.MAGIC_LINK, magic_link_id)}"
+
+
+def email_context(row: dict[str, Any], links_base: str, *, token_secret: str | None = None) -> dict[str, Any]:
+    """``token_secret`` (TOKEN_SECRET) is needed for the mail to a user (``USER_TOPICS``): its magic link."""
     event = dict(row["event"])
+    if row.get("topic") in USER_TOPICS:
+        if token_secret is None:
+            raise ValueError(f"a {row['topic']} email needs the token secret for its link")
+        return {"event": event, "booking": None, "provider": {"name": event.get("provider_name")},
+                "customer": {"name": ""}, "link": magic_link(links_base, token_secret, event["magic_link_id"])}
     if "amount" in event and "currency" in event:
         event["amount_display"] = amount_display(int(event["amount"]), str(event["currency"]))
     snapshot = row["service_snapshot"] or {}

@@ -37,7 +37,7 @@ def _send(row: dict[str, Any]) -> AttemptOutcome:
     if row["channel"] == "email":
         if not settings.smtp_url:
             return AttemptOutcome(succeeded=False, duration_ms=0, error="SMTP_URL is not set")
-        rendered = render(row, messages.email_context(row, settings.links_base))
+        rendered = render(row, messages.email_context(row, settings.links_base, token_secret=settings.token_secret))
         email = Email(to=row["recipient"], subject=rendered.subject, text=rendered.text, html=rendered.html,
                       message_id=str(row["id"]))
         return send_email(settings.smtp_url, settings.mail_from, email, timeout=settings.webhook_timeout_seconds)
