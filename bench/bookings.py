@@ -37,7 +37,8 @@ def booking_requests(resources: list[dict[str, str]], count: int, first_day: dat
         body = json.dumps({"kind": "slot", "resource_id": res["resource_id"], "service_id": res["service_id"],
                            "start_at": start.isoformat(),
                            "customer": {"name": "Bench Customer", "email": "bench@example.com"}}).encode()
-        out.append(build_post(host, "/v1/bookings", body, {"Idempotency-Key": uuid.uuid4().hex}))
+        out.append(build_post(host, "/v1/bookings", body, {"Idempotency-Key": uuid.uuid4().hex,
+                                                           "Authorization": f"Bearer {res['token']}"}))
     return out
 
 

@@ -15,6 +15,8 @@ from shared.db import QUERIES
 from shared.registry import BOOKING_CREATE, PAYMENT_CANCEL_INTENT, STRIPE_APPLY_EVENT, job_route
 
 _JOB = "('00000000-0000-4000-8000-' || lpad(to_hex(((:client_id * 1000000 + :n) + {space})::bigint), 12, '0'))::uuid"
+BENCH_TOKEN_ID = "00000000-0000-4000-8000-000000000b3c"  # noqa: S105 - the bench widget token's id, not a secret
+_TOKEN_ID = f"'{BENCH_TOKEN_ID}'"
 _TOKEN = "md5(:client_id || '-' || :n || '-{space}')::uuid"  # noqa: S105 - the claim token's pgbench expression, not a secret
 _START = "(timestamptz '2030-01-01 00:00Z' + ((:client_id * 1000000 + :n) * 30 + {space}) * interval '1 minute')"
 _CUSTOMER = "'{\"name\": \"Bench Customer\", \"email\": \"bench@example.com\", \"phone\": null}'::jsonb"
@@ -45,7 +47,9 @@ def _job_bindings(space: int, service_id: str) -> dict[str, dict[str, str]]:
                                  "cancel_type": f"'{cancel['type']}'", "cancel_queue": f"'{cancel['queue']}'",
                                  "cancel_actor": f"'{cancel['actor']}'"},
         "insert_slot_booking": {
-            "id": "gen_random_uuid()", "job_id": job, "actor": "'customer'", "resource_id": resource,
+            "id": "gen_random_uuid()", "job_id": job, "actor": "'public_token'", "actor_id": _TOKEN_ID,
+            "actor_role": "NULL", "customer_token_sha256": "sha256(gen_random_uuid()::text::bytea)",
+            "created_by_token_id": f"{_TOKEN_ID}::uuid", "resource_id": resource,
             "service_id": f"'{service_id}'::uuid", "start_at": _START.format(space=space // 1000),
             "customer": _CUSTOMER, "default_hold_ttl_seconds": "900"},
         "insert_payment": {
@@ -75,11 +79,13 @@ def _accept_statement(space: int, service_id: str) -> str:
     key = "('k' || :client_id || '-' || :n)"
     template = QUERIES["accept_command"].replace("{check}", check)
     bindings = {
-        "scope": "'anonymous'", "key": key, "fingerprint": f"sha256({key}::bytea)", "method": "'POST'",
+        "key_scope": f"'caller:public_token:{BENCH_TOKEN_ID}'", "key": key, "scope": "NULL",
+        "fingerprint": f"sha256({key}::bytea)", "method": "'POST'",
         "path": "'/v1/bookings'", "job_id": _JOB.format(space=space),
         "response_body": "'{\"job_id\": \"00000000-0000-0000-0000-000000000000\"}'::jsonb",
         "ttl_seconds": "86400", **{k: f"'{v}'" for k, v in job_route(BOOKING_CREATE).items()},
         "payload": _PAYLOAD, "max_attempts": "5", "request_id": "'bench'",
+        "caller": f"""'{{"principal": "public_token:{BENCH_TOKEN_ID}", "kind": "public_token"}}'::jsonb""",
         "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)",
         "service_id": f"'{service_id}'::uuid",
     }

@@ -7,24 +7,31 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.access import PUBLIC_ROUTE, authorize, current_grant
 from gateway.idempotency import CommandAcceptor
 from gateway.problems import EXCEPTION_HANDLERS
+from gateway.ratelimit import RateLimiter, Verdict
 from gateway.routes import (
+    audit_log,
+    auth,
     availability,
     bookings,
     health,
     jobs,
     lifecycle,
+    members,
     money,
     notification_templates,
     notifications,
+    public_tokens,
     webhook_endpoints,
     webhooks,
 )
@@ -60,6 +67,32 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+def rate_limit_headers_middleware(app: ASGIApp) -> ASGIApp:
+    """Tell a rate-limited caller where it stands (``RateLimit-Policy``, ``RateLimit``) on every answer."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            verdict = scope.get("state", {}).get("rate_limit")
+            if message["type"] == "http.response.start" and isinstance(verdict, Verdict):
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k.lower().encode(), v.encode()) for k, v in verdict.headers().items()
+                         if k.lower().encode() not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await app(scope, receive, send_with_limits)
+
+    return middleware
+
+
+class MetricsController(PrometheusController):
+    opt = PUBLIC_ROUTE  # scraped by Prometheus; keep it off the public internet at the network
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, "gateway")
@@ -72,12 +105,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                                      wait_seconds=settings.db_pool_wait_seconds,
                                      session={"idle_in_transaction_session_timeout": lease_ms})
         enqueuer = AsyncEnqueuer(settings)
+        limiter = RateLimiter(settings.redis_url, settings.redis_namespace)
         app.state.pool = pool
         app.state.enqueuer = enqueuer
+        app.state.limiter = limiter
         app.state.acceptor = CommandAcceptor(pool, enqueuer, settings)
         try:
             yield
         finally:
+            await limiter.close()
             await enqueuer.close()
             await pool.close()
 
@@ -90,13 +126,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         money.list_payouts, money.run_reconciliation, notifications.list_notifications,
                         notifications.mark_notification_read, notifications.list_deliveries,
                         notifications.retry_delivery, webhook_endpoints.router, health.healthz, health.readyz,
-                        notification_templates.router,
-                        PrometheusController],
-        middleware=[request_id_middleware, prometheus.middleware],
+                        notification_templates.router, MetricsController, *auth.ROUTES, members.router,
+                        audit_log.list_audit_log, public_tokens.router],
+        middleware=[request_id_middleware, rate_limit_headers_middleware, prometheus.middleware],
+        guards=[authorize],
+        dependencies={"grant": Provide(current_grant, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title="Totem", version="0.1.0",
-                                     description="Booking-and-payments backend: thin ingress gateway."),
+                                     description="Booking-and-payments backend: thin ingress gateway.",
+                                     openapi_router=Router("/schema", route_handlers=[], opt=PUBLIC_ROUTE)),
         debug=False,
     )

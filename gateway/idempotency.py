@@ -77,11 +77,17 @@ def optional_keyed_command(request: Request[Any, Any, Any], body: msgspec.Struct
 
 
 def caller_scope(request: Request[Any, Any, Any]) -> str:
-    """Keys are scoped to the caller: its credential (hashed), or the anonymous scope."""
-    credential = request.headers.get("authorization") or request.headers.get("x-system-token")
-    if not credential:
-        return "anonymous"
-    return "cred:" + hashlib.sha256(credential.encode()).hexdigest()
+    """Keys are scoped to the verified caller (the access guard's): one caller's key never replays another's
+    answer. A public route's caller has no credential: the anonymous scope."""
+    caller = request.scope["state"].get("caller")
+    principal = getattr(caller, "principal", None)
+    return f"caller:{principal}" if isinstance(principal, str) else "anonymous"
+
+
+def job_caller(request: Request[Any, Any, Any], provider_id: Any = None) -> dict[str, Any] | None:
+    """What the job row keeps of who asked for it (``jobs.caller``): its creator reads it."""
+    caller = request.scope["state"].get("caller")
+    return caller.job_caller(provider_id) if caller is not None else None
 
 
 def _replay(row: dict[str, Any]) -> Response[bytes]:
@@ -187,11 +193,12 @@ class CommandAcceptor:
         accepted = Accepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}")
         key_params = {"scope": command.scope, "key": command.key}
         params = {
-            **key_params, **(check.params if check else {}),
+            **key_params, "key_scope": command.scope, **(check.params if check else {}),
             "fingerprint": command.fingerprint, "method": command.method, "path": command.path,
             "job_id": job_id, "response_body": Jsonb(accepted),
             "ttl_seconds": self.settings.idempotency_ttl_seconds, **job_route(job_type), "payload": Jsonb(payload),
             "max_attempts": self.settings.job_max_attempts, "request_id": request_id_of(request),
+            "caller": Jsonb(caller) if (caller := job_caller(request)) is not None else None,
         }
         replay = await with_reconnect(lambda: self._record(command, key_params, params, check))
         if replay is not None:

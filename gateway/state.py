@@ -9,6 +9,7 @@ from __future__ import annotations
 from litestar.datastructures import State
 
 from gateway.idempotency import CommandAcceptor
+from gateway.ratelimit import RateLimiter
 from shared.broker import AsyncEnqueuer
 from shared.config import Settings
 from shared.db import AsyncPool
@@ -19,3 +20,4 @@ class GatewayState(State):
     pool: AsyncPool
     enqueuer: AsyncEnqueuer
     acceptor: CommandAcceptor
+    limiter: RateLimiter

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from shared import tokens
 from shared.db import QUERIES, translate_errors
 from shared.errors import BookingOutsideAvailability, NotFound
 from shared.registry import PAYMENT_CANCEL_INTENT, job_route
@@ -56,13 +57,29 @@ class Hold:
         return cls(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"],
                    amount=row["amount"], currency=row["currency"])
 
+def creation_params(caller: dict[str, Any] | None, token_secret: str) -> dict[str, Any]:
+    """A new booking's id, its customer token's hash (the token is derived from the id: never stored), the
+    public token that asked for it, and the audit actor: who the job's caller was (``jobs.caller``)."""
+    booking_id = uuid.uuid4()
+    caller = caller or {"kind": "system", "id": "system"}
+    return {"id": booking_id, "customer_token_sha256": tokens.digest(customer_token(token_secret, booking_id)),
+            "created_by_token_id": caller["id"] if caller["kind"] == "public_token" else None,
+            "actor": caller["kind"], "actor_id": caller["id"], "actor_role": caller.get("role")}
+
+
+def customer_token(token_secret: str, booking_id: uuid.UUID | str) -> str:
+    """The token with which a customer reads and cancels their booking (``ct_…``)."""
+    return tokens.derive(token_secret, tokens.CUSTOMER, booking_id)
+
+
 def create_slot_booking(
     conn: psycopg.Connection[Any], request: SlotBookingRequest, *, job_id: uuid.UUID,
-    default_hold_ttl_seconds: int, max_attempts: int, actor: str = "customer",
+    default_hold_ttl_seconds: int, max_attempts: int, created: dict[str, Any],
 ) -> Hold:
-    """Place a hold on the slot (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
+    """Place a hold on the slot (pending_payment) with snapshot, audit and outbox in the caller's transaction;
+    ``created`` is ``creation_params``."""
     params = {
-        "id": uuid.uuid4(), "job_id": job_id, "actor": actor,
+        **created, "job_id": job_id,
         "resource_id": request.resource_id, "service_id": request.service_id, "start_at": request.start_at,
         "customer": Jsonb(request.customer),
         "default_hold_ttl_seconds": default_hold_ttl_seconds,
@@ -91,11 +108,11 @@ def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any]
 
 def create_stay_booking(
     conn: psycopg.Connection[Any], request: StayBookingRequest, *, job_id: uuid.UUID,
-    default_hold_ttl_seconds: int, max_attempts: int, actor: str = "customer",
+    default_hold_ttl_seconds: int, max_attempts: int, created: dict[str, Any],
 ) -> Hold:
     """Hold a listing's nights (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
     params = {
-        "id": uuid.uuid4(), "job_id": job_id, "actor": actor, "resource_id": request.resource_id,
+        **created, "job_id": job_id, "resource_id": request.resource_id,
         "check_in": request.check_in, "check_out": request.check_out, "guests": request.guests,
         "customer": Jsonb(request.customer), "default_hold_ttl_seconds": default_hold_ttl_seconds,
     }
@@ -105,13 +122,13 @@ def create_stay_booking(
 
 def create_booking(
     conn: psycopg.Connection[Any], request: BookingRequest, *, job_id: uuid.UUID, default_hold_ttl_seconds: int,
-    max_attempts: int,
+    max_attempts: int, created: dict[str, Any],
 ) -> Hold:
     if isinstance(request, StayBookingRequest):
         return create_stay_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds,
-                                   max_attempts=max_attempts)
+                                   max_attempts=max_attempts, created=created)
     return create_slot_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds,
-                               max_attempts=max_attempts)
+                               max_attempts=max_attempts, created=created)
 
 
 def transition_booking(
@@ -120,7 +137,8 @@ def transition_booking(
 ) -> BookingTransitioned:
     """Move a booking to ``command.to_status`` with audit and outbox, in the caller's transaction."""
     params = {"id": command.booking_id, "to_status": command.to_status, "actor": command.actor,
-              "reason": command.reason, "job_id": job_id, "detail": Jsonb(detail) if detail is not None else None}
+              "actor_id": command.actor_id, "actor_role": command.actor_role, "reason": command.reason,
+              "job_id": job_id, "detail": Jsonb(detail) if detail is not None else None}
     with translate_errors():
         row = conn.execute(QUERIES["transition_booking"], params).fetchone()
     if row is None:
@@ -147,8 +165,11 @@ def expire_overdue_holds(conn: psycopg.Connection[Any], *, max_attempts: int,
     return (int(row["expired"]), list(row["cancel_jobs"] or [])) if row else (0, [])
 
 
-async def read_booking(conn: psycopg.AsyncConnection[Any], booking_id: uuid.UUID) -> BookingView | None:
-    cur = await conn.execute(QUERIES["get_booking"], {"id": booking_id})
+async def read_booking(conn: psycopg.AsyncConnection[Any], booking_id: uuid.UUID,
+                       visible_to: dict[str, Any]) -> BookingView | None:
+    """The booking with its audit trail, payments and refunds, if ``visible_to`` (``Grant.booking_filter()``:
+    scope, only_booking, created_by_token) lets the caller see it."""
+    cur = await conn.execute(QUERIES["get_booking"], {"id": booking_id, **visible_to})
     row = await cur.fetchone()
     if row is None:
         return None

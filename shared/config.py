@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 
 import msgspec
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,10 +54,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     relay_metrics_port: int = 9201
     retention_jobs_days: float = 30.0  # finished jobs
     retention_events_days: float = 30.0  # published outbox rows, with their deliveries, attempts, feed rows
+    # Access: derived tokens (customer, magic link) are HMACs under TOKEN_SECRET; sessions; rate limits.
+    token_secret: str = "dev-token-secret"  # noqa: S105 - the embedded dev default; deployments set theirs
+    magic_link_ttl_seconds: float = 900.0
+    session_idle_seconds: float = 604_800.0  # a week without a request ends a session
+    session_absolute_seconds: float = 2_592_000.0  # 30 days after sign-in it ends anyway
+    rate_limit_token_rps: float = 10.0  # per public token; 0 = no limit
+    rate_limit_token_burst: int = 20
+    rate_limit_ip_rps: float = 5.0  # per client IP, for public-token and customer callers; 0 = no limit
+    rate_limit_ip_burst: int = 20
+    rate_limit_email_per_hour: float = 5.0  # magic links per address
+    trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For is believed, right to left
 
     @property
     def retry_schedule(self) -> list[float]:
         return [float(part) for part in self.notify_retry_schedule.split(",") if part.strip()]
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                     for part in self.trusted_proxies.split(",") if part.strip())
 
     @property
     def links_base(self) -> str:

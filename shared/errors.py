@@ -35,6 +35,7 @@ class Code(StrEnum):
     BOOKING_INVALID_TRANSITION = "BOOKING_INVALID_TRANSITION"
     BOOKING_OUTSIDE_AVAILABILITY = "BOOKING_OUTSIDE_AVAILABILITY"
     PROVIDER_SLUG_TAKEN = "PROVIDER_SLUG_TAKEN"
+    MEMBER_CONFLICT = "MEMBER_CONFLICT"
     PAYMENT_PROVIDER_REFUSED = "PAYMENT_PROVIDER_REFUSED"
     PAYMENT_NOT_CAPTURED = "PAYMENT_NOT_CAPTURED"
     STRIPE_EVENT_MALFORMED = "STRIPE_EVENT_MALFORMED"
@@ -76,6 +77,8 @@ VOCABULARY: dict[Code, CodeSpec] = {
     Code.BOOKING_OUTSIDE_AVAILABILITY: CodeSpec(422, "The time is outside the resource's opening hours, "
                                                      "blocked, or in the past (job error)."),
     Code.PROVIDER_SLUG_TAKEN: CodeSpec(409, "Another provider already uses that slug."),
+    Code.MEMBER_CONFLICT: CodeSpec(409, "The user is already a member of this provider, or the change would "
+                                        "leave the provider without an owner."),
     Code.PAYMENT_PROVIDER_REFUSED: CodeSpec(402, "Stripe refused the call for good (card declined, invalid "
                                                  "request); `detail` has Stripe's message (job error)."),
     Code.PAYMENT_NOT_CAPTURED: CodeSpec(409, "Money was to be moved for a booking whose payment was never "

@@ -51,6 +51,7 @@ class ClaimedJob:
     max_attempts: int
     request_id: str | None
     token: uuid.UUID
+    caller: dict[str, Any] | None = None  # who asked for it (gateway-accepted jobs), as Caller.job_caller()
     follow_ups: list[tuple[str, uuid.UUID]] = field(default_factory=list)
 
     def follow_up(self, conn: psycopg.Connection[Any], job_type: str, payload: msgspec.Struct) -> uuid.UUID:

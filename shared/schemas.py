@@ -69,6 +69,8 @@ class JobView(msgspec.Struct):
 
 class AuditEntry(msgspec.Struct):
     actor: str
+    actor_id: str | None
+    actor_role: str | None
     from_status: BookingStatus | None
     to_status: BookingStatus
     reason: str | None
@@ -163,8 +165,12 @@ class BookingCommand(msgspec.Struct):
 
     booking_id: UUID
     to_status: BookingStatus
-    actor: str
+    actor: str  # the verified caller's kind: customer, public_token, user, system (or stripe, scheduler)
     reason: str | None = None
+    actor_id: str | None = None  # the user, public token or booking (customer) id
+    actor_role: str | None = None  # the user's role in the booking's provider then: owner, staff, admin
+    request_id: str | None = None
+    ip: str | None = None
 
 
 class RefundPlanned(msgspec.Struct):

@@ -20,7 +20,7 @@ import pytest
 import redis
 from psycopg.rows import dict_row
 
-from tests.support import FAST_TIMINGS, Catalog, inherited_env, make_catalog
+from tests.support import FAST_TIMINGS, Catalog, api_client, inherited_env, make_catalog
 from totem.embedded import PrivatePostgres, PrivateRedis
 from totem.fleet import Fleet
 from totem.migrate import create_database, drop_database, migrate
@@ -133,7 +133,7 @@ def fleet(fleet_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture
 def client(fleet: Fleet) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fleet.base_url, timeout=10) as client:
+    with api_client(fleet.base_url) as client:
         yield client
 
 

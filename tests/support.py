@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from shared import tokens
 from shared.db import QUERIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,32 @@ FAST_TIMINGS = {
     "NOTIFY_RETRY_SCHEDULE": "0,1,1,1",  # four attempts a second apart, then dead
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",  # test receivers listen on 127.0.0.1
     "RELAY_POLL_SECONDS": "0.2",
+    "TOKEN_SECRET": "test-token-secret",
+    # the limiter is proven by its own tests (tests/test_rate_limit.py, tests/test_access.py); elsewhere off
+    "RATE_LIMIT_TOKEN_RPS": "0",
+    "RATE_LIMIT_IP_RPS": "0",
 }
+SYSTEM_TOKEN = FAST_TIMINGS["SYSTEM_TOKEN"]
+SYSTEM = {"X-System-Token": SYSTEM_TOKEN}
+
+
+class SystemByDefault(httpx.Auth):
+    """A test client's default credential: the system token, unless the request carries a credential of its
+    own (or ``X-Test-No-Credential``, dropped before sending, to call as nobody). Tests of who may call what
+    (tests/test_access.py) choose every credential explicitly."""
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        if request.headers.pop("x-test-no-credential", None) is None and not (
+                "authorization" in request.headers or "x-system-token" in request.headers):
+            request.headers["X-System-Token"] = SYSTEM_TOKEN
+        yield request
+
+
+NO_CREDENTIAL = {"X-Test-No-Credential": "1"}
+
+
+def api_client(base_url: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, timeout=10, auth=SystemByDefault())
 
 
 # A developer's shell may point these at servers or sizes of its own; the test fleets set their own.
@@ -57,9 +83,10 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, Any]:
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 30,
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
     def terminal() -> dict[str, Any] | None:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
         return job if job["status"] in ("succeeded", "failed") else None
 
     return wait_for(terminal, timeout, f"job {job_id} terminal", interval=0.05)  # type: ignore[no-any-return]
@@ -72,6 +99,21 @@ class Catalog:
     service_id: str
     duration_minutes: int = 30
     price: int = 2500
+    public_token: str = ""  # the provider's widget token (pk_...)
+    owner_token: str = ""  # a session of the provider's owner (st_...)
+    staff_token: str = ""  # a session of a staff member (st_...)
+
+    @property
+    def widget(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.public_token}"}
+
+    @property
+    def owner(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.owner_token}"}
+
+    @property
+    def staff(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.staff_token}"}
 
     def slot_body(self, start_at: datetime, **overrides: Any) -> dict[str, Any]:
         body = {"kind": "slot", "resource_id": self.resource_id, "service_id": self.service_id,
@@ -108,14 +150,43 @@ def make_catalog(database_url: str, *, hold_ttl_seconds: int | None = None, time
         for weekday in range(1, 8) if hours else ():
             conn.execute(QUERIES["insert_resource_hours"], {"resource_id": resource["id"], "weekday": weekday,
                                                             "opens_at": hours[0], "closes_at": hours[1]})
-    return Catalog(str(provider["id"]), str(resource["id"]), str(service["id"]), price=price)
+        public = issue_public_token(conn, provider["id"])
+        owner = member_session(conn, provider["id"], "owner")
+        staff = member_session(conn, provider["id"], "staff")
+    return Catalog(str(provider["id"]), str(resource["id"]), str(service["id"]), price=price, public_token=public,
+                   owner_token=owner, staff_token=staff)
+
+
+def issue_public_token(conn: psycopg.Connection[Any], provider_id: Any, origins: list[str] | None = None) -> str:
+    token = tokens.new_token(tokens.PUBLIC)
+    conn.execute(QUERIES["insert_public_token"], {"digest": tokens.digest(token), "provider_id": provider_id,
+                                                  "prefix": token[:tokens.SHOWN_PREFIX_LENGTH], "name": "test widget",
+                                                  "allowed_origins": origins or []})
+    return token
+
+
+def member_session(conn: psycopg.Connection[Any], provider_id: Any, role: str | None,
+                   platform_role: str | None = None) -> str:
+    """A user (a member of ``provider_id`` with ``role``, or none) signed in: a session token, as a magic link
+    would have given (the sign-in itself is proven in tests/test_sessions.py)."""
+    user = conn.execute("INSERT INTO users (email, platform_role) VALUES (%s, %s) RETURNING id",
+                        (f"{role or platform_role or 'user'}-{uuid.uuid4().hex[:10]}@example.com",
+                         platform_role)).fetchone()
+    assert user
+    if role is not None:
+        conn.execute("INSERT INTO memberships (user_id, provider_id, role) VALUES (%s, %s, %s)",
+                     (user["id"], provider_id, role))
+    token = tokens.new_token(tokens.SESSION)
+    conn.execute("INSERT INTO sessions (user_id, token_sha256, expires_at) VALUES (%s, %s, now() + interval '1 day')",
+                 (user["id"], tokens.digest(token)))
+    return token
 
 
 def book_slot(client: httpx.Client, catalog: Catalog, days: int) -> str:
     """Book the catalog's slot ``days`` ahead and wait for the hold; returns the booking id."""
     accepted = client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
-                           headers={"Idempotency-Key": new_key()})
-    job = wait_job(client, accepted.json()["job_id"])
+                           headers={"Idempotency-Key": new_key(), **catalog.widget})
+    job = wait_job(client, accepted.json()["job_id"], headers=catalog.widget)
     assert job["status"] == "succeeded", job
     return str(job["result"]["booking_id"])
 

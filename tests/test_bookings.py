@@ -147,7 +147,7 @@ def test_a_lapsed_hold_never_blocks_a_new_booking_even_before_the_scheduler_runs
     import psycopg
     from psycopg.rows import dict_row
 
-    from shared.booking import create_slot_booking
+    from shared.booking import create_slot_booking, creation_params
     from shared.db import use_msgspec_json
     from shared.schemas import Customer, SlotBookingRequest
     from tests.support import make_catalog
@@ -160,12 +160,12 @@ def test_a_lapsed_hold_never_blocks_a_new_booking_even_before_the_scheduler_runs
     with psycopg.connect(isolated_database_url, row_factory=dict_row, autocommit=True) as conn:
         with conn.transaction():
             first = create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900,
-                                        max_attempts=5)
+                                        max_attempts=5, created=creation_params(None, "s"))
         conn.execute("UPDATE bookings SET hold_expires_at = now() - interval '1 second' WHERE id = %s",
                      (first.booking_id,))
         with conn.transaction():
             second = create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900,
-                                         max_attempts=5)
+                                         max_attempts=5, created=creation_params(None, "s"))
         statuses = {r["id"]: r["status"] for r in conn.execute("SELECT id, status FROM bookings WHERE resource_id = %s",
                                                                 (catalog.resource_id,))}
         assert statuses == {first.booking_id: "expired", second.booking_id: "pending_payment"}
@@ -174,5 +174,6 @@ def test_a_lapsed_hold_never_blocks_a_new_booking_even_before_the_scheduler_runs
         assert audit[-1] == {"actor": "system", "from_status": "pending_payment", "to_status": "expired"}
         # a hold that has NOT lapsed still blocks
         with pytest.raises(Exception) as taken, conn.transaction():
-            create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900, max_attempts=5)
+            create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900, max_attempts=5,
+                                created=creation_params(None, "s"))
         assert getattr(taken.value, "code", "") == "BOOKING_SLOT_TAKEN"

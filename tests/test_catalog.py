@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import future, new_key, wait_job
+from tests.support import NO_CREDENTIAL, future, new_key, wait_job
 
 SYSTEM = {"X-System-Token": "test-system-token"}
 
@@ -56,7 +56,7 @@ def test_a_salon_is_set_up_through_the_api_and_takes_bookings(client: httpx.Clie
 
 
 def test_catalog_needs_the_system_token(client: httpx.Client) -> None:
-    assert client.post("/v1/providers", json=provider_body()).json()["code"] == "UNAUTHORIZED"
+    assert client.post("/v1/providers", json=provider_body(), headers=NO_CREDENTIAL).json()["code"] == "UNAUTHORIZED"
     wrong = client.get("/v1/providers", headers={"X-System-Token": "guess"})
     assert wrong.status_code == 403 and wrong.json()["code"] == "FORBIDDEN"
 

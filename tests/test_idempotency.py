@@ -10,7 +10,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support import Catalog, future, new_key, wait_for
+from tests.support import Catalog, future, issue_public_token, new_key, wait_for
+
+SYSTEM_SCOPE = "caller:system:system"  # the idempotency scope of the test client's default caller
 
 
 def post(client: httpx.Client, body: Any, key: str | None, **headers: str) -> httpx.Response:
@@ -70,8 +72,9 @@ def test_same_key_with_a_different_payload_is_422(client: httpx.Client, db: Any,
 
 def test_keys_are_scoped_to_the_caller(client: httpx.Client, db: Any, catalog: Catalog) -> None:
     key, body = new_key(), catalog.slot_body(future(days=42))
-    alice = post(client, body, key, Authorization="Bearer alice")
-    bob = post(client, body, key, Authorization="Bearer bob")
+    other_widget = issue_public_token(db, catalog.provider_id)  # two callers of one provider
+    alice = post(client, body, key, **catalog.widget)
+    bob = post(client, body, key, Authorization=f"Bearer {other_widget}")
     assert alice.status_code == bob.status_code == 202
     assert alice.json()["job_id"] != bob.json()["job_id"]
     assert "idempotent-replayed" not in bob.headers
@@ -98,7 +101,7 @@ def new_uuid() -> str:
 
 
 def _hold_key_lock(database_url: str, key: str, holding: threading.Event, release: threading.Event,
-                   scope: str = "anonymous") -> None:
+                   scope: str = SYSTEM_SCOPE) -> None:
     with psycopg.connect(database_url) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s || E'\\n' || %s, 7))", (scope, key))
         holding.set()
@@ -130,7 +133,7 @@ def test_a_crashed_requests_key_is_taken_over(
     """A gateway that dies mid-request leaves nothing: its transaction (the lease) dies with its connection."""
     key, body = new_key(), catalog.slot_body(future(days=45))
     crashed = psycopg.connect(database_url)
-    crashed.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s || E'\\n' || %s, 7))", ("anonymous", key))
+    crashed.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s || E'\\n' || %s, 7))", (SYSTEM_SCOPE, key))
     assert post(client, body, key).status_code == 409
     db.execute("SELECT pg_terminate_backend(%s)", (crashed.info.backend_pid,))
     response = wait_for(lambda: (r := post(client, body, key)).status_code == 202 and r, 10, "take-over")

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Catalog, future, make_catalog, new_key, wait_for, wait_job
+from tests.support import NO_CREDENTIAL, Catalog, future, make_catalog, new_key, wait_for, wait_job
 
 SYSTEM = {"X-System-Token": "test-system-token"}
 
@@ -123,7 +123,8 @@ def test_concurrent_cancels_cancel_once(client: httpx.Client, catalog: Catalog) 
 
 def test_complete_and_mark_paid_need_the_system_token(client: httpx.Client, catalog: Catalog) -> None:
     booking_id = create(client, catalog, days=66)
-    missing = client.post(f"/v1/bookings/{booking_id}/complete", json={}, headers={"Idempotency-Key": new_key()})
+    missing = client.post(f"/v1/bookings/{booking_id}/complete", json={},
+                          headers={"Idempotency-Key": new_key(), **NO_CREDENTIAL})
     assert missing.status_code == 401 and missing.json()["code"] == "UNAUTHORIZED"
     wrong = command(client, booking_id, "mark-paid", None, **{"X-System-Token": "nope"})
     assert wrong.status_code == 403 and wrong.json()["code"] == "FORBIDDEN"

@@ -264,7 +264,7 @@ def _context(**customer: Any) -> dict[str, Any]:
         "link": f"http://localhost:8000/booking-confirmation/{booking_id}",
         "event": {"type": "booking_paid", "amount": 1750, "currency": "EUR",
                   "amount_display": amount_display(1750, "EUR"), "url": "https://hooks.example.com/totem",
-                  "reason": "failing for 5 days"},
+                  "reason": "failing for 5 days", "provider_name": "Salon Ada", "role": "staff"},
     }
 
 

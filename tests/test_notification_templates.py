@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support import Catalog, future, make_catalog, new_key, wait_for, wait_job
+from tests.support import NO_CREDENTIAL, Catalog, future, make_catalog, new_key, wait_for, wait_job
 from totem.fleet import Fleet
 
 SYSTEM = {"X-System-Token": "test-system-token"}
@@ -45,7 +45,7 @@ def _put(client: httpx.Client, provider_id: str, event: str, audience: str, **bo
 def _defaults(database_url: str) -> dict[tuple[str, str], str]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT event, audience, subject FROM notification_templates "
-                            "WHERE provider_id IS NULL").fetchall()
+                            "WHERE provider_id IS NULL AND audience <> 'user'").fetchall()
     return {(event, audience): subject for event, audience, subject in rows}
 
 
@@ -212,7 +212,7 @@ def test_every_route_needs_the_system_token(client: httpx.Client, database_url: 
     one = _path(catalog.provider_id, "booking_paid", "customer")
     calls = [("GET", _path(catalog.provider_id), None), ("PUT", one, OVERRIDE), ("DELETE", one, None)]
     for method, path, body in calls:
-        missing = client.request(method, path, json=body)
+        missing = client.request(method, path, json=body, headers=NO_CREDENTIAL)
         assert missing.status_code == 401 and missing.json()["code"] == "UNAUTHORIZED", (method, missing.text)
         wrong = client.request(method, path, json=body, headers={"X-System-Token": "not-the-token"})
         assert wrong.status_code == 403 and wrong.json()["code"] == "FORBIDDEN", (method, wrong.text)

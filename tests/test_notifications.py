@@ -20,7 +20,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.support import Catalog, book_slot, make_catalog, new_key, wait_for, wait_job
+from tests.support import NO_CREDENTIAL, Catalog, book_slot, make_catalog, new_key, wait_for, wait_job
 from totem.fleet import Fleet
 
 SYSTEM = {"X-System-Token": "test-system-token"}
@@ -282,5 +282,5 @@ def test_every_notification_route_is_documented_and_refuses_a_caller_without_the
     for method, template in NOTIFICATION_ROUTES:
         assert method.lower() in paths[template], f"{method} {template} missing from the OpenAPI document"
         path = template.format(**{k: str(uuid.UUID(v)) if k.endswith("_id") else v for k, v in ids.items()})
-        response = client.request(method, path, json={})
+        response = client.request(method, path, json={}, headers=NO_CREDENTIAL)
         assert response.status_code == 401 and response.json()["code"] == "UNAUTHORIZED", (method, path)

@@ -27,7 +27,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from shared import webhooks
 from shared.errors import WebhookTargetRefused
 from shared.webhooks import check_target, new_secret, post_webhook, signature_header
-from tests.support import Catalog, make_catalog
+from tests.support import NO_CREDENTIAL, Catalog, make_catalog
 
 SYSTEM = {"X-System-Token": "test-system-token"}
 SECRET_FORMAT = re.compile(r"^whsec_[A-Za-z0-9+/]{43}=$")  # base64 of 32 bytes
@@ -353,7 +353,7 @@ def test_an_unknown_provider_gets_no_endpoint(client: httpx.Client) -> None:
 
 def test_endpoints_need_the_system_token(client: httpx.Client, catalog: Catalog) -> None:
     path = f"/v1{endpoints(catalog.provider_id)}"
-    assert client.get(path).json()["code"] == "UNAUTHORIZED"
+    assert client.get(path, headers=NO_CREDENTIAL).json()["code"] == "UNAUTHORIZED"
     assert client.post(path, json={"url": GLOBAL_TARGET}, headers={"X-System-Token": "guess"}).status_code == 403
 
 

@@ -117,7 +117,9 @@ def _fresh_dir(path: Path) -> None:
 def _print_welcome(base: str, catalog: dict[str, Any], log_dir: Path, metrics_ports: dict[str, int],
                    stripe_base: str | None, mail: str) -> None:
     resource = next(r for r in catalog["resources"] if r["kind"] == "slot" and r["service_ids"])
-    system_token = os.environ.get("SYSTEM_TOKEN", "dev-system-token")
+    widget = next(t["token"] for t in catalog["public_tokens"] if t["provider_id"] == resource["provider_id"])
+    owner = next(o["email"] for o in catalog["owners"] if o["provider_id"] == resource["provider_id"]
+                 and o["role"] == "owner")
     body = json.dumps({"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
                        "start_at": "2031-06-02T10:00:00+02:00",
                        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}})
@@ -131,15 +133,21 @@ Totem is up: {base}
   Stripe:     {stripe_base or "api.stripe.com"}
   email:      {mail}   (every message the system sends, as .eml files)
 
-Try it:
-  curl -si -X POST {base}/v1/bookings -H 'Content-Type: application/json' \\
+Try it (as the booking widget: its public token, from seed.json):
+  W='Authorization: Bearer {widget}'
+  curl -si -X POST {base}/v1/bookings -H "$W" -H 'Content-Type: application/json' \\
        -H "Idempotency-Key: $(date +%s%N)" -d '{body}'
-  curl -s {base}/v1/jobs/<job_id from the answer>      # result: booking_id, payment_intent_id, client_secret
+  curl -s -H "$W" {base}/v1/jobs/<job_id from the answer>
+                          # result: booking_id, payment_intent_id, client_secret, customer_token
   curl -s -X POST {stripe_base or "https://api.stripe.com"}/v1/payment_intents/<payment_intent_id>/confirm \\
        -d payment_method=pm_card_visa                   # pay (the fake then posts the signed webhook)
-  curl -s {base}/v1/bookings/<booking_id>              # status: paid, with its payment and audit trail
-  curl -s {base}/v1/providers/{resource["provider_id"]}/balance -H 'X-System-Token: {system_token}'
-                                                        # pending / available / in transit / paid out
+  curl -s -H 'Authorization: Bearer <customer_token>' {base}/v1/bookings/<booking_id>
+                          # as the customer: status paid, with its payment and audit trail
+Sign in as the salon's owner ({owner}):
+  curl -s -X POST {base}/v1/auth/magic-links -H 'Content-Type: application/json' -d '{{"email": "{owner}"}}'
+                          # the link arrives in the mail folder above; open it, press "Sign in"
+  curl -s -H 'Authorization: Bearer <session_token>' {base}/v1/providers/{resource["provider_id"]}/balance
+                          # pending / available / in transit / paid out
 
 Ctrl-C stops everything.
 """, flush=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+from psycopg.types.json import Jsonb
 
 from shared import booking, ledger, payments
 from shared.db import QUERIES, ConstraintViolation, expect_row
@@ -30,7 +31,8 @@ def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.H
             if row is not None:
                 return booking.Hold.from_row(row)
             return booking.create_booking(conn, request, job_id=job.id, max_attempts=job.max_attempts,
-                                          default_hold_ttl_seconds=settings.booking_hold_ttl_seconds)
+                                          default_hold_ttl_seconds=settings.booking_hold_ttl_seconds,
+                                          created=booking.creation_params(job.caller, settings.token_secret))
     except ConstraintViolation as exc:  # a second worker holding an expired lease placed it meanwhile
         if exc.constraint != "bookings_created_by_job_key":
             raise
@@ -72,10 +74,23 @@ def _confirm_free(conn: psycopg.Connection[Any], job: ClaimedJob, hold: booking.
     return BookingCreated(booking_id=hold.booking_id, status="paid", hold_expires_at=None)
 
 
+def _owner_audit(conn: psycopg.Connection[Any], command: BookingCommand, transitioned: BookingTransitioned) -> None:
+    """A command by an owner, staff member or admin lands in the owner audit log, in its own transaction."""
+    if command.actor != "user":
+        return
+    conn.execute(QUERIES["insert_owner_audit_for_booking"], {
+        "booking_id": command.booking_id, "actor": command.actor, "actor_id": command.actor_id,
+        "actor_role": command.actor_role, "action": f"booking.{command.to_status}",
+        "before": Jsonb({"status": transitioned.from_status}), "after": Jsonb({"status": transitioned.status}),
+        "request_id": command.request_id, "ip": command.ip})
+
+
 def handle_cancel(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
     command = msgspec.convert(job.payload, BookingCommand)
-    return payments.cancel_booking(conn, command, job, now=datetime.now(UTC),
-                                   maturity_seconds=settings.payout_maturity_seconds)
+    transitioned = payments.cancel_booking(conn, command, job, now=datetime.now(UTC),
+                                           maturity_seconds=settings.payout_maturity_seconds)
+    _owner_audit(conn, command, transitioned)
+    return transitioned
 
 
 def handle_complete(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
@@ -84,6 +99,7 @@ def handle_complete(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTr
     transitioned = booking.transition_booking(conn, command, job_id=job.id)
     ledger.post_maturity(conn, booking_id=command.booking_id, maturity_seconds=settings.payout_maturity_seconds,
                          reason="booking completed")
+    _owner_audit(conn, command, transitioned)
     return transitioned
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from litestar import get
 from litestar.params import Parameter
 
+from gateway.access import WIDGET, Grant, allow
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.db import QUERIES, with_reconnect
@@ -21,9 +22,11 @@ MAX_WINDOW_DAYS = 62
 
 @get("/v1/resources/{resource_id:uuid}/availability",
      summary="Free slots (slot resource, needs service_id) or free nights (stay listing)",
-     responses=problem_responses(Code.VALIDATION_FAILED, Code.NOT_FOUND))
+     opt=allow(WIDGET),
+     responses=problem_responses(Code.VALIDATION_FAILED, Code.NOT_FOUND, Code.UNAUTHORIZED, Code.FORBIDDEN,
+                                 Code.RATE_LIMITED))
 async def slot_availability(
-    state: GatewayState, resource_id: UUID,
+    state: GatewayState, grant: Grant, resource_id: UUID,
     from_date: Annotated[date, Parameter(query="from", description="first local date (YYYY-MM-DD)")],
     to_date: Annotated[date, Parameter(query="to", description="last local date, inclusive")],
     service_id: Annotated[UUID | None, Parameter(query="service_id")] = None,
@@ -34,7 +37,7 @@ async def slot_availability(
     if to_date < from_date or (to_date - from_date).days >= MAX_WINDOW_DAYS:
         raise Problem(Code.VALIDATION_FAILED, f"need from <= to and a window of at most {MAX_WINDOW_DAYS} days")
     params = {"resource_id": resource_id, "service_id": chosen, "from": from_date, "to": to_date,
-              "step_minutes": step_minutes}
+              "step_minutes": step_minutes, "scope": grant.scope_param}
 
     async def read() -> SlotAvailability | NightAvailability:
         async with state.pool.connection() as conn:

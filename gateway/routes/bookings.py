@@ -9,6 +9,7 @@ from uuid import UUID
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
+from gateway.access import MEMBERS, OWNERS, Access, Grant, allow
 from gateway.idempotency import Check, KeyedCommand, keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
@@ -31,19 +32,21 @@ from shared.schemas import (
 @post("/v1/bookings", status_code=202, summary="Request a booking",
       description="Validates and records the request as a job, then answers 202 at once. Needs an "
                   "Idempotency-Key header. Poll the job at `status_url` until it is terminal.",
+      opt=allow(Access.PUBLIC_TOKEN | OWNERS),
       responses=problem_responses(Code.VALIDATION_FAILED, Code.IDEMPOTENCY_KEY_MISSING, Code.NOT_FOUND,
                                   Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.IDEMPOTENCY_KEY_REUSED,
-                                  Code.SERVICE_UNAVAILABLE))
-async def create_booking(request: Request[Any, Any, Any], state: GatewayState,
+                                  Code.UNAUTHORIZED, Code.FORBIDDEN, Code.RATE_LIMITED, Code.SERVICE_UNAVAILABLE))
+async def create_booking(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
                          data: BookingRequest) -> Response[Accepted]:
     command = keyed_command(request, data)
     if isinstance(data, StayBookingRequest):
-        return await _accept_stay(request, state, command, data)
+        return await _accept_stay(request, state, grant, command, data)
     if data.start_at <= datetime.now(UTC):
         raise Problem(Code.VALIDATION_FAILED, "start_at must be in the future",
                       errors=[{"field": "start_at", "message": "must be in the future"}])
 
-    offer = Check("check_slot_offer", {"resource_id": data.resource_id, "service_id": data.service_id},
+    offer = Check("check_slot_offer", {"resource_id": data.resource_id, "service_id": data.service_id,
+                                       "scope": grant.scope_param},
                   Problem(Code.NOT_FOUND, f"resource {data.resource_id} does not exist or does not offer "
                                        f"service {data.service_id}"))
     return await state.acceptor.accept(
@@ -53,7 +56,7 @@ async def create_booking(request: Request[Any, Any, Any], state: GatewayState,
 MAX_NIGHTS = 90
 
 
-async def _accept_stay(request: Request[Any, Any, Any], state: GatewayState, command: KeyedCommand,
+async def _accept_stay(request: Request[Any, Any, Any], state: GatewayState, grant: Grant, command: KeyedCommand,
                        data: StayBookingRequest) -> Response[Accepted]:
     nights = (data.check_out - data.check_in).days
     if not 1 <= nights <= MAX_NIGHTS:
@@ -62,15 +65,17 @@ async def _accept_stay(request: Request[Any, Any, Any], state: GatewayState, com
     if data.check_in < datetime.now(UTC).date() - timedelta(days=1):
         raise Problem(Code.VALIDATION_FAILED, "check_in is in the past",
                       errors=[{"field": "check_in", "message": "in the past"}])
-    listing = Check("check_stay_listing", {"resource_id": data.resource_id},
+    listing = Check("check_stay_listing", {"resource_id": data.resource_id, "scope": grant.scope_param},
                     Problem(Code.NOT_FOUND, f"listing {data.resource_id} does not exist"))
     return await state.acceptor.accept(
         request, command, job_type=BOOKING_CREATE, payload=data, check=listing)
 
 
-@get("/v1/bookings", summary="List bookings (cursor pagination)")
+@get("/v1/bookings", summary="List the bookings of the caller's providers (cursor pagination)", opt=allow(MEMBERS),
+     responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.VALIDATION_FAILED))
 async def list_bookings(
     state: GatewayState,
+    grant: Grant,
     provider: Annotated[UUID | None, Parameter(query="provider")] = None,
     status: Annotated[BookingStatus | None, Parameter(query="status")] = None,
     from_: Annotated[datetime | None, Parameter(query="from")] = None,
@@ -80,7 +85,7 @@ async def list_bookings(
 ) -> BookingPage:
     after_created_at, after_id = decode_cursor(cursor)
     params = {"provider_id": provider, "status": status, "from": from_, "to": to, "limit": limit + 1,
-              "after_created_at": after_created_at, "after_id": after_id}
+              "after_created_at": after_created_at, "after_id": after_id, **grant.booking_filter()}
 
     async def read() -> list[dict[str, Any]]:
         async with state.pool.connection() as conn:
@@ -92,11 +97,14 @@ async def list_bookings(
 
 
 @get("/v1/bookings/{booking_id:uuid}", summary="Read a booking with its audit trail",
-     responses=problem_responses(Code.NOT_FOUND))
-async def get_booking(state: GatewayState, booking_id: UUID) -> BookingView:
+     description="Its customer (with the booking's customer token), the public token that made it, and the "
+                 "provider's members.",
+     opt=allow(Access.CUSTOMER | Access.PUBLIC_TOKEN | MEMBERS),
+     responses=problem_responses(Code.NOT_FOUND, Code.UNAUTHORIZED, Code.FORBIDDEN, Code.RATE_LIMITED))
+async def get_booking(state: GatewayState, grant: Grant, booking_id: UUID) -> BookingView:
     async def read() -> BookingView | None:
         async with state.pool.connection() as conn:
-            return await read_booking(conn, booking_id)
+            return await read_booking(conn, booking_id, grant.booking_filter())
 
     booking = await with_reconnect(read)
     if booking is None:

@@ -1,6 +1,9 @@
-"""Catalog management (owners; until owner sessions exist, the system token): providers, resources,
-services, offerings, weekly hours and blocks. Writes are synchronous: the catalog is not booking state.
-Deleting soft-deletes: the row stays readable and takes no new bookings; bookings keep their snapshots."""
+"""Catalog management: providers, resources, services, offerings, weekly hours and blocks. Writes are
+synchronous (the catalog is not booking state) and by the provider's owners or the platform; each is
+written to the owner audit log in its own transaction. Reads are for the provider's members and its public
+tokens (the booking widget). Every read and write is scoped to the caller's providers: a row of another
+provider is not found. Deleting soft-deletes: the row stays readable and takes no new bookings; bookings
+keep their snapshots."""
 
 from __future__ import annotations
 
@@ -13,11 +16,12 @@ from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.params import Parameter
 from psycopg.types.json import Jsonb
 
-from gateway.auth import require_system_token
+from gateway.access import MEMBERS, OWNERS, PLATFORM, WIDGET, Grant, allow, request_ip
 from gateway.idempotency import optional_keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem
 from gateway.state import GatewayState
+from shared import audit
 from shared.catalog import (
     BlockCreate,
     BlockView,
@@ -53,6 +57,17 @@ async def _one_on(conn: psycopg.AsyncConnection[Any], query: str, params: dict[s
         return await cur.fetchone()
 
 
+async def _audit(conn: psycopg.AsyncConnection[Any], request: Request[Any, Any, Any], grant: Grant,
+                 provider_id: Any, action: str, target: tuple[str, Any], *, before: Any = None,
+                 after: Any = None) -> None:
+    """The owner audit row of a catalog change, in the change's transaction."""
+    await audit.record_async(conn, audit.params(
+        grant.caller.actor(provider_id), provider_id, action, target[0], target[1],
+        before=msgspec.to_builtins(before) if before is not None else None,
+        after=msgspec.to_builtins(after) if after is not None else None,
+        request_id=request.scope["state"].get("request_id"), ip=request_ip(request, request.app.state.settings)))
+
+
 async def _page(state: GatewayState, query: str, params: dict[str, Any], limit: int, cursor: str | None,
                 view: type[V]) -> Page:
     after_created_at, after_id = decode_cursor(cursor)
@@ -84,49 +99,86 @@ def _policy(data: ProviderCreate | ProviderUpdate) -> Jsonb | None:
 IDEMPOTENT = "Takes an optional Idempotency-Key: a repeat replays the first answer."
 
 
-@post("/providers", summary="Create a provider", description=IDEMPOTENT)
-async def create_provider(request: Request[Any, Any, Any], state: GatewayState,
+Req = Request[Any, Any, Any]
+
+
+@post("/providers", summary="Create a provider (platform)", description=IDEMPOTENT, opt=allow(PLATFORM))
+async def create_provider(request: Req, state: GatewayState, grant: Grant,
                           data: ProviderCreate) -> Response[ProviderView]:
     _zone(data.time_zone)
 
     async def create(conn: psycopg.AsyncConnection[Any]) -> ProviderView:
         params = {**msgspec.structs.asdict(data), "cancellation_policy": _policy(data)}
-        return _found(await _one_on(conn, "create_provider", params), ProviderView, "provider")
+        created = _found(await _one_on(conn, "create_provider", params), ProviderView, "provider")
+        await _audit(conn, request, grant, created.id, "provider.create", ("provider", created.id), after=created)
+        return created
 
     return await state.acceptor.once(optional_keyed_command(request, data), create, 201)
 
 
-@get("/providers", summary="List providers")
-async def list_providers(state: GatewayState, limit: Limit = 50, cursor: str | None = None) -> Page:
-    return await _page(state, "list_providers", {}, limit, cursor, ProviderView)
+@get("/providers", summary="List the providers the caller may see", opt=allow(WIDGET))
+async def list_providers(state: GatewayState, grant: Grant, limit: Limit = 50, cursor: str | None = None) -> Page:
+    return await _page(state, "list_providers", {"scope": grant.scope_param}, limit, cursor, ProviderView)
 
 
-@get("/providers/{provider_id:uuid}", summary="Read a provider")
+@get("/providers/{provider_id:uuid}", summary="Read a provider", opt=allow(WIDGET))
 async def get_provider(state: GatewayState, provider_id: UUID) -> ProviderView:
     return _found(await _one(state, "get_provider", {"id": provider_id}), ProviderView, f"provider {provider_id}")
 
 
-@patch("/providers/{provider_id:uuid}", summary="Change a provider")
-async def update_provider(state: GatewayState, provider_id: UUID, data: ProviderUpdate) -> ProviderView:
+@patch("/providers/{provider_id:uuid}", summary="Change a provider (its commission: the platform only)",
+       opt=allow(OWNERS))
+async def update_provider(request: Req, state: GatewayState, grant: Grant, provider_id: UUID,
+                          data: ProviderUpdate) -> ProviderView:
     _zone(data.time_zone)
+    if data.commission_bps is not None and grant.scope is not None:
+        raise Problem(Code.FORBIDDEN, "the commission is set by the platform, not by the provider")
     params = {**msgspec.structs.asdict(data), "cancellation_policy": _policy(data), "id": provider_id}
-    return _found(await _one(state, "update_provider", params), ProviderView, f"provider {provider_id}")
+    async with state.pool.connection() as conn, conn.transaction():
+        before = await _one_on(conn, "get_provider", {"id": provider_id})
+        after = _found(await _one_on(conn, "update_provider", params), ProviderView, f"provider {provider_id}")
+        await _audit(conn, request, grant, provider_id, "provider.update", ("provider", provider_id),
+                     before=before, after=after)
+    return after
 
 
-@delete("/providers/{provider_id:uuid}", status_code=200, summary="Soft-delete a provider")
-async def delete_provider(state: GatewayState, provider_id: UUID) -> ProviderView:
-    return _found(await _one(state, "delete_provider", {"id": provider_id}), ProviderView, f"provider {provider_id}")
+@delete("/providers/{provider_id:uuid}", status_code=200, summary="Soft-delete a provider", opt=allow(OWNERS))
+async def delete_provider(request: Req, state: GatewayState, grant: Grant, provider_id: UUID) -> ProviderView:
+    async with state.pool.connection() as conn, conn.transaction():
+        deleted = _found(await _one_on(conn, "delete_provider", {"id": provider_id}), ProviderView,
+                         f"provider {provider_id}")
+        await _audit(conn, request, grant, provider_id, "provider.delete", ("provider", provider_id), after=deleted)
+    return deleted
 
 
 # Resources ------------------------------------------------------------------------------------------
 
-async def _resource(state: GatewayState, resource_id: UUID) -> ResourceView:
-    return _found(await _one(state, "get_resource", {"id": resource_id}), ResourceView, f"resource {resource_id}")
+async def _resource(conn: psycopg.AsyncConnection[Any], grant: Grant, resource_id: UUID) -> ResourceView:
+    return _found(await _one_on(conn, "get_resource", {"id": resource_id, "scope": grant.scope_param}),
+                  ResourceView, f"resource {resource_id}")
+
+
+async def _read_resource(state: GatewayState, grant: Grant, resource_id: UUID) -> ResourceView:
+    async with state.pool.connection() as conn:
+        return await _resource(conn, grant, resource_id)
+
+
+async def _change_resource(request: Req, state: GatewayState, grant: Grant, resource_id: UUID, action: str,
+                           change: Any) -> ResourceView:
+    """Check the resource is the caller's, change it, read it back and audit it: one transaction."""
+    async with state.pool.connection() as conn, conn.transaction():
+        before = await _resource(conn, grant, resource_id)
+        with translate_errors():
+            await change(conn)
+        after = await _resource(conn, grant, resource_id)
+        await _audit(conn, request, grant, before.provider_id, action, ("resource", resource_id),
+                     before=before, after=after)
+    return after
 
 
 @post("/providers/{provider_id:uuid}/resources", summary="Create a resource (a master's time, a listing)",
-      description=IDEMPOTENT)
-async def create_resource(request: Request[Any, Any, Any], state: GatewayState, provider_id: UUID,
+      description=IDEMPOTENT, opt=allow(OWNERS))
+async def create_resource(request: Req, state: GatewayState, grant: Grant, provider_id: UUID,
                           data: ResourceCreate) -> Response[ResourceView]:
     if (data.kind == "stay") != (data.nightly_price is not None):
         raise Problem(Code.VALIDATION_FAILED, "a stay listing needs nightly_price; a slot resource has none",
@@ -134,127 +186,171 @@ async def create_resource(request: Request[Any, Any, Any], state: GatewayState, 
 
     async def create(conn: psycopg.AsyncConnection[Any]) -> ResourceView:
         row = await _one_on(conn, "create_resource", {**msgspec.structs.asdict(data), "provider_id": provider_id})
-        created = _found(row, dict, f"provider {provider_id}")
-        return _found(await _one_on(conn, "get_resource", {"id": created["id"]}), ResourceView, "resource")
+        created = await _resource(conn, grant, _found(row, dict, f"provider {provider_id}")["id"])
+        await _audit(conn, request, grant, provider_id, "resource.create", ("resource", created.id), after=created)
+        return created
 
     return await state.acceptor.once(optional_keyed_command(request, data), create, 201)
 
 
-@get("/resources", summary="List resources")
-async def list_resources(state: GatewayState, provider: UUID | None = None, kind: Literal["slot", "stay"] | None = None,
-                         limit: Limit = 50, cursor: str | None = None) -> Page:
-    return await _page(state, "list_resources", {"provider_id": provider, "kind": kind}, limit, cursor, ResourceView)
+@get("/resources", summary="List resources", opt=allow(WIDGET))
+async def list_resources(state: GatewayState, grant: Grant, provider: UUID | None = None,
+                         kind: Literal["slot", "stay"] | None = None, limit: Limit = 50,
+                         cursor: str | None = None) -> Page:
+    return await _page(state, "list_resources", {"provider_id": provider, "kind": kind, "scope": grant.scope_param},
+                       limit, cursor, ResourceView)
 
 
-@get("/resources/{resource_id:uuid}", summary="Read a resource with its services and hours")
-async def get_resource(state: GatewayState, resource_id: UUID) -> ResourceView:
-    return await _resource(state, resource_id)
+@get("/resources/{resource_id:uuid}", summary="Read a resource with its services and hours", opt=allow(WIDGET))
+async def get_resource(state: GatewayState, grant: Grant, resource_id: UUID) -> ResourceView:
+    return await _read_resource(state, grant, resource_id)
 
 
-@patch("/resources/{resource_id:uuid}", summary="Change a resource")
-async def update_resource(state: GatewayState, resource_id: UUID, data: ResourceUpdate) -> ResourceView:
-    _found(await _one(state, "update_resource", {**msgspec.structs.asdict(data), "id": resource_id}), dict,
-           f"resource {resource_id}")
-    return await _resource(state, resource_id)
+@patch("/resources/{resource_id:uuid}", summary="Change a resource", opt=allow(OWNERS))
+async def update_resource(request: Req, state: GatewayState, grant: Grant, resource_id: UUID,
+                          data: ResourceUpdate) -> ResourceView:
+    async def change(conn: psycopg.AsyncConnection[Any]) -> None:
+        _found(await _one_on(conn, "update_resource", {**msgspec.structs.asdict(data), "id": resource_id}), dict,
+               f"resource {resource_id}")
+
+    return await _change_resource(request, state, grant, resource_id, "resource.update", change)
 
 
-@delete("/resources/{resource_id:uuid}", status_code=200, summary="Soft-delete a resource")
-async def delete_resource(state: GatewayState, resource_id: UUID) -> ResourceView:
-    _found(await _one(state, "delete_resource", {"id": resource_id}), dict, f"resource {resource_id}")
-    return await _resource(state, resource_id)
+@delete("/resources/{resource_id:uuid}", status_code=200, summary="Soft-delete a resource", opt=allow(OWNERS))
+async def delete_resource(request: Req, state: GatewayState, grant: Grant, resource_id: UUID) -> ResourceView:
+    async def change(conn: psycopg.AsyncConnection[Any]) -> None:
+        _found(await _one_on(conn, "delete_resource", {"id": resource_id}), dict, f"resource {resource_id}")
+
+    return await _change_resource(request, state, grant, resource_id, "resource.delete", change)
 
 
-@put("/resources/{resource_id:uuid}/services/{service_id:uuid}", summary="Offer a service on a resource")
-async def offer_service(state: GatewayState, resource_id: UUID, service_id: UUID) -> ResourceView:
-    row = await _one(state, "offer_live_service", {"resource_id": resource_id, "service_id": service_id})
-    _found(row, dict, f"a live slot resource {resource_id} and service {service_id} of the same provider")
-    return await _resource(state, resource_id)
+@put("/resources/{resource_id:uuid}/services/{service_id:uuid}", summary="Offer a service on a resource",
+     opt=allow(OWNERS))
+async def offer_service(request: Req, state: GatewayState, grant: Grant, resource_id: UUID,
+                        service_id: UUID) -> ResourceView:
+    async def change(conn: psycopg.AsyncConnection[Any]) -> None:
+        row = await _one_on(conn, "offer_live_service", {"resource_id": resource_id, "service_id": service_id})
+        _found(row, dict, f"a live slot resource {resource_id} and service {service_id} of the same provider")
+
+    return await _change_resource(request, state, grant, resource_id, "resource.offer_service", change)
 
 
 @delete("/resources/{resource_id:uuid}/services/{service_id:uuid}", status_code=200,
-        summary="Stop offering a service on a resource")
-async def withdraw_service(state: GatewayState, resource_id: UUID, service_id: UUID) -> ResourceView:
-    row = await _one(state, "withdraw_service", {"resource_id": resource_id, "service_id": service_id})
-    _found(row, dict, f"the offering of service {service_id} on resource {resource_id}")
-    return await _resource(state, resource_id)
+        summary="Stop offering a service on a resource", opt=allow(OWNERS))
+async def withdraw_service(request: Req, state: GatewayState, grant: Grant, resource_id: UUID,
+                           service_id: UUID) -> ResourceView:
+    async def change(conn: psycopg.AsyncConnection[Any]) -> None:
+        row = await _one_on(conn, "withdraw_service", {"resource_id": resource_id, "service_id": service_id})
+        _found(row, dict, f"the offering of service {service_id} on resource {resource_id}")
+
+    return await _change_resource(request, state, grant, resource_id, "resource.withdraw_service", change)
 
 
-@put("/resources/{resource_id:uuid}/hours", summary="Replace a resource's weekly opening hours")
-async def set_hours(state: GatewayState, resource_id: UUID, data: HoursUpdate) -> ResourceView:
-    await _resource(state, resource_id)
-    async with state.pool.connection() as conn:
-        with translate_errors():
-            await replace_hours(conn, resource_id, data.hours)
-    return await _resource(state, resource_id)
+@put("/resources/{resource_id:uuid}/hours", summary="Replace a resource's weekly opening hours", opt=allow(OWNERS))
+async def set_hours(request: Req, state: GatewayState, grant: Grant, resource_id: UUID,
+                    data: HoursUpdate) -> ResourceView:
+    async def change(conn: psycopg.AsyncConnection[Any]) -> None:
+        await replace_hours(conn, resource_id, data.hours)
+
+    return await _change_resource(request, state, grant, resource_id, "resource.set_hours", change)
 
 
 @post("/resources/{resource_id:uuid}/blocks", summary="Block a period (no new bookings overlap it)",
-      description=IDEMPOTENT)
-async def create_block(request: Request[Any, Any, Any], state: GatewayState, resource_id: UUID,
+      description=IDEMPOTENT, opt=allow(OWNERS))
+async def create_block(request: Req, state: GatewayState, grant: Grant, resource_id: UUID,
                        data: BlockCreate) -> Response[BlockView]:
     if data.end_at <= data.start_at:
         raise Problem(Code.VALIDATION_FAILED, "end_at must be after start_at")
-    await _resource(state, resource_id)
+    await _read_resource(state, grant, resource_id)
 
     async def create(conn: psycopg.AsyncConnection[Any]) -> BlockView:
+        resource = await _resource(conn, grant, resource_id)
         row = await _one_on(conn, "insert_resource_block", {**msgspec.structs.asdict(data), "resource_id": resource_id})
         created = _found(row, dict, "block")
-        return BlockView(id=created["id"], resource_id=resource_id, start_at=data.start_at, end_at=data.end_at,
-                         reason=data.reason, created_at=created["created_at"])
+        block = BlockView(id=created["id"], resource_id=resource_id, start_at=data.start_at, end_at=data.end_at,
+                          reason=data.reason, created_at=created["created_at"])
+        await _audit(conn, request, grant, resource.provider_id, "block.create", ("block", block.id), after=block)
+        return block
 
     return await state.acceptor.once(optional_keyed_command(request, data), create, 201)
 
 
-@get("/resources/{resource_id:uuid}/blocks", summary="List a resource's blocks")
-async def list_blocks(state: GatewayState, resource_id: UUID) -> list[BlockView]:
+@get("/resources/{resource_id:uuid}/blocks", summary="List a resource's blocks", opt=allow(MEMBERS))
+async def list_blocks(state: GatewayState, grant: Grant, resource_id: UUID) -> list[BlockView]:
     async with state.pool.connection() as conn:
+        await _resource(conn, grant, resource_id)
         cur = await conn.execute(QUERIES["list_resource_blocks"], {"resource_id": resource_id})
         return [msgspec.convert(row, BlockView) for row in await cur.fetchall()]
 
 
-@delete("/resources/{resource_id:uuid}/blocks/{block_id:uuid}", status_code=204, summary="Lift a block")
-async def delete_block(state: GatewayState, resource_id: UUID, block_id: UUID) -> None:
-    _found(await _one(state, "delete_resource_block", {"id": block_id, "resource_id": resource_id}), dict,
-           f"block {block_id}")
+@delete("/resources/{resource_id:uuid}/blocks/{block_id:uuid}", status_code=204, summary="Lift a block",
+        opt=allow(OWNERS))
+async def delete_block(request: Req, state: GatewayState, grant: Grant, resource_id: UUID, block_id: UUID) -> None:
+    async with state.pool.connection() as conn, conn.transaction():
+        resource = await _resource(conn, grant, resource_id)
+        _found(await _one_on(conn, "delete_resource_block", {"id": block_id, "resource_id": resource_id}), dict,
+               f"block {block_id}")
+        await _audit(conn, request, grant, resource.provider_id, "block.delete", ("block", block_id))
 
 
 # Services -------------------------------------------------------------------------------------------
 
+async def _service(conn: psycopg.AsyncConnection[Any], grant: Grant, service_id: UUID) -> ServiceView:
+    return _found(await _one_on(conn, "get_service", {"id": service_id, "scope": grant.scope_param}), ServiceView,
+                  f"service {service_id}")
+
+
 @post("/providers/{provider_id:uuid}/services", summary="Create a service (priced in the provider's currency)",
-      description=IDEMPOTENT)
-async def create_service(request: Request[Any, Any, Any], state: GatewayState, provider_id: UUID,
+      description=IDEMPOTENT, opt=allow(OWNERS))
+async def create_service(request: Req, state: GatewayState, grant: Grant, provider_id: UUID,
                          data: ServiceCreate) -> Response[ServiceView]:
     async def create(conn: psycopg.AsyncConnection[Any]) -> ServiceView:
         row = await _one_on(conn, "create_service", {**msgspec.structs.asdict(data), "provider_id": provider_id})
-        return _found(row, ServiceView, f"provider {provider_id}")
+        created = _found(row, ServiceView, f"provider {provider_id}")
+        await _audit(conn, request, grant, provider_id, "service.create", ("service", created.id), after=created)
+        return created
 
     return await state.acceptor.once(optional_keyed_command(request, data), create, 201)
 
 
-@get("/services", summary="List services")
-async def list_services(state: GatewayState, provider: UUID | None = None, limit: Limit = 50,
+@get("/services", summary="List services", opt=allow(WIDGET))
+async def list_services(state: GatewayState, grant: Grant, provider: UUID | None = None, limit: Limit = 50,
                         cursor: str | None = None) -> Page:
-    return await _page(state, "list_services", {"provider_id": provider}, limit, cursor, ServiceView)
+    return await _page(state, "list_services", {"provider_id": provider, "scope": grant.scope_param}, limit, cursor,
+                       ServiceView)
 
 
-@get("/services/{service_id:uuid}", summary="Read a service")
-async def get_service(state: GatewayState, service_id: UUID) -> ServiceView:
-    return _found(await _one(state, "get_service", {"id": service_id}), ServiceView, f"service {service_id}")
+@get("/services/{service_id:uuid}", summary="Read a service", opt=allow(WIDGET))
+async def get_service(state: GatewayState, grant: Grant, service_id: UUID) -> ServiceView:
+    async with state.pool.connection() as conn:
+        return await _service(conn, grant, service_id)
 
 
-@patch("/services/{service_id:uuid}", summary="Change a service (existing bookings keep their snapshot)")
-async def update_service(state: GatewayState, service_id: UUID, data: ServiceUpdate) -> ServiceView:
-    row = await _one(state, "update_service", {**msgspec.structs.asdict(data), "id": service_id})
-    return _found(row, ServiceView, f"service {service_id}")
+async def _change_service(request: Req, state: GatewayState, grant: Grant, service_id: UUID, action: str,
+                          query: str, params: dict[str, Any]) -> ServiceView:
+    async with state.pool.connection() as conn, conn.transaction():
+        before = await _service(conn, grant, service_id)
+        after = _found(await _one_on(conn, query, {**params, "id": service_id}), ServiceView, f"service {service_id}")
+        await _audit(conn, request, grant, before.provider_id, action, ("service", service_id),
+                     before=before, after=after)
+    return after
 
 
-@delete("/services/{service_id:uuid}", status_code=200, summary="Soft-delete a service")
-async def delete_service(state: GatewayState, service_id: UUID) -> ServiceView:
-    return _found(await _one(state, "delete_service", {"id": service_id}), ServiceView, f"service {service_id}")
+@patch("/services/{service_id:uuid}", summary="Change a service (existing bookings keep their snapshot)",
+       opt=allow(OWNERS))
+async def update_service(request: Req, state: GatewayState, grant: Grant, service_id: UUID,
+                         data: ServiceUpdate) -> ServiceView:
+    return await _change_service(request, state, grant, service_id, "service.update", "update_service",
+                                 msgspec.structs.asdict(data))
+
+
+@delete("/services/{service_id:uuid}", status_code=200, summary="Soft-delete a service", opt=allow(OWNERS))
+async def delete_service(request: Req, state: GatewayState, grant: Grant, service_id: UUID) -> ServiceView:
+    return await _change_service(request, state, grant, service_id, "service.delete", "delete_service", {})
 
 
 catalog_router = Router(
-    path="/v1", guards=[require_system_token], tags=["catalog"],
+    path="/v1", tags=["catalog"],
     route_handlers=[create_provider, list_providers, get_provider, update_provider, delete_provider,
                     create_resource, list_resources, get_resource, update_resource, delete_resource,
                     offer_service, withdraw_service, set_hours, create_block, list_blocks, delete_block,

@@ -7,6 +7,7 @@ import asyncio
 import msgspec
 from litestar import Response, get
 
+from gateway.access import PUBLIC_ROUTE
 from gateway.state import GatewayState
 
 
@@ -16,12 +17,12 @@ class Health(msgspec.Struct, omit_defaults=True):
     redis: str | None = None
 
 
-@get("/healthz", summary="The process is up", include_in_schema=True)
+@get("/healthz", summary="The process is up", include_in_schema=True, opt=PUBLIC_ROUTE)
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-@get("/readyz", summary="Postgres and Redis are reachable")
+@get("/readyz", summary="Postgres and Redis are reachable", opt=PUBLIC_ROUTE)
 async def readyz(state: GatewayState) -> Response[Health]:
     postgres, redis = "ok", "ok"
     try:

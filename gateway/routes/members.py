@@ -23,8 +23,7 @@ from shared.db import QUERIES
 from shared.errors import Code
 from shared.schemas import Email
 
-# TODO(lead): a 409 code of its own (proposed: MEMBER_CONFLICT) replaces this stand-in; no declared code fits.
-CONFLICT = Code.BOOKING_INVALID_TRANSITION
+CONFLICT = Code.MEMBER_CONFLICT
 AUTH = (Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND)
 PATH = "/providers/{provider_id:uuid}/members"
 Role = Literal["owner", "staff"]

@@ -3,15 +3,16 @@ system's reconciliation trigger. Until owner sessions exist these need X-System-
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
-from gateway.auth import require_system_token
+from gateway.access import OWNERS, PLATFORM, Grant, allow
 from gateway.idempotency import keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
@@ -81,7 +82,7 @@ class PayoutPage(msgspec.Struct):
     next_cursor: str | None
 
 
-@get("/v1/providers/{provider_id:uuid}/balance", guards=[require_system_token],
+@get("/v1/providers/{provider_id:uuid}/balance", opt=allow(OWNERS),
      summary="A provider's balance per currency: pending, available, in transit, paid out",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def provider_balance(state: GatewayState, provider_id: UUID) -> ProviderBalance:
@@ -90,34 +91,43 @@ async def provider_balance(state: GatewayState, provider_id: UUID) -> ProviderBa
     return ProviderBalance(provider_id=provider_id, balances=[Balance(**row) for row in rows])
 
 
-@get("/v1/providers/{provider_id:uuid}/statement", guards=[require_system_token],
+@get("/v1/providers/{provider_id:uuid}/statement", opt=allow(OWNERS),
      summary="A provider's ledger entries between two instants, with the running balance",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def provider_statement(
     state: GatewayState, provider_id: UUID,
-    from_: Annotated[datetime, Parameter(query="from")],
-    to: Annotated[datetime, Parameter(query="to")],
+    from_: Annotated[str, Parameter(query="from", description="an ISO-8601 instant with an offset, or a local date "
+                                    "of the provider (YYYY-MM-DD: from its first moment)")],
+    to: Annotated[str, Parameter(query="to", description="an ISO-8601 instant with an offset, or a local date of "
+                                 "the provider (YYYY-MM-DD: to its end, inclusive)")],
 ) -> Statement:
-    if from_.tzinfo is None or to.tzinfo is None or to <= from_:
-        raise Problem(Code.VALIDATION_FAILED, "from and to must be ISO-8601 instants with an offset, from < to",
-                      errors=[{"field": "to", "message": "after from, with an offset"}])
-    await require_provider(state, provider_id)
-    params = {"provider_id": provider_id, "from": from_, "to": to, "limit": MAX_STATEMENT_ENTRIES + 1}
+    rows = await fetch_rows(state, "get_provider", {"id": provider_id})
+    if not rows:
+        raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist")
+    zone = ZoneInfo(rows[0]["time_zone"])
+    start, end = _instant(from_, zone, "from"), _instant(to, zone, "to", end_of_day=True)
+    if end <= start:
+        raise Problem(Code.VALIDATION_FAILED, "from must be before to",
+                      errors=[{"field": "to", "message": "after from"}])
+    params = {"provider_id": provider_id, "from": start, "to": end, "limit": MAX_STATEMENT_ENTRIES + 1}
     opening = {row["currency"]: row["balance"] for row in await fetch_rows(state, "statement_opening", params)}
     rows = await fetch_rows(state, "provider_statement", params)
     entries = [StatementEntry(**row) for row in rows[:MAX_STATEMENT_ENTRIES]]
     closing = dict(opening)
     for entry in entries:
         closing[entry.currency] = entry.running_balance
-    return Statement(provider_id=provider_id, from_=from_, to=to, opening_balances=opening,
+    return Statement(provider_id=provider_id, from_=start, to=end, opening_balances=opening,
                      closing_balances=closing, entries=entries, truncated=len(rows) > MAX_STATEMENT_ENTRIES)
 
 
-@get("/v1/payouts", guards=[require_system_token], summary="A provider's payout batches with their booking lines",
+@get("/v1/payouts", opt=allow(OWNERS), summary="A provider's payout batches with their booking lines",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.VALIDATION_FAILED))
 async def list_payouts(
-    state: GatewayState, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50, cursor: str | None = None,
+    state: GatewayState, grant: Grant, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    cursor: str | None = None,
 ) -> PayoutPage:
+    if not grant.covers(provider):
+        raise Problem(Code.NOT_FOUND, f"provider {provider} does not exist")
     before_created_at, before_id = decode_cursor(cursor)
     rows = await fetch_rows(state, "list_payout_batches", {"provider_id": provider, "limit": limit + 1,
                                                        "before_created_at": before_created_at, "before_id": before_id})
@@ -126,11 +136,28 @@ async def list_payouts(
     return PayoutPage(items=items, next_cursor=next_cursor(rows, limit))
 
 
+def _instant(text: str, zone: ZoneInfo, name: str, *, end_of_day: bool = False) -> datetime:
+    """A statement bound: an instant as given (it must carry an offset), or a local date of the provider: its
+    first moment, or for ``to`` the first moment of the next day (the date is inclusive)."""
+    refused = Problem(Code.VALIDATION_FAILED, f"{name} must be an ISO-8601 instant with an offset, or a date",
+                      errors=[{"field": name, "message": "an instant with an offset, or YYYY-MM-DD"}])
+    try:
+        if len(text) == len("YYYY-MM-DD"):
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0), zone)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise refused from None
+    if moment.tzinfo is None:
+        raise refused
+    return moment
+
+
 class ReconcileRequest(msgspec.Struct, forbid_unknown_fields=True):
     note: str | None = None
 
 
-@post("/v1/system/reconciliations", guards=[require_system_token], status_code=202,
+@post("/v1/system/reconciliations", opt=allow(PLATFORM), status_code=202,
       summary="Reconcile the ledger with Stripe's balance transactions now (as a job)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.IDEMPOTENCY_KEY_MISSING))
 async def run_reconciliation(request: Request[Any, Any, Any], state: GatewayState,

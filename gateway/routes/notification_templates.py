@@ -5,7 +5,7 @@ An override is rendered before it is stored, in the same sandbox the worker uses
 built by the worker's own ``email_context`` (every variable a default uses, the provider's own name, time
 zone and currency): one that does not render is refused with NOTIFICATION_TEMPLATE_INVALID and nothing is
 stored. Only an event that has a default can be overridden. Every statement is scoped by the provider in the
-path. Until owner sessions exist, the system token guards the whole router (``GUARDS``).
+path. Owners of the provider (and the platform) may call every route here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from uuid import UUID
 import msgspec
 from litestar import Router, delete, get, put
 
-from gateway.auth import require_system_token
+from gateway.access import OWNERS, allow
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.db import QUERIES, translate_errors
@@ -27,7 +27,6 @@ from shared.errors import Code
 from shared.messages import email_context
 from shared.templates import render
 
-GUARDS = [require_system_token]  # the one place to add owner sessions
 AUTH = (Code.UNAUTHORIZED, Code.FORBIDDEN)
 PATH = "/providers/{provider_id:uuid}/notification-templates"
 ONE = PATH + "/{event:str}/{audience:str}"
@@ -133,6 +132,6 @@ async def delete_notification_template(state: GatewayState, provider_id: UUID, e
 
 
 router = Router(
-    path="/v1", guards=GUARDS, tags=["notification templates"],
+    path="/v1", opt=allow(OWNERS), tags=["notification templates"],
     route_handlers=[list_notification_templates, put_notification_template, delete_notification_template],
 )

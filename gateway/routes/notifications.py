@@ -11,7 +11,7 @@ import msgspec
 from litestar import get, post
 from litestar.params import Parameter
 
-from gateway.auth import require_system_token
+from gateway.access import MEMBERS, OWNERS, Grant, allow
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from gateway.reads import fetch_rows, require_provider
@@ -83,7 +83,7 @@ def _page(cursor: str | None, limit: int) -> dict[str, Any]:
     return {"after_created_at": after_created_at, "after_id": after_id, "limit": limit + 1}
 
 
-@get("/v1/providers/{provider_id:uuid}/notifications", guards=[require_system_token],
+@get("/v1/providers/{provider_id:uuid}/notifications", opt=allow(MEMBERS),
      summary="A provider's in-app notifications, newest first",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def list_notifications(state: GatewayState, provider_id: UUID, unread: bool = False, limit: Limit = 50,
@@ -94,7 +94,7 @@ async def list_notifications(state: GatewayState, provider_id: UUID, unread: boo
     return NotificationPage(items=[_notification(row) for row in rows[:limit]], next_cursor=next_cursor(rows, limit))
 
 
-@post("/v1/providers/{provider_id:uuid}/notifications/{notification_id:uuid}/read", guards=[require_system_token],
+@post("/v1/providers/{provider_id:uuid}/notifications/{notification_id:uuid}/read", opt=allow(MEMBERS),
       status_code=200, summary="Mark an in-app notification read (idempotent)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def mark_notification_read(state: GatewayState, provider_id: UUID, notification_id: UUID) -> Notification:
@@ -104,7 +104,7 @@ async def mark_notification_read(state: GatewayState, provider_id: UUID, notific
     return _notification(rows[0])
 
 
-@get("/v1/providers/{provider_id:uuid}/deliveries", guards=[require_system_token],
+@get("/v1/providers/{provider_id:uuid}/deliveries", opt=allow(OWNERS),
      summary="A provider's email and webhook deliveries with their attempts, newest first (dead letters: "
              "?status=dead)",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
@@ -117,11 +117,11 @@ async def list_deliveries(state: GatewayState, provider_id: UUID, status: Delive
     return DeliveryPage(items=items, next_cursor=next_cursor(rows, limit))
 
 
-@post("/v1/deliveries/{delivery_id:uuid}/retry", guards=[require_system_token], status_code=202,
+@post("/v1/deliveries/{delivery_id:uuid}/retry", opt=allow(OWNERS), status_code=202,
       summary="Send a failed or dead delivery again now (the scheduler picks it up within a tick)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
-async def retry_delivery(state: GatewayState, delivery_id: UUID) -> RetryScheduled:
-    rows = await fetch_rows(state, "retry_delivery", {"id": delivery_id, "provider_id": None})
+async def retry_delivery(state: GatewayState, grant: Grant, delivery_id: UUID) -> RetryScheduled:
+    rows = await fetch_rows(state, "retry_delivery", {"id": delivery_id, "scope": grant.scope_param})
     if not rows:
         raise Problem(Code.NOT_FOUND, f"no failed or dead delivery {delivery_id}")
     return RetryScheduled(id=rows[0]["id"], status=rows[0]["status"])

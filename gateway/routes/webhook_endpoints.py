@@ -4,7 +4,7 @@ rotate the secret, recover failed messages.
 The signing secret is in two answers only: the creation's and the rotation's (and their replays under the
 same Idempotency-Key). Every statement is scoped by the provider in the path, so another provider's
 endpoint id is a 404. A URL is checked against SSRF here (``check_target``) and again before each send.
-Until owner sessions exist, the system token guards the whole router (``GUARDS``).
+Owners of the provider (and the platform) may call every route here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import psycopg
 from litestar import Request, Response, Router, delete, get, post
 from litestar.params import Parameter
 
-from gateway.auth import require_system_token
+from gateway.access import OWNERS, allow
 from gateway.idempotency import optional_keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
@@ -28,7 +28,6 @@ from shared.db import QUERIES, translate_errors
 from shared.errors import Code
 from shared.webhooks import check_target, new_secret
 
-GUARDS = [require_system_token]  # the one place to add owner sessions
 AUTH = (Code.UNAUTHORIZED, Code.FORBIDDEN)
 IDEMPOTENT = "Takes an optional Idempotency-Key: a repeat replays the first answer (with the same secret)."
 PATH = "/providers/{provider_id:uuid}/webhook-endpoints"
@@ -155,7 +154,7 @@ async def recover_webhook_endpoint(state: GatewayState, provider_id: UUID, endpo
 
 
 router = Router(
-    path="/v1", guards=GUARDS, tags=["webhook endpoints"],
+    path="/v1", opt=allow(OWNERS), tags=["webhook endpoints"],
     route_handlers=[create_webhook_endpoint, list_webhook_endpoints, delete_webhook_endpoint, rotate_webhook_secret,
                     recover_webhook_endpoint],
 )

@@ -18,7 +18,7 @@ import msgspec
 import stripe
 from litestar import Request, get, post
 
-from gateway.auth import require_system_token
+from gateway.access import PLATFORM, PUBLIC_ROUTE, allow
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.broker import build_message
@@ -66,7 +66,7 @@ class StripeEventView(msgspec.Struct):
     payload: dict[str, Any]
 
 
-@post("/v1/webhooks/stripe", status_code=200, summary="Stripe webhook ingress",
+@post("/v1/webhooks/stripe", status_code=200, opt=PUBLIC_ROUTE, summary="Stripe webhook ingress",
       description="Verifies the Stripe-Signature (stripe SDK, 300 s tolerance), stores the event once and "
                   "queues it for the payments worker. A duplicate delivery answers 200 with duplicate: true.",
       responses=problem_responses(Code.WEBHOOK_SIGNATURE_INVALID, Code.WEBHOOK_PAYLOAD_INVALID,
@@ -104,7 +104,7 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
     return WebhookReceived(received=True, duplicate=stored is None)
 
 
-@get("/v1/system/stripe-events/{event_id:str}", guards=[require_system_token],
+@get("/v1/system/stripe-events/{event_id:str}", opt=allow(PLATFORM),
      summary="What a Stripe event was and what applying it changed (support)",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def get_stripe_event(state: GatewayState, event_id: str) -> StripeEventView:

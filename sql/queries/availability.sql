@@ -45,13 +45,15 @@ FROM resources r
 JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
 JOIN resource_services rs ON rs.resource_id = r.id
 JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
-WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL;
+WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL
+  AND (%(scope)s::uuid[] IS NULL OR r.provider_id = ANY (%(scope)s::uuid[]));
 
 -- get_resource_zone --
 -- Kind and provider time zone of a live resource.
 SELECT r.kind, p.time_zone
 FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
-WHERE r.id = %(resource_id)s AND r.deleted_at IS NULL;
+WHERE r.id = %(resource_id)s AND r.deleted_at IS NULL
+  AND (%(scope)s::uuid[] IS NULL OR r.provider_id = ANY (%(scope)s::uuid[]));
 
 -- night_availability --
 -- Free nights of a stay listing between two local dates (inclusive): not past, not held, not blocked.

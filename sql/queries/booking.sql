@@ -5,7 +5,8 @@ FROM resources r
 JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
 JOIN resource_services rs ON rs.resource_id = r.id
 JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
-WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL;
+WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL
+  AND (%(scope)s::uuid[] IS NULL OR r.provider_id = ANY (%(scope)s::uuid[]));
 
 -- insert_slot_booking --
 -- Create a slot booking on hold with its snapshot, its audit row and its outbox event, in one statement.
@@ -32,7 +33,7 @@ WITH offer AS (
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
                         service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy,
-                        commission_bps)
+                        commission_bps, customer_token_sha256, created_by_token_id)
   SELECT %(id)s, 'slot', 'pending_payment', resource_id, provider_id,
          tstzrange(%(start_at)s, %(start_at)s + make_interval(mins => duration_minutes), '[)'),
          price, currency,
@@ -40,12 +41,13 @@ WITH offer AS (
                             'price', price, 'currency', currency),
          %(customer)s,
          now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
-         %(job_id)s, cancellation_policy, commission_bps
+         %(job_id)s, cancellation_policy, commission_bps, %(customer_token_sha256)s,
+         %(created_by_token_id)s::uuid
   FROM offer
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (
-  INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason, job_id)
-  SELECT id, %(actor)s, NULL, status, 'booking requested', %(job_id)s FROM booking
+  INSERT INTO booking_audit_log (booking_id, actor, actor_id, actor_role, from_status, to_status, reason, job_id)
+  SELECT id, %(actor)s, %(actor_id)s, %(actor_role)s, NULL, status, 'booking requested', %(job_id)s FROM booking
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
   SELECT 'booking_created', id,
@@ -60,7 +62,8 @@ SELECT id, status, hold_expires_at, amount, currency FROM booking;
 -- Gateway-side check that a stay request names a live listing.
 SELECT 1
 FROM resources r JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
-WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL;
+WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
+  AND (%(scope)s::uuid[] IS NULL OR r.provider_id = ANY (%(scope)s::uuid[]));
 
 -- insert_stay_booking --
 -- Hold a listing's nights: [check_in, check_out) local midnights in the provider's time zone, so a
@@ -81,7 +84,7 @@ WITH listing AS (
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
                         service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy,
-                        commission_bps)
+                        commission_bps, customer_token_sha256, created_by_token_id)
   SELECT %(id)s, 'stay', 'pending_payment', resource_id, provider_id, period,
          nightly_price * (%(check_out)s::date - %(check_in)s::date), currency,
          jsonb_build_object('listing_name', name, 'nightly_price', nightly_price, 'currency', currency,
@@ -89,12 +92,13 @@ WITH listing AS (
                             'nights', %(check_out)s::date - %(check_in)s::date, 'guests', %(guests)s::int),
          %(customer)s,
          now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
-         %(job_id)s, cancellation_policy, commission_bps
+         %(job_id)s, cancellation_policy, commission_bps, %(customer_token_sha256)s,
+         %(created_by_token_id)s::uuid
   FROM clear
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (
-  INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason, job_id)
-  SELECT id, %(actor)s, NULL, status, 'stay requested', %(job_id)s FROM booking
+  INSERT INTO booking_audit_log (booking_id, actor, actor_id, actor_role, from_status, to_status, reason, job_id)
+  SELECT id, %(actor)s, %(actor_id)s, %(actor_role)s, NULL, status, 'stay requested', %(job_id)s FROM booking
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
   SELECT 'booking_created', id,
@@ -132,8 +136,10 @@ WITH current AS (
   FROM current c WHERE b.id = c.id
   RETURNING b.id, c.status AS from_status, b.status AS to_status, b.provider_id
 ), audit AS (
-  INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason, job_id, detail)
-  SELECT id, %(actor)s, from_status, to_status, %(reason)s, %(job_id)s, %(detail)s FROM changed
+  INSERT INTO booking_audit_log (booking_id, actor, actor_id, actor_role, from_status, to_status, reason, job_id,
+                                 detail)
+  SELECT id, %(actor)s, %(actor_id)s, %(actor_role)s, from_status, to_status, %(reason)s, %(job_id)s, %(detail)s
+  FROM changed
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
   SELECT 'booking_' || to_status, id,
@@ -148,11 +154,17 @@ SELECT id, from_status, to_status FROM changed;
 -- Gateway-side pre-check for a lifecycle command: the booking exists and may move to to_status now.
 SELECT 1 FROM bookings b
 JOIN booking_transitions t ON t.from_status = b.status AND t.to_status = %(to_status)s
-WHERE b.id = %(booking_id)s;
+WHERE b.id = %(booking_id)s
+  AND (%(scope)s::uuid[] IS NULL OR b.provider_id = ANY (%(scope)s::uuid[]))
+  AND (%(only_booking)s::uuid IS NULL OR b.id = %(only_booking)s::uuid)
+  AND (%(created_by_token)s::uuid IS NULL OR b.created_by_token_id = %(created_by_token)s::uuid);
 
 -- get_booking_status --
--- The current status of a booking (to explain a refused command).
-SELECT status FROM bookings WHERE id = %(booking_id)s;
+-- The current status of a booking the caller may see (to explain a refused command).
+SELECT status, provider_id FROM bookings WHERE id = %(booking_id)s
+  AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
+  AND (%(only_booking)s::uuid IS NULL OR id = %(only_booking)s::uuid)
+  AND (%(created_by_token)s::uuid IS NULL OR created_by_token_id = %(created_by_token)s::uuid);
 
 -- list_bookings --
 -- Bookings by provider / status / time window, oldest first, keyset-paginated on (created_at, id).
@@ -160,6 +172,9 @@ SELECT id, kind, status, resource_id, provider_id, lower(period) AS start_at, up
        amount, currency, service_snapshot, customer, hold_expires_at, created_at, updated_at
 FROM bookings
 WHERE (%(provider_id)s::uuid IS NULL OR provider_id = %(provider_id)s::uuid)
+  AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
+  AND (%(only_booking)s::uuid IS NULL OR id = %(only_booking)s::uuid)
+  AND (%(created_by_token)s::uuid IS NULL OR created_by_token_id = %(created_by_token)s::uuid)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(from)s::timestamptz IS NULL OR upper(period) > %(from)s::timestamptz)
   AND (%(to)s::timestamptz IS NULL OR lower(period) < %(to)s::timestamptz)
@@ -169,14 +184,18 @@ ORDER BY created_at, id
 LIMIT %(limit)s;
 
 -- get_booking --
--- A booking as clients read it.
+-- A booking as clients read it, if the caller may see it (its providers; a customer: that booking; a public
+-- token: the bookings it created).
 SELECT id, kind, status, resource_id, provider_id, lower(period) AS start_at, upper(period) AS end_at,
        amount, currency, service_snapshot, customer, hold_expires_at, cancellation_policy, created_at, updated_at
-FROM bookings WHERE id = %(id)s;
+FROM bookings WHERE id = %(id)s
+  AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
+  AND (%(only_booking)s::uuid IS NULL OR id = %(only_booking)s::uuid)
+  AND (%(created_by_token)s::uuid IS NULL OR created_by_token_id = %(created_by_token)s::uuid);
 
 -- get_booking_audit --
 -- The audit trail of one booking, oldest first.
-SELECT actor, from_status, to_status, reason, job_id, created_at, detail
+SELECT actor, actor_id, actor_role, from_status, to_status, reason, job_id, created_at, detail
 FROM booking_audit_log WHERE booking_id = %(id)s ORDER BY id;
 
 -- lock_resource_for_hold --

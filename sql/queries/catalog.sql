@@ -45,10 +45,6 @@ ON CONFLICT DO NOTHING;
 INSERT INTO resource_hours (resource_id, weekday, opens_at, closes_at)
 VALUES (%(resource_id)s, %(weekday)s, %(opens_at)s, %(closes_at)s);
 
--- insert_public_token --
--- A widget token for a provider; only its SHA-256 is kept.
-INSERT INTO public_tokens (token_sha256, provider_id) VALUES (%(token_sha256)s, %(provider_id)s);
-
 -- create_provider --
 -- A provider created through the API, with its cancellation policy.
 INSERT INTO providers (slug, name, time_zone, currency, commission_bps, hold_ttl_seconds, cancellation_policy,
@@ -64,7 +60,7 @@ SELECT * FROM providers WHERE id = %(id)s;
 -- list_providers --
 -- Live providers, oldest first, keyset-paginated on (created_at, id).
 SELECT * FROM providers
-WHERE deleted_at IS NULL
+WHERE deleted_at IS NULL AND (%(scope)s::uuid[] IS NULL OR id = ANY (%(scope)s::uuid[]))
   AND (%(after_created_at)s::timestamptz IS NULL
        OR (created_at, id) > (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY created_at, id LIMIT %(limit)s;
@@ -92,13 +88,14 @@ SELECT p.id, %(kind)s, %(name)s, %(nightly_price)s FROM providers p WHERE p.id =
 RETURNING *;
 
 -- get_resource --
--- One resource with the services it offers and its weekly hours (soft-deleted ones too).
-SELECT * FROM resource_details WHERE id = %(id)s;
+-- One resource with the services it offers and its weekly hours (soft-deleted ones too), if in the
+-- caller's scope (NULL: every provider).
+SELECT * FROM resource_details WHERE id = %(id)s AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]));
 
 -- list_resources --
 -- Live resources, optionally of one provider and kind, keyset-paginated.
 SELECT r.* FROM resource_details r
-WHERE r.deleted_at IS NULL
+WHERE r.deleted_at IS NULL AND (%(scope)s::uuid[] IS NULL OR r.provider_id = ANY (%(scope)s::uuid[]))
   AND (%(provider_id)s::uuid IS NULL OR r.provider_id = %(provider_id)s::uuid)
   AND (%(kind)s::text IS NULL OR r.kind = %(kind)s::text)
   AND (%(after_created_at)s::timestamptz IS NULL
@@ -124,13 +121,14 @@ FROM providers p WHERE p.id = %(provider_id)s AND p.deleted_at IS NULL
 RETURNING *;
 
 -- get_service --
--- One service (soft-deleted ones too).
-SELECT * FROM services WHERE id = %(id)s;
+-- One service (soft-deleted ones too), if in the caller's scope.
+SELECT * FROM services WHERE id = %(id)s AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]));
 
 -- list_services --
 -- Live services, optionally of one provider, keyset-paginated.
 SELECT * FROM services
-WHERE deleted_at IS NULL AND (%(provider_id)s::uuid IS NULL OR provider_id = %(provider_id)s::uuid)
+WHERE deleted_at IS NULL AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
+  AND (%(provider_id)s::uuid IS NULL OR provider_id = %(provider_id)s::uuid)
   AND (%(after_created_at)s::timestamptz IS NULL
        OR (created_at, id) > (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY created_at, id LIMIT %(limit)s;

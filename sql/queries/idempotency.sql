@@ -5,13 +5,13 @@
 -- ON CONFLICT on the key's primary key is what makes a key usable once: an unexpired key is left alone
 -- (and no job is inserted); an expired one is replaced.
 WITH lock AS (
-  SELECT pg_try_advisory_xact_lock(hashtextextended(%(scope)s || E'\n' || %(key)s, 7)) AS locked
+  SELECT pg_try_advisory_xact_lock(hashtextextended(%(key_scope)s || E'\n' || %(key)s, 7)) AS locked
 ), checked AS (
   SELECT 1 AS ok FROM lock WHERE locked AND EXISTS ({check})
 ), stored_key AS (
   INSERT INTO idempotency_keys
     (scope, key, fingerprint, method, path, job_id, response_status, response_body, expires_at)
-  SELECT %(scope)s, %(key)s, %(fingerprint)s, %(method)s, %(path)s, %(job_id)s, 202, %(response_body)s,
+  SELECT %(key_scope)s, %(key)s, %(fingerprint)s, %(method)s, %(path)s, %(job_id)s, 202, %(response_body)s,
          now() + make_interval(secs => %(ttl_seconds)s)
   FROM checked
   ON CONFLICT (scope, key) DO UPDATE
@@ -21,8 +21,8 @@ WITH lock AS (
   WHERE idempotency_keys.expires_at <= now()
   RETURNING job_id
 ), job AS (
-  INSERT INTO jobs (id, type, queue, actor, payload, max_attempts, request_id)
-  SELECT job_id, %(type)s, %(queue)s, %(actor)s, %(payload)s, %(max_attempts)s, %(request_id)s
+  INSERT INTO jobs (id, type, queue, actor, payload, max_attempts, request_id, caller)
+  SELECT job_id, %(type)s, %(queue)s, %(actor)s, %(payload)s, %(max_attempts)s, %(request_id)s, %(caller)s
   FROM stored_key
   RETURNING id
 )

@@ -4,9 +4,13 @@ INSERT INTO jobs (id, type, queue, actor, payload, max_attempts, request_id)
 VALUES (%(id)s, %(type)s, %(queue)s, %(actor)s, %(payload)s, %(max_attempts)s, %(request_id)s);
 
 -- get_job --
--- One job as the status endpoint shows it.
-SELECT id, type, status, attempts, result, error, created_at, updated_at
-FROM jobs WHERE id = %(id)s;
+-- One job as the status endpoint shows it, to the caller that asked for it (its principal), to the platform
+-- (principal NULL), or to members of the provider it concerns (a job asked for by its public token).
+SELECT id, type, status, attempts, result, error, created_at, updated_at,
+       caller->>'principal' = %(principal)s AS own
+FROM jobs WHERE id = %(id)s
+  AND (%(principal)s::text IS NULL OR caller->>'principal' = %(principal)s
+       OR (caller->>'provider_id')::uuid = ANY (%(member_of)s::uuid[]));
 
 -- claim_job --
 -- Take a queued job for this worker with a lease; a running job whose lease ran out may be taken over.
@@ -20,7 +24,7 @@ SET status = 'running', attempts = attempts + 1, claim_token = %(token)s,
 WHERE id = %(id)s
   AND (status = 'queued' OR (status = 'running' AND claimed_until < now()))
   AND EXISTS (SELECT 1 FROM async_commit)
-RETURNING id, type, payload, attempts, max_attempts, request_id;
+RETURNING id, type, payload, attempts, max_attempts, request_id, caller;
 
 -- finish_job --
 -- Close a job we still hold; 0 rows means our lease was taken over and the caller must roll back.

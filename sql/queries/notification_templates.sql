@@ -13,7 +13,8 @@ LEFT JOIN LATERAL (
   SELECT DISTINCT ON (event, audience) event, audience, subject, text_body, html_body, updated_at,
          CASE WHEN provider_id IS NULL THEN 'default' ELSE 'provider' END AS source
   FROM notification_templates
-  WHERE provider_id IS NULL OR provider_id = p.id
+  WHERE (provider_id IS NULL OR provider_id = p.id)
+    AND audience <> 'user'  -- sign-in and invitation mail is the platform's, not a provider's to change
   ORDER BY event, audience, provider_id NULLS LAST
 ) t ON true
 WHERE p.id = %(provider_id)s
@@ -24,7 +25,8 @@ ORDER BY t.event, t.audience;
 -- currency make the sample context) and whether the event has a default. No row: no such live provider.
 SELECT p.name, p.time_zone, p.currency,
        EXISTS (SELECT 1 FROM notification_templates t
-               WHERE t.provider_id IS NULL AND t.event = %(event)s AND t.audience = %(audience)s) AS event_known
+               WHERE t.provider_id IS NULL AND t.event = %(event)s AND t.audience = %(audience)s
+                 AND t.audience <> 'user') AS event_known
 FROM providers p
 WHERE p.id = %(provider_id)s AND p.deleted_at IS NULL;
 

@@ -4,6 +4,9 @@
 -- UNIQUE, so a replay adds nothing), write the provider's in-app notification, stage one send job per
 -- email/webhook delivery, and mark the events published: all in one transaction. Who gets an email is data:
 -- an audience is mailed for an event when a template exists for it (the provider's own or the default).
+-- An event without a provider_id (a sign-in link, an invitation) is mail to one user, `payload->>'email'`
+-- (audience 'user'): never a webhook, never the feed. An event naming a provider that does not exist
+-- reaches nobody.
 -- `from_id` is 0 for a batch; a relay isolating an event that fails passes that event's id with limit 1.
 WITH batch AS (
   SELECT id, topic, payload, created_at FROM outbox
@@ -12,15 +15,18 @@ WITH batch AS (
   FOR UPDATE SKIP LOCKED
 ), event AS (
   SELECT b.id, b.topic, b.payload, b.created_at, p.id AS provider_id, p.contact_email,
-         bk.customer->>'email' AS customer_email
+         bk.customer->>'email' AS customer_email,
+         CASE WHEN b.payload->>'provider_id' IS NULL THEN b.payload->>'email' END AS user_email
   FROM batch b
-  JOIN providers p ON p.id = (b.payload->>'provider_id')::uuid
+  LEFT JOIN providers p ON p.id = (b.payload->>'provider_id')::uuid
   LEFT JOIN bookings bk ON bk.id = (b.payload->>'booking_id')::uuid
+  WHERE p.id IS NOT NULL OR b.payload->>'provider_id' IS NULL
 ), target AS (
   SELECT e.id AS event_id, e.topic, e.provider_id, 'email' AS channel, a.address AS recipient, a.audience,
          NULL::uuid AS endpoint_id
   FROM event e
-  CROSS JOIN LATERAL (VALUES ('customer', e.customer_email), ('provider', e.contact_email)) AS a (audience, address)
+  CROSS JOIN LATERAL (VALUES ('customer', e.customer_email), ('provider', e.contact_email),
+                             ('user', e.user_email)) AS a (audience, address)
   WHERE a.address IS NOT NULL
     AND EXISTS (SELECT 1 FROM notification_templates t
                 WHERE t.event = e.topic AND t.audience = a.audience
@@ -45,6 +51,7 @@ WITH batch AS (
   SELECT provider_id, id, topic, (payload->>'booking_id')::uuid, payload,
          created_at  -- when it happened, so the feed reads in the order of events
   FROM event
+  WHERE provider_id IS NOT NULL
   ON CONFLICT (event_id, provider_id) DO NOTHING
 ), published AS (
   UPDATE outbox SET published_at = now() WHERE id IN (SELECT id FROM batch)
@@ -62,8 +69,9 @@ SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE 
 UPDATE outbox SET published_at = now(), relay_error = %(error)s WHERE id = %(id)s AND published_at IS NULL;
 
 -- delivery_to_send --
--- Everything one send needs: the delivery, its event, the booking and provider it is about, the endpoint
--- (webhooks) and the template (emails; the provider's own override wins over the default).
+-- Everything one send needs: the delivery, its event, the booking and provider it is about (none for mail
+-- to a user), the endpoint (webhooks) and the template (emails; the provider's own override wins over the
+-- default).
 SELECT d.id, d.event_id, d.topic, d.channel, d.recipient, d.audience, d.status, d.attempts, d.provider_id,
        o.payload AS event, o.created_at AS event_created_at,
        p.name AS provider_name, p.time_zone,
@@ -75,7 +83,7 @@ SELECT d.id, d.event_id, d.topic, d.channel, d.recipient, d.audience, d.status, 
        t.subject, t.text_body, t.html_body
 FROM deliveries d
 JOIN outbox o ON o.id = d.event_id
-JOIN providers p ON p.id = d.provider_id
+LEFT JOIN providers p ON p.id = d.provider_id
 LEFT JOIN bookings bk ON bk.id = (o.payload->>'booking_id')::uuid
 LEFT JOIN resources r ON r.id = bk.resource_id
 LEFT JOIN webhook_endpoints w ON w.id = d.endpoint_id
@@ -160,7 +168,7 @@ RETURNING id;
 -- retry_delivery --
 -- An owner or SRE asks for another attempt now (a dead delivery gets one more; a delivered one is left).
 UPDATE deliveries SET status = 'failed', next_attempt_at = now()
-WHERE id = %(id)s AND (%(provider_id)s::uuid IS NULL OR provider_id = %(provider_id)s::uuid)
+WHERE id = %(id)s AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
   AND status IN ('failed', 'dead')
 RETURNING id, status, provider_id;
 

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.support import FAST_TIMINGS, future, make_catalog, new_key, wait_for, wait_job
+from tests.support import FAST_TIMINGS, api_client, future, make_catalog, new_key, wait_for, wait_job
 from totem.embedded import PrivatePostgres, PrivateRedis
 from totem.fleet import Fleet
 from totem.migrate import create_database, migrate
@@ -56,7 +56,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_complete_once(
     start = future(days=20)
 
     blocker = _hold_slot_uncommitted(url, catalog, start)
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         accepted = client.post("/v1/bookings", json=catalog.slot_body(start), headers={"Idempotency-Key": new_key()})
         assert accepted.status_code == 202
         job_id = accepted.json()["job_id"]
@@ -85,7 +85,7 @@ def test_requests_posted_while_redis_is_down_are_accepted_and_completed(
     base = fault_fleet.start_gateway()
     fault_fleet.start_worker()
     fault_fleet.start_scheduler()
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         before = client.post("/v1/bookings", json=catalog.slot_body(future(days=21)),
                              headers={"Idempotency-Key": new_key()})
         assert wait_job(client, before.json()["job_id"])["status"] == "succeeded"
@@ -126,7 +126,7 @@ def test_a_postgres_restart_mid_run_loses_no_accepted_request_and_never_answers_
         base = fleet.start_gateway()
         fleet.start_worker()
         fleet.start_scheduler()
-        with httpx.Client(base_url=base, timeout=10) as client:
+        with api_client(base) as client:
             def book(i: int) -> str:
                 """A well-behaved client: retry 503 with the same key until accepted."""
                 key, body = f"restart-{i}", catalog.slot_body(future(days=30, hour=8) + timedelta(minutes=30 * i))
@@ -180,7 +180,7 @@ def test_sigterm_lets_a_worker_finish_its_job_and_loses_nothing(fault_fleet: Fle
     fault_fleet.start_worker(name="bookings-1")
     start = future(days=25)
     blocker = _hold_slot_uncommitted(url, catalog, start)
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         job_id = client.post("/v1/bookings", json=catalog.slot_body(start),
                              headers={"Idempotency-Key": new_key()}).json()["job_id"]
         _wait_until_worker_blocks(url)
@@ -212,7 +212,7 @@ def test_a_bookings_worker_killed_inside_its_stripe_call_reuses_its_hold_and_int
     fault_fleet.start_scheduler()
     httpx.post(f"{fault_fleet.stripe_url}/_fake/faults", timeout=10,
                json={"operation": "payment_intents.create", "times": 1, "when": "slow", "delay_seconds": 3})
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         job_id = client.post("/v1/bookings", json=catalog.slot_body(future(days=21)),
                              headers={"Idempotency-Key": new_key()}).json()["job_id"]
         wait_for(lambda: _query(url, "SELECT 1 FROM bookings WHERE created_by_job = %s", job_id), 20,
@@ -238,7 +238,7 @@ def test_a_payments_worker_killed_inside_a_refund_call_refunds_once(
     fault_fleet.start_worker()
     fault_fleet.start_worker("payments", name="payments-1")
     fault_fleet.start_scheduler()
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         created = wait_job(client, client.post("/v1/bookings", json=catalog.slot_body(future(days=22)),
                                                headers={"Idempotency-Key": new_key()}).json()["job_id"])
         booking_id, intent = created["result"]["booking_id"], created["result"]["payment_intent_id"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import future, make_catalog, new_key, wait_for, wait_job
+from tests.support import api_client, future, make_catalog, new_key, wait_for, wait_job
 from totem.embedded import PrivateRedis, free_port
 from totem.fleet import Fleet
 
@@ -15,7 +15,7 @@ def test_worker_pool_metrics_count_processed_jobs(fault_fleet: Fleet, isolated_d
     base = fault_fleet.start_gateway()
     fault_fleet.start_worker()
     port = fault_fleet.metrics_ports["bookings"]
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         for days in (31, 32):
             job = client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
                               headers={"Idempotency-Key": new_key()}).json()
@@ -33,7 +33,7 @@ def test_the_scheduler_exports_leadership_queue_depth_open_jobs_and_outbox_lag(
     port = free_port()
     base = fault_fleet.start_gateway()
     fault_fleet.start_scheduler(metrics_port=port)
-    with httpx.Client(base_url=base, timeout=10) as client:  # no worker runs: these jobs wait in the queue
+    with api_client(base) as client:  # no worker runs: these jobs wait in the queue
         for days in (33, 34, 35):
             assert client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
                                headers={"Idempotency-Key": new_key()}).status_code == 202

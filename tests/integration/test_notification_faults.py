@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from tests.support import book_slot, make_catalog, wait_for
+from tests.support import api_client, book_slot, make_catalog, wait_for
 from tests.test_notifications import SYSTEM, Receiver
 from totem.embedded import PrivateRedis
 from totem.fleet import Fleet
@@ -31,7 +31,7 @@ def test_a_relay_killed_mid_batch_publishes_nothing_and_the_next_one_fans_out_on
     catalog = make_catalog(url)
     base = fault_fleet.start_gateway()
     fault_fleet.start_worker()
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         booking_id = book_slot(client, catalog, days=50)  # no relay runs yet: its event waits in the outbox
     [event] = _rows(url, "SELECT id FROM outbox WHERE aggregate_id = %s AND published_at IS NULL", booking_id)
     # The relay's insert of deliveries waits on this lock, inside its transaction (the event already claimed).
@@ -65,7 +65,7 @@ def test_racing_relays_fan_each_event_out_once(fault_fleet: Fleet, isolated_data
     catalog = make_catalog(url)
     base = fault_fleet.start_gateway()
     fault_fleet.start_worker()
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         booked = [book_slot(client, catalog, days=60 + i) for i in range(12)]
     blocker = psycopg.connect(url)  # hold every relay at its first batch until all three have started
     blocker.execute("LOCK TABLE deliveries IN SHARE MODE")
@@ -115,7 +115,7 @@ def test_a_notifications_worker_killed_mid_send_delivers_with_the_same_message_i
         fault_fleet.start_worker()
         fault_fleet.start_scheduler()
         fault_fleet.start_relay()
-        with httpx.Client(base_url=base, timeout=10) as client:
+        with api_client(base) as client:
             created = client.post(f"/v1/providers/{catalog.provider_id}/webhook-endpoints",
                                   json={"url": receiver.url, "events": ["booking_created"]}, headers=SYSTEM)
             assert created.status_code == 201, created.text
@@ -176,7 +176,7 @@ def test_an_event_that_cannot_be_fanned_out_is_set_aside_and_the_events_behind_i
         [poison] = conn.execute("INSERT INTO outbox (topic, aggregate_id, payload) VALUES ('booking_created', %s, %s) "
                                 "RETURNING id", (uuid.uuid4(), Jsonb({"provider_id": catalog.provider_id,
                                                                       "booking_id": "not-a-uuid"}))).fetchone()
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with api_client(base) as client:
         booking_id = book_slot(client, catalog, days=70)  # its event sits behind the poison one
     fault_fleet.start_relay("relay-poison")
 

@@ -62,9 +62,11 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
         resource = next(r for r in catalog["resources"] if r["kind"] == "slot")
         body = {"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
                 "start_at": future(days=5).isoformat(), "customer": {"name": "Ada", "email": "ada@example.com"}}
+        token = next(t["token"] for t in catalog["public_tokens"] if t["provider_id"] == resource["provider_id"])
+        widget = {"Authorization": f"Bearer {token}"}  # as a newcomer would: the seed's widget token
         with httpx.Client(base_url=base, timeout=10) as client:
-            job = wait_job(client, client.post("/v1/bookings", json=body,
-                                               headers={"Idempotency-Key": new_key()}).json()["job_id"])
+            accepted = client.post("/v1/bookings", json=body, headers={"Idempotency-Key": new_key(), **widget})
+            job = wait_job(client, accepted.json()["job_id"], headers=widget)
         assert job["status"] == "succeeded" and job["result"]["payment_intent_id"].startswith("pi_")
         assert "Totem is up" in log.read_text() and "curl" in log.read_text()
         # the embedded default includes the fake Stripe: paying the intent makes the booking paid
@@ -72,7 +74,7 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
         confirmed = httpx.post(f"{stripe_base}/v1/payment_intents/{job['result']['payment_intent_id']}/confirm",
                                data={"payment_method": "pm_card_visa"}, timeout=10)
         assert confirmed.json()["status"] == "succeeded"
-        with httpx.Client(base_url=base, timeout=10) as client:
+        with httpx.Client(base_url=base, timeout=10, headers=widget) as client:
             wait_for(lambda: client.get(f"/v1/bookings/{job['result']['booking_id']}").json()["status"] == "paid",
                      30, "booking paid through the fake Stripe's webhook")
 
@@ -90,7 +92,7 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
                      interval=0.5)
             assert second.poll() is None, log.read_text()
             assert not any(_alive(pid) for pid in orphans)
-            with httpx.Client(base_url=base, timeout=10) as client:  # the data survived
+            with httpx.Client(base_url=base, timeout=10, headers=widget) as client:  # the data survived
                 assert client.get(f"/v1/bookings/{job['result']['booking_id']}").status_code == 200
             fleet_pids = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
         finally:
