@@ -37,6 +37,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     say(f"gateway on http://{args.host}:{port} ({args.workers} worker process(es))")
     uvicorn.run("gateway.app:create_app", factory=True, host=args.host, port=port, workers=args.workers,
                 loop="uvloop", http="httptools", access_log=False, log_level="warning",
+                proxy_headers=False,  # X-Forwarded-For is believed only from TRUSTED_PROXIES (gateway/access.py)
                 timeout_graceful_shutdown=20)
     return 0
 
