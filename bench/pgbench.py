@@ -79,13 +79,16 @@ def _accept_statement(space: int, service_id: str) -> str:
     key = "('k' || :client_id || '-' || :n)"
     template = QUERIES["accept_command"].replace("{check}", check)
     bindings = {
-        "key_scope": f"'caller:public_token:{BENCH_TOKEN_ID}'", "key": key, "scope": "NULL",
+        # (no literal ":" before a name: pgbench would read it as a variable)
+        "key_scope": f"('caller' || chr(58) || 'public_token' || chr(58) || '{BENCH_TOKEN_ID}')", "key": key,
+        "scope": "NULL",
         "fingerprint": f"sha256({key}::bytea)", "method": "'POST'",
         "path": "'/v1/bookings'", "job_id": _JOB.format(space=space),
         "response_body": "'{\"job_id\": \"00000000-0000-0000-0000-000000000000\"}'::jsonb",
         "ttl_seconds": "86400", **{k: f"'{v}'" for k, v in job_route(BOOKING_CREATE).items()},
         "payload": _PAYLOAD, "max_attempts": "5", "request_id": "'bench'",
-        "caller": f"""'{{"principal": "public_token:{BENCH_TOKEN_ID}", "kind": "public_token"}}'::jsonb""",
+        "caller": f"jsonb_build_object('principal', 'public_token' || chr(58) || '{BENCH_TOKEN_ID}', "
+                  "'kind', 'public_token')",
         "resource_id": "(SELECT resource_id FROM bench_resources WHERE n = :r)",
         "service_id": f"'{service_id}'::uuid",
     }

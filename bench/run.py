@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -189,6 +190,8 @@ def _fleet(args: argparse.Namespace, url: str, redis_url: str, work: Path) -> Fl
     """The fleet under test; every booking opens a PaymentIntent on the fake Stripe (a real HTTP call). Mail
     goes to the SMTP sink (under ``work``/mail) when the pipeline phase runs one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "dramatiq_"))}
+    env.setdefault("SYSTEM_TOKEN", secrets.token_urlsafe(24))
+    env.setdefault("TOKEN_SECRET", secrets.token_urlsafe(24))
     env.update(DATABASE_URL=url, REDIS_URL=redis_url, REDIS_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
                LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="totem-bench-"),
                DB_POOL_MAX=str(max(10, args.worker_threads + 2)),

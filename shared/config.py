@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -9,6 +10,8 @@ from collections.abc import Mapping
 import msgspec
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SECRETS = ("system_token", "token_secret")
+MIN_SECRET_LENGTH = 16
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -16,7 +19,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str
     redis_namespace: str = "totem"
     port: int = 8000
-    system_token: str = "dev-system-token"  # noqa: S105 - the embedded dev default; deployments set theirs
+    system_token: str = ""  # required (from_env): operations' credential; `totem up` makes a random one
     booking_hold_ttl_seconds: int = 900
     scheduler_interval_seconds: float = 5.0
     scheduler_lease_seconds: float = 15.0
@@ -55,7 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retention_jobs_days: float = 30.0  # finished jobs
     retention_events_days: float = 30.0  # published outbox rows, with their deliveries, attempts, feed rows
     # Access: derived tokens (customer, magic link) are HMACs under TOKEN_SECRET; sessions; rate limits.
-    token_secret: str = "dev-token-secret"  # noqa: S105 - the embedded dev default; deployments set theirs
+    token_secret: str = ""  # required (from_env); `totem up` makes a random one
     magic_link_ttl_seconds: float = 900.0
     session_idle_seconds: float = 604_800.0  # a week without a request ends a session
     session_absolute_seconds: float = 2_592_000.0  # 30 days after sign-in it ends anyway
@@ -72,8 +75,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def trusted_networks(self) -> tuple[IPNetwork, ...]:
-        return tuple(ipaddress.ip_network(part.strip(), strict=False)
-                     for part in self.trusted_proxies.split(",") if part.strip())
+        return _networks(self.trusted_proxies)
 
     @property
     def links_base(self) -> str:
@@ -92,4 +94,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise RuntimeError(
                 "DATABASE_URL and REDIS_URL must be set (run `totem up` for the embedded default)"
             )
-        return msgspec.convert(fields, cls, strict=False)
+        weak = [name.upper() for name in SECRETS if len(str(fields.get(name, ""))) < MIN_SECRET_LENGTH]
+        if weak:  # no default: a published one would let anyone forge customer tokens or act as the system
+            raise RuntimeError(f"{' and '.join(weak)} must be set to a secret of at least {MIN_SECRET_LENGTH} "
+                               "characters (`totem up` makes random ones under its data folder)")
+        settings = msgspec.convert(fields, cls, strict=False)
+        settings.trusted_networks  # noqa: B018 - a malformed TRUSTED_PROXIES fails at start, not per request
+        return settings
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(text: str) -> tuple[IPNetwork, ...]:
+    """TRUSTED_PROXIES parsed once: comma-separated CIDRs, host bits refused (ValueError names the entry)."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            try:
+                out.append(ipaddress.ip_network(part))
+            except ValueError:
+                raise ValueError(f"TRUSTED_PROXIES: {part!r} is not a network (CIDR)") from None
+    return tuple(out)

@@ -51,11 +51,16 @@ def test_every_pool_is_a_process_type_in_procfile_compose_and_kubernetes() -> No
     assert {f"totem-{name}" for name in pools} == set(scaled)
 
 
+# What a process needs in its environment to import (it never connects to these).
+UNUSED_SERVERS = {**os.environ, "DATABASE_URL": "postgresql://unused", "REDIS_URL": "redis://unused",
+                  "SYSTEM_TOKEN": "wiring-system-token", "TOKEN_SECRET": "wiring-token-secret"}
+
+
 def _actors_declared_by(module: str) -> list[list[str]]:
     code = (f"import dramatiq, json, {module}\n"
             "print(json.dumps(sorted([a.queue_name, a.actor_name] for a in dramatiq.get_broker().actors.values())))")
-    env = {**os.environ, "DATABASE_URL": "postgresql://unused", "REDIS_URL": "redis://unused"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=UNUSED_SERVERS, cwd=ROOT, capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -132,8 +137,8 @@ def test_imports_run_one_way() -> None:
 
 def _loaded_after(statement: str) -> set[str]:
     code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
-    env = {**os.environ, "DATABASE_URL": "postgresql://unused", "REDIS_URL": "redis://unused"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=UNUSED_SERVERS, cwd=ROOT, capture_output=True, text=True,
+                         check=True)
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

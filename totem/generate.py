@@ -53,7 +53,8 @@ x-totem: &totem
   environment: &env
     DATABASE_URL: postgresql://postgres:totem@postgres:5432/totem
     REDIS_URL: redis://redis:6379/0
-    SYSTEM_TOKEN: ${{SYSTEM_TOKEN:-change-me}}
+    SYSTEM_TOKEN: ${{SYSTEM_TOKEN:?set SYSTEM_TOKEN (16+ random characters)}}
+    TOKEN_SECRET: ${{TOKEN_SECRET:?set TOKEN_SECRET (16+ random characters)}}
     # No Stripe account given: the local fake (a dev stand-in). Set STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
     # and an empty STRIPE_API_BASE to talk to Stripe itself.
     STRIPE_API_BASE: ${{STRIPE_API_BASE-http://fake-stripe:12111}}
@@ -179,7 +180,7 @@ def k8s() -> str:
     scheduler = _k8s_loop("scheduler", 9200, "exactly one leads (lease row), a standby takes over within the lease TTL")
     relay = _k8s_loop("relay", 9201, "each outbox row is published once (SKIP LOCKED)")
     return f"""{GENERATED}# One Deployment per process type; each worker pool scales on its own queue length (KEDA).
-# Secret totem-secrets holds DATABASE_URL, REDIS_URL, SYSTEM_TOKEN, STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
+# Secret totem-secrets holds DATABASE_URL, REDIS_URL, SYSTEM_TOKEN, TOKEN_SECRET, STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET
 # (production talks to Stripe itself: no STRIPE_API_BASE).
 apiVersion: v1
 kind: ConfigMap

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import threading
 from pathlib import Path
@@ -69,6 +70,8 @@ def _prepare(args: argparse.Namespace, data_dir: Path, env: dict[str, str],
         servers.append(rd)
         env["REDIS_URL"] = rd.url()
         say(f"redis ready on 127.0.0.1:{rd.port}")
+    for name, value in _dev_secrets(data_dir).items():
+        env.setdefault(name, value)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "metrics"))
     env.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # dev: webhook receivers on this machine are fine
     _fresh_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
@@ -106,6 +109,19 @@ def _run(args: argparse.Namespace, data_dir: Path, fleet: Fleet, stop: threading
             say(f"process(es) exited unexpectedly: {exited}; see {fleet.log_dir}; stopping")
             return 1
     return 0
+
+
+def _dev_secrets(data_dir: Path) -> dict[str, str]:
+    """This data folder's SYSTEM_TOKEN and TOKEN_SECRET: random, made on first start, kept (mode 0600) in
+    ``secrets.json`` so customer tokens and links stay valid across restarts."""
+    path = data_dir / "secrets.json"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"SYSTEM_TOKEN": secrets.token_urlsafe(32),
+                                    "TOKEN_SECRET": secrets.token_urlsafe(32)}))
+        say(f"made this folder's SYSTEM_TOKEN and TOKEN_SECRET: {path}")
+    stored: dict[str, str] = json.loads(path.read_text())
+    return stored
 
 
 def _fresh_dir(path: Path) -> None:
