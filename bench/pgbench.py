@@ -48,7 +48,8 @@ def _job_bindings(space: int, service_id: str) -> dict[str, dict[str, str]]:
                                  "cancel_actor": f"'{cancel['actor']}'"},
         "insert_slot_booking": {
             "id": "gen_random_uuid()", "job_id": job, "actor": "'public_token'", "actor_id": _TOKEN_ID,
-            "actor_role": "NULL", "customer_token_sha256": "sha256(gen_random_uuid()::text::bytea)",
+            "actor_role": "NULL", "actor_roles": "'{}'::jsonb",
+            "customer_token_sha256": "sha256(gen_random_uuid()::text::bytea)",
             "created_by_token_id": f"{_TOKEN_ID}::uuid", "resource_id": resource,
             "service_id": f"'{service_id}'::uuid", "start_at": _START.format(space=space // 1000),
             "customer": _CUSTOMER, "default_hold_ttl_seconds": "900"},

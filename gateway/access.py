@@ -18,18 +18,22 @@ query, which finds nothing outside it: the same 404.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
+import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from gateway.problems import Problem
 from gateway.ratelimit import Bucket, RateLimiter, client_ip
-from shared import tokens
+from shared import audit, tokens
 from shared.config import Settings
 from shared.db import QUERIES, AsyncPool
 from shared.errors import Code
@@ -96,7 +100,8 @@ class Caller:
         is the caller's in ``provider_id`` (or as a platform admin), for the audit trail."""
         return {"principal": self.principal, "kind": self.kind, "id": self.id,
                 "provider_id": str(self.provider_id) if self.provider_id else None,
-                "role": self.role_in(provider_id or self.provider_id)}
+                "role": self.role_in(provider_id or self.provider_id),
+                "roles": {str(p): role for p, role in self.memberships.items()}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,42 +171,88 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         return  # Litestar's own OPTIONS answer (the allowed methods); a preflight carries no credential
     if declared is None:
         raise Problem(Code.FORBIDDEN, "this route declares no access")
+    if Access.PUBLIC in declared:
+        return  # no credential is looked at: a stale one must not stop a sign-in, a bad one costs no lookup
     state = connection.app.state
-    caller = await resolve_caller(connection, state.settings, state.pool)
+    settings, limiter = state.settings, state.limiter
+    widget_call = connection.headers.get("authorization", "").partition(" ")[2].strip().startswith(WIDGET_PREFIXES)
+    ip = ip_bucket(request_ip(connection, settings)) if widget_call else ""
+    if widget_call:
+        _refuse_if_blocked(ip)  # an address over its limit costs no lookup (and no Redis call) until it may retry
+    try:
+        caller = await resolve_caller(connection, settings, state.pool)
+    except Problem:
+        if widget_call:  # a wrong token still spends the address's budget
+            await _admit(connection, limiter, [_ip_limit(settings, ip)])
+        raise
     if caller is None:
-        if Access.PUBLIC in declared:
-            return
         raise Problem(Code.UNAUTHORIZED, "this endpoint needs a credential: Authorization: Bearer <token>")
     grant = grant_for(caller, declared)
     if grant is None:
-        if Access.PUBLIC in declared:
-            return
         raise Problem(Code.FORBIDDEN, "this credential may not call this endpoint")
     provider_id = connection.path_params.get("provider_id")
     if isinstance(provider_id, UUID) and not grant.covers(provider_id):
         raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist")
-    if caller.kind in ("public_token", "customer"):
-        await _limit(connection, state.settings, state.limiter, caller)
+    if caller.kind in ("public_token", "customer"):  # one atomic check: the address, and the widget's token
+        buckets = [_ip_limit(settings, ip or ip_bucket(request_ip(connection, settings)))]
+        if caller.kind == "public_token":
+            buckets.append(Bucket("token", caller.id, settings.rate_limit_token_rps, settings.rate_limit_token_burst))
+        await _admit(connection, limiter, buckets)
     connection.scope["state"]["grant"] = grant
 
 
-async def _limit(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings, limiter: RateLimiter,
-                 caller: Caller) -> None:
-    ip = request_ip(connection, settings)
-    buckets = [Bucket("ip", ip, settings.rate_limit_ip_rps, settings.rate_limit_ip_burst)]
-    if caller.kind == "public_token":
-        buckets.append(Bucket("token", caller.id, settings.rate_limit_token_rps, settings.rate_limit_token_burst))
+WIDGET_PREFIXES = (tokens.PUBLIC, tokens.CUSTOMER)
+_blocked: dict[str, float] = {}  # this process: IP bucket -> monotonic time until which it was refused
+_BLOCKED_MAX = 10_000
+
+
+def _ip_limit(settings: Settings, ip: str) -> Bucket:
+    return Bucket("ip", ip, settings.rate_limit_ip_rps, settings.rate_limit_ip_burst)
+
+
+def _refuse_if_blocked(ip: str) -> None:
+    until = _blocked.get(ip)
+    if until is None:
+        return
+    left = until - time.monotonic()
+    if left <= 0:
+        del _blocked[ip]
+        return
+    raise Problem(Code.RATE_LIMITED, f"too many requests; retry in {left:.1f} s",
+                  headers={"Retry-After": str(max(1, math.ceil(left)))})
+
+
+async def _admit(connection: ASGIConnection[Any, Any, Any, Any], limiter: RateLimiter, buckets: list[Bucket]) -> None:
+    """Charge the buckets (all or none); over one: 429. An address refused is remembered by this process
+    until it may retry. The answer carries the verdict's RateLimit headers."""
     verdict = await limiter.admit(buckets)
     connection.scope["state"]["rate_limit"] = verdict
-    if not verdict.admitted:
-        raise Problem(Code.RATE_LIMITED, f"too many requests; retry in {verdict.retry_after:.1f} s",
-                      headers=verdict.headers())
+    if verdict.admitted:
+        return
+    if "ip" in verdict.refused:
+        if len(_blocked) >= _BLOCKED_MAX:
+            _blocked.clear()
+        _blocked[next(b.key for b in buckets if b.name == "ip")] = time.monotonic() + verdict.retry_after
+    raise Problem(Code.RATE_LIMITED, f"too many requests; retry in {verdict.retry_after:.1f} s",
+                  headers=verdict.headers())
+
+
+def ip_bucket(ip: str) -> str:
+    """What an IP limit is keyed by: the address, or for IPv6 its /64 (one subscriber's block: rotating
+    addresses inside it is free)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else str(address)
 
 
 def request_ip(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) -> str:
+    """The client's address: the peer's, or behind TRUSTED_PROXIES the X-Forwarded-For chain read right to
+    left (every header line of it, in order: a proxy may add its own line after the client's forged one)."""
     peer = connection.scope.get("client")
-    return client_ip(peer[0] if peer else None, connection.headers.get("x-forwarded-for"),
-                     settings.trusted_networks)
+    forwarded = ", ".join(connection.headers.getall("x-forwarded-for", [])) or None
+    return client_ip(peer[0] if peer else None, forwarded, settings.trusted_networks)
 
 
 def current_grant(request: Request[Any, Any, Any]) -> Grant:
@@ -258,3 +309,14 @@ async def _lookup(connection: ASGIConnection[Any, Any, Any, Any], settings: Sett
                               email=row["email"], platform_admin=row["platform_role"] == "admin",
                               memberships={UUID(k): v for k, v in (row["memberships"] or {}).items()})
     raise Problem(Code.UNAUTHORIZED, "the token is unknown, revoked or expired")
+
+
+async def record_action(conn: Any, request: Request[Any, Any, Any], grant: Grant, provider_id: Any, action: str,
+                        target: tuple[str, Any], *, before: Any = None, after: Any = None) -> None:
+    """The owner audit row of an action by this request's caller, on ``conn`` (the action's transaction):
+    who (verified), role, what, target, before and after (structs or dicts), request id and client IP."""
+    await audit.record_async(conn, audit.params(
+        grant.caller.actor(provider_id), provider_id, action, target[0], target[1],
+        before=None if before is None else msgspec.to_builtins(before),
+        after=None if after is None else msgspec.to_builtins(after),
+        request_id=request.scope["state"].get("request_id"), ip=request_ip(request, request.app.state.settings)))

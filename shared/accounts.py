@@ -64,14 +64,14 @@ async def upsert_user(conn: psycopg.AsyncConnection[Any], email: str) -> dict[st
 
 
 async def issue_magic_link(conn: psycopg.AsyncConnection[Any], settings: Settings, email: str, purpose: Purpose,
-                           **event: Any) -> IssuedLink | None:
+                           provider_id: uuid.UUID | None = None, **event: Any) -> IssuedLink | None:
     """Store a link for the live user with this address and stage its email (in the caller's transaction);
     None (and nothing written) when there is no such user. ``event`` adds to the email's payload (an
     invitation's ``provider_name`` and ``role``)."""
     link_id = uuid.uuid4()
     token = tokens.derive(settings.token_secret, tokens.MAGIC_LINK, link_id)
     cur = await conn.execute(QUERIES["issue_magic_link"], {
-        "id": link_id, "email": email, "purpose": purpose, "digest": tokens.digest(token),
+        "id": link_id, "email": email, "purpose": purpose, "provider_id": provider_id, "digest": tokens.digest(token),
         "ttl_seconds": settings.magic_link_ttl_seconds, "topic": TOPIC[purpose], "extra": Jsonb(event)})
     row = await cur.fetchone()
     if row is None:

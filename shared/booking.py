@@ -64,7 +64,8 @@ def creation_params(caller: dict[str, Any] | None, token_secret: str) -> dict[st
     caller = caller or {"kind": "system", "id": "system"}
     return {"id": booking_id, "customer_token_sha256": tokens.digest(customer_token(token_secret, booking_id)),
             "created_by_token_id": caller["id"] if caller["kind"] == "public_token" else None,
-            "actor": caller["kind"], "actor_id": caller["id"], "actor_role": caller.get("role")}
+            "actor": caller["kind"], "actor_id": caller["id"], "actor_role": caller.get("role"),
+            "actor_roles": Jsonb(caller.get("roles") or {})}  # a user's role in the booking's provider, by id
 
 
 def customer_token(token_secret: str, booking_id: uuid.UUID | str) -> str:

@@ -69,6 +69,19 @@ class ProviderView(msgspec.Struct):
     deleted_at: datetime | None
 
 
+class ProviderPublicView(msgspec.Struct):
+    """A provider as its booking widget and its staff see it: no commission, payout account or contact."""
+
+    id: UUID
+    slug: str
+    name: str
+    time_zone: str
+    currency: str
+    hold_ttl_seconds: int | None
+    cancellation_policy: list[RefundWindow]
+    deleted_at: datetime | None
+
+
 class ResourceCreate(msgspec.Struct, forbid_unknown_fields=True):
     kind: Literal["slot", "stay"]
     name: Name

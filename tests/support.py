@@ -174,7 +174,7 @@ def member_session(conn: psycopg.Connection[Any], provider_id: Any, role: str | 
                          platform_role)).fetchone()
     assert user
     if role is not None:
-        conn.execute("INSERT INTO memberships (user_id, provider_id, role) VALUES (%s, %s, %s)",
+        conn.execute("INSERT INTO memberships (user_id, provider_id, role, accepted_at) VALUES (%s, %s, %s, now())",
                      (user["id"], provider_id, role))
     token = tokens.new_token(tokens.SESSION)
     conn.execute("INSERT INTO sessions (user_id, token_sha256, expires_at) VALUES (%s, %s, now() + interval '1 day')",

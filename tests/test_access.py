@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 from litestar.handlers.http_handlers import HTTPRouteHandler
+from psycopg.rows import dict_row
 
 from gateway.access import MEMBERS, Access, declared_access, is_automatic_options
 from gateway.app import create_app
@@ -26,6 +27,7 @@ from tests.support import (
     future,
     issue_public_token,
     make_catalog,
+    member_session,
     new_key,
     wait_for,
     wait_job,
@@ -78,6 +80,7 @@ class World:
     job_a: str
     customer_a: str  # its customer token
     customer_b: str  # the customer token of a booking of B
+    ids: dict[str, str]  # A's rows of every other kind a path can name (a block, an endpoint, a member, ...)
 
 
 def _book(client: httpx.Client, catalog: Catalog, days: int) -> tuple[str, str, str]:
@@ -95,13 +98,33 @@ def world(fleet: Any, database_url: str) -> World:
     with httpx.Client(base_url=fleet.base_url, timeout=10) as client:
         booking_a, job_a, customer_a = _book(client, a, days=200)
         _, _, customer_b = _book(client, b, days=201)
-    return World(a, b, booking_a, job_a, customer_a, customer_b)
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as db:
+        one = lambda query, *args: str(db.execute(query, args).fetchone()["id"])  # noqa: E731
+        ids = {
+            "block_id": one("INSERT INTO resource_blocks (resource_id, period) VALUES (%s, tstzrange(%s, %s)) "
+                            "RETURNING id", a.resource_id, future(days=400), future(days=401)),
+            "endpoint_id": one("INSERT INTO webhook_endpoints (provider_id, url, secret) VALUES (%s, "
+                               "'https://hooks.example.com/a', 'whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ=') RETURNING id",
+                               a.provider_id),
+            "token_id": one("SELECT id FROM public_tokens WHERE provider_id = %s LIMIT 1", a.provider_id),
+            "user_id": one("SELECT user_id AS id FROM memberships WHERE provider_id = %s AND role = 'staff'",
+                           a.provider_id),
+            "notification_id": str(wait_for(lambda: db.execute(
+                "SELECT id FROM notifications WHERE booking_id = %s", (booking_a,)).fetchone(), 30,
+                "the booking's in-app notification")["id"]),
+            "delivery_id": str(wait_for(lambda: db.execute(
+                "SELECT d.id FROM deliveries d JOIN outbox o ON o.id = d.event_id WHERE o.aggregate_id = %s "
+                "AND d.status = 'delivered'", (booking_a,)).fetchone(), 30, "the booking's email sent")["id"]),
+            "session_id": one("SELECT s.id FROM sessions s JOIN memberships m ON m.user_id = s.user_id "
+                              "WHERE m.provider_id = %s AND m.role = 'owner'", a.provider_id),
+        }
+    return World(a, b, booking_a, job_a, customer_a, customer_b, ids)
 
 
 def _path(route: Route, world: World) -> str:
     values = {"provider_id": world.a.provider_id, "resource_id": world.a.resource_id,
               "service_id": world.a.service_id, "booking_id": world.booking_a, "job_id": world.job_a,
-              "event": "booking_paid", "audience": "customer", "event_id": "evt_unknown"}
+              "event": "booking_paid", "audience": "customer", "event_id": "evt_unknown", **world.ids}
     return PARAM.sub(lambda m: values.get(m.group(1), str(uuid.uuid4())), route.path)
 
 
@@ -188,6 +211,9 @@ SELECT (SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM
        (SELECT count(*) FROM idempotency_keys) AS keys,
        (SELECT count(*) FROM owner_audit_log) AS audit, (SELECT count(*) FROM booking_audit_log) AS booking_audit,
        (SELECT count(*) FROM sessions WHERE revoked_at IS NULL) AS sessions,
+       (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM magic_links) AS magic_links,
+       (SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM
+          (SELECT id, status, next_attempt_at FROM deliveries WHERE status IN ('delivered', 'dead')) t) AS deliveries,
        (SELECT count(*) FROM notifications WHERE read_at IS NOT NULL) AS read_notifications
 """
 
@@ -211,14 +237,19 @@ def test_every_route_refuses_every_wrong_credential_and_changes_nothing(
 
 
 def test_the_right_credential_gets_through_every_route(client: httpx.Client, world: World) -> None:
+    """Not refused, and every read of A's own rows answers 200 (writes may refuse the sample body)."""
     table = [r for r in routes() if Access.PUBLIC not in r.access]
-    table.sort(key=lambda r: (r.method == "DELETE", r.path == "/v1/providers/{provider_id:uuid}"))
+    # what ends the credential or the provider itself goes last
+    table.sort(key=lambda r: (r.path.startswith("/v1/auth/sessions"), r.method == "DELETE",
+                              r.path == "/v1/providers/{provider_id:uuid}"))
     refused = []
     for route in table:
         headers = _right_credential(route, world)
         response = client.request(route.method, _path(route, world), **_request(route, world),
                                   headers={"Idempotency-Key": new_key(), **headers})
-        if response.status_code in (401, 403) or response.status_code >= 500:
+        reads_own_rows = route.method == "GET" and "event_id" not in route.path
+        if response.status_code in (401, 403) or response.status_code >= 500 or \
+                (reads_own_rows and response.status_code != 200):
             refused.append(f"{route}: {response.status_code} {response.text[:160]}")
     assert not refused, "\n".join(refused)
 
@@ -314,3 +345,21 @@ def test_a_header_cannot_make_a_caller_the_system(client: httpx.Client, database
                          headers={"Idempotency-Key": new_key(), "X-System-Token": "anything",
                                   "Authorization": f"Bearer {token}"})
     assert forged.status_code == 403 and forged.json()["code"] == "FORBIDDEN"
+
+
+def test_a_platform_admin_acts_on_any_provider_and_its_widget_sees_no_money(
+        client: httpx.Client, database_url: str, db: psycopg.Connection[dict[str, Any]]) -> None:
+    catalog = make_catalog(database_url)
+    admin = {"Authorization": f"Bearer {member_session(db, None, None, platform_role='admin')}"}
+    assert client.get(f"/v1/providers/{catalog.provider_id}/balance", headers=admin).status_code == 200
+    assert client.get(f"/v1/providers/{catalog.provider_id}", headers=admin).json()["commission_bps"] == 1000
+    seen_by_widget = client.get(f"/v1/providers/{catalog.provider_id}", headers=catalog.widget).json()
+    seen_by_staff = client.get(f"/v1/providers/{catalog.provider_id}", headers=catalog.staff).json()
+    for view in (seen_by_widget, seen_by_staff):
+        assert view["id"] == catalog.provider_id
+        assert not {"commission_bps", "payout_account", "contact_email"} & set(view)
+    changed = client.patch(f"/v1/providers/{catalog.provider_id}", json={"commission_bps": 500},
+                           headers=catalog.owner)
+    assert changed.status_code == 403  # the commission is the platform's
+    assert client.patch(f"/v1/providers/{catalog.provider_id}", json={"commission_bps": 500},
+                        headers=admin).json()["commission_bps"] == 500

@@ -292,6 +292,7 @@ def test_owners_invite_list_and_remove_members_but_never_the_last_owner(
                        headers=owner).status_code == 409  # the same user, whatever the case
     listed = client.get(members, headers=owner).json()["items"]
     assert [(m["user_id"], m["role"]) for m in listed] == [(owner_id, "owner"), (staff_id, "staff")]
+    assert listed[1]["accepted_at"] is None  # invited: grants nothing until the invitation's link is used
 
     # the invitation is a magic link: the new member signs in with it
     assert fleet.mail_dir is not None
@@ -300,6 +301,8 @@ def test_owners_invite_list_and_remove_members_but_never_the_last_owner(
     assert invitation["Subject"] == "You are invited to Test Salon on Totem"
     assert "as staff" in invitation.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     staff = {"Authorization": f"Bearer {_session(client, invite_token)['session_token']}"}
+    assert client.get(members, headers=owner).json()["items"][1]["accepted_at"] is not None
+    assert client.get(f"/v1/providers/{provider}/notifications", headers=staff).status_code == 200
 
     assert client.post(members, json={"email": _address(), "role": "staff"}, headers=staff).status_code == 403
     assert client.delete(f"{members}/{owner_id}", headers=staff).status_code == 403

@@ -25,7 +25,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, Parameter
 
-from gateway.access import Access, Grant, allow, request_ip
+from gateway.access import Access, Grant, allow, ip_bucket, request_ip
 from gateway.problems import Problem, problem_responses, request_id_of
 from gateway.ratelimit import Bucket
 from gateway.state import GatewayState
@@ -110,7 +110,8 @@ async def _limit(request: Request[Any, Any, Any], state: GatewayState, email: st
     per_hour = settings.rate_limit_email_per_hour
     verdict = await state.limiter.admit([
         Bucket("email", hashlib.sha256(email.lower().encode()).hexdigest(), per_hour / 3600, max(1, int(per_hour))),
-        Bucket("ip", request_ip(request, settings), settings.rate_limit_ip_rps, settings.rate_limit_ip_burst)])
+        Bucket("sign_in_ip", ip_bucket(request_ip(request, settings)), settings.rate_limit_ip_rps,
+               settings.rate_limit_ip_burst)])
     request.scope["state"]["rate_limit"] = verdict
     if not verdict.admitted:
         raise Problem(Code.RATE_LIMITED, f"too many sign-in links asked for; retry in {verdict.retry_after:.0f} s",

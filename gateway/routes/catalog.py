@@ -16,18 +16,19 @@ from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.params import Parameter
 from psycopg.types.json import Jsonb
 
-from gateway.access import MEMBERS, OWNERS, PLATFORM, WIDGET, Grant, allow, request_ip
+from gateway.access import MEMBERS, OWNERS, PLATFORM, WIDGET, Grant, allow
+from gateway.access import record_action as _audit
 from gateway.idempotency import optional_keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem
 from gateway.state import GatewayState
-from shared import audit
 from shared.catalog import (
     BlockCreate,
     BlockView,
     HoursUpdate,
     Page,
     ProviderCreate,
+    ProviderPublicView,
     ProviderUpdate,
     ProviderView,
     ResourceCreate,
@@ -55,17 +56,6 @@ async def _one_on(conn: psycopg.AsyncConnection[Any], query: str, params: dict[s
     with translate_errors():
         cur = await conn.execute(QUERIES[query], params)
         return await cur.fetchone()
-
-
-async def _audit(conn: psycopg.AsyncConnection[Any], request: Request[Any, Any, Any], grant: Grant,
-                 provider_id: Any, action: str, target: tuple[str, Any], *, before: Any = None,
-                 after: Any = None) -> None:
-    """The owner audit row of a catalog change, in the change's transaction."""
-    await audit.record_async(conn, audit.params(
-        grant.caller.actor(provider_id), provider_id, action, target[0], target[1],
-        before=msgspec.to_builtins(before) if before is not None else None,
-        after=msgspec.to_builtins(after) if after is not None else None,
-        request_id=request.scope["state"].get("request_id"), ip=request_ip(request, request.app.state.settings)))
 
 
 async def _page(state: GatewayState, query: str, params: dict[str, Any], limit: int, cursor: str | None,
@@ -118,12 +108,22 @@ async def create_provider(request: Req, state: GatewayState, grant: Grant,
 
 @get("/providers", summary="List the providers the caller may see", opt=allow(WIDGET))
 async def list_providers(state: GatewayState, grant: Grant, limit: Limit = 50, cursor: str | None = None) -> Page:
-    return await _page(state, "list_providers", {"scope": grant.scope_param}, limit, cursor, ProviderView)
+    page = await _page(state, "list_providers", {"scope": grant.scope_param}, limit, cursor, ProviderView)
+    return Page(items=[_as_seen_by(grant, p) for p in page.items], next_cursor=page.next_cursor)
 
 
-@get("/providers/{provider_id:uuid}", summary="Read a provider", opt=allow(WIDGET))
-async def get_provider(state: GatewayState, provider_id: UUID) -> ProviderView:
-    return _found(await _one(state, "get_provider", {"id": provider_id}), ProviderView, f"provider {provider_id}")
+@get("/providers/{provider_id:uuid}", summary="Read a provider (its money settings: owners and the platform)",
+     opt=allow(WIDGET))
+async def get_provider(state: GatewayState, grant: Grant, provider_id: UUID) -> ProviderView | ProviderPublicView:
+    found = _found(await _one(state, "get_provider", {"id": provider_id}), ProviderView, f"provider {provider_id}")
+    return _as_seen_by(grant, found)
+
+
+def _as_seen_by(grant: Grant, provider: ProviderView) -> ProviderView | ProviderPublicView:
+    """Owners and the platform see the whole provider; its widget and staff, no money settings or contact."""
+    if grant.caller.role_in(provider.id) in ("owner", "admin", "system"):
+        return provider
+    return ProviderPublicView(**{f: getattr(provider, f) for f in ProviderPublicView.__struct_fields__})
 
 
 @patch("/providers/{provider_id:uuid}", summary="Change a provider (its commission: the platform only)",

@@ -1,7 +1,9 @@
 """A provider's members (owners and staff): add one by email (the user is made if new, and invited by a magic
-link), list them, remove one. Each change and its audit entry commit in one transaction. A provider never
-loses its last owner: removals lock the provider's owners first (``lock_owners``), so two owners removing
-each other at once cannot both succeed. Owners of the provider (and the platform) may call every route here.
+link; the membership grants nothing until that link is used, so nobody is made a member of a provider
+without their consent), list them, remove one. Each change and its audit entry commit in one transaction.
+A provider never loses its last (accepted) owner: removals lock the provider's owners first
+(``lock_owners``), so two owners removing each other at once cannot both succeed. Owners of the provider
+(and the platform) may call every route here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from litestar import Request, Router, delete, get, post
 
 from gateway.access import OWNERS, Grant, allow, request_ip
 from gateway.problems import Problem, problem_responses, request_id_of
+from gateway.ratelimit import Bucket
 from gateway.reads import require_provider
 from gateway.state import GatewayState
 from shared import accounts, audit
@@ -24,6 +27,7 @@ from shared.errors import Code
 from shared.schemas import Email
 
 CONFLICT = Code.MEMBER_CONFLICT
+INVITES_PER_HOUR = 20  # per provider: an invitation is an email to any address the owner names
 AUTH = (Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND)
 PATH = "/providers/{provider_id:uuid}/members"
 Role = Literal["owner", "staff"]
@@ -39,6 +43,7 @@ class Member(msgspec.Struct):
     email: str
     role: Role
     created_at: datetime
+    accepted_at: datetime | None = None  # None: invited; the membership grants nothing until its link is used
 
 
 class MemberList(msgspec.Struct):
@@ -61,6 +66,10 @@ def _entry(request: Request[Any, Any, Any], state: GatewayState, grant: Grant, p
       responses=problem_responses(*AUTH, Code.VALIDATION_FAILED, CONFLICT))
 async def add_member(request: Request[Any, Any, Any], state: GatewayState, grant: Grant, provider_id: UUID,
                      data: MemberAdd) -> Member:
+    verdict = await state.limiter.admit([Bucket("invite", str(provider_id), INVITES_PER_HOUR / 3600, INVITES_PER_HOUR)])
+    if not verdict.admitted:
+        raise Problem(Code.RATE_LIMITED, f"too many invitations; retry in {verdict.retry_after:.0f} s",
+                      headers=verdict.headers())
     async with state.pool.connection() as conn, conn.transaction():
         provider = await _row(conn, "get_provider", {"id": provider_id})
         if provider is None or provider["deleted_at"] is not None:
@@ -70,7 +79,7 @@ async def add_member(request: Request[Any, Any, Any], state: GatewayState, grant
                                                     "role": data.role})
         if added is None:  # raising rolls the transaction back: a user made just now is not kept either
             raise Problem(CONFLICT, f"{user['email']} is already a member of this provider")
-        await accounts.issue_magic_link(conn, state.settings, user["email"], "invite",
+        await accounts.issue_magic_link(conn, state.settings, user["email"], "invite", provider_id=provider_id,
                                         provider_name=provider["name"], role=data.role)
         await audit.record_async(conn, _entry(request, state, grant, provider_id, "member.add", user["id"],
                                               after={"email": user["email"], "role": data.role}))

@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Router, delete, get, put
+from litestar import Request, Router, delete, get, put
 
-from gateway.access import OWNERS, allow
+from gateway.access import OWNERS, Grant, allow, record_action
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.db import QUERIES, translate_errors
@@ -98,7 +98,8 @@ async def list_notification_templates(state: GatewayState, provider_id: UUID) ->
 @put(ONE, summary="Override an event's email template for this provider (checked by rendering it first)",
      responses=problem_responses(*AUTH, Code.VALIDATION_FAILED, Code.NOT_FOUND,
                                  Code.NOTIFICATION_TEMPLATE_INVALID))
-async def put_notification_template(state: GatewayState, provider_id: UUID, event: str, audience: Audience,
+async def put_notification_template(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
+                                    provider_id: UUID, event: str, audience: Audience,
                                     data: TemplateWrite) -> TemplateView:
     params = _params(provider_id, event, audience)
     async with state.pool.connection() as conn:
@@ -111,24 +112,26 @@ async def put_notification_template(state: GatewayState, provider_id: UUID, even
     template = msgspec.structs.asdict(data)
     # rendering is CPU work on untrusted text; off the event loop. Raises NotificationTemplateInvalid (422).
     await asyncio.to_thread(render, template, sample_context(target, state.settings.links_base))
-    async with state.pool.connection() as conn:
+    async with state.pool.connection() as conn, conn.transaction():
         with translate_errors():
             cur = await conn.execute(QUERIES["notification_template_upsert"], {**params, **template})
             row = await cur.fetchone()
-    if row is None:  # the provider was deleted meanwhile
-        raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist (or is deleted)")
+        if row is None:  # the provider was deleted meanwhile
+            raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist (or is deleted)")
+        await record_action(conn, request, grant, provider_id, "template.put", ("template", f"{event}/{audience}"),
+                            after=template)
     return msgspec.convert(row, TemplateView)
 
 
 @delete(ONE, status_code=204, summary="Drop the provider's override: the default applies again",
         responses=problem_responses(*AUTH, Code.VALIDATION_FAILED, Code.NOT_FOUND))
-async def delete_notification_template(state: GatewayState, provider_id: UUID, event: str,
-                                       audience: Audience) -> None:
-    async with state.pool.connection() as conn:
+async def delete_notification_template(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
+                                       provider_id: UUID, event: str, audience: Audience) -> None:
+    async with state.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(QUERIES["notification_template_delete"], _params(provider_id, event, audience))
-        row = await cur.fetchone()
-    if row is None:
-        raise Problem(Code.NOT_FOUND, f"provider {provider_id} has no override of {event} for the {audience}")
+        if await cur.fetchone() is None:
+            raise Problem(Code.NOT_FOUND, f"provider {provider_id} has no override of {event} for the {audience}")
+        await record_action(conn, request, grant, provider_id, "template.delete", ("template", f"{event}/{audience}"))
 
 
 router = Router(

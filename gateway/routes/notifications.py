@@ -8,14 +8,15 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.params import Parameter
 
-from gateway.access import MEMBERS, OWNERS, Grant, allow
+from gateway.access import MEMBERS, OWNERS, Grant, allow, record_action
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from gateway.reads import fetch_rows, require_provider
 from gateway.state import GatewayState
+from shared.db import QUERIES
 from shared.errors import Code
 from shared.notifications import event_link
 
@@ -120,8 +121,12 @@ async def list_deliveries(state: GatewayState, provider_id: UUID, status: Delive
 @post("/v1/deliveries/{delivery_id:uuid}/retry", opt=allow(OWNERS), status_code=202,
       summary="Send a failed or dead delivery again now (the scheduler picks it up within a tick)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
-async def retry_delivery(state: GatewayState, grant: Grant, delivery_id: UUID) -> RetryScheduled:
-    rows = await fetch_rows(state, "retry_delivery", {"id": delivery_id, "scope": grant.scope_param})
-    if not rows:
-        raise Problem(Code.NOT_FOUND, f"no failed or dead delivery {delivery_id}")
+async def retry_delivery(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
+                         delivery_id: UUID) -> RetryScheduled:
+    async with state.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(QUERIES["retry_delivery"], {"id": delivery_id, "scope": grant.scope_param})
+        rows = await cur.fetchall()
+        if not rows:
+            raise Problem(Code.NOT_FOUND, f"no failed or dead delivery {delivery_id}")
+        await record_action(conn, request, grant, rows[0]["provider_id"], "delivery.retry", ("delivery", delivery_id))
     return RetryScheduled(id=rows[0]["id"], status=rows[0]["status"])

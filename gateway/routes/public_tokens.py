@@ -13,10 +13,10 @@ from uuid import UUID
 import msgspec
 from litestar import Request, Router, delete, get, post
 
-from gateway.access import OWNERS, Grant, allow, request_ip
+from gateway.access import OWNERS, Grant, allow, record_action
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
-from shared import audit, tokens
+from shared import tokens
 from shared.db import QUERIES
 from shared.errors import Code
 
@@ -43,14 +43,6 @@ class CreatedPublicToken(PublicTokenView):
     token: str  # shown in this answer only
 
 
-async def _audit(conn: Any, request: Request[Any, Any, Any], grant: Grant, provider_id: UUID, action: str,
-                 view: PublicTokenView) -> None:
-    await audit.record_async(conn, audit.params(
-        grant.caller.actor(provider_id), provider_id, action, "public_token", view.id,
-        after=msgspec.to_builtins(view), request_id=request.scope["state"].get("request_id"),
-        ip=request_ip(request, request.app.state.settings)))
-
-
 @post(PATH, status_code=201, summary="Create a public token for the booking widget (shown once)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def create_public_token(request: Request[Any, Any, Any], state: GatewayState, grant: Grant, provider_id: UUID,
@@ -63,7 +55,8 @@ async def create_public_token(request: Request[Any, Any, Any], state: GatewaySta
             "digest": tokens.digest(token), "provider_id": provider_id, "prefix": token[:tokens.SHOWN_PREFIX_LENGTH],
             "name": data.name, "allowed_origins": data.allowed_origins})).fetchone()
         view = msgspec.convert(row, PublicTokenView)
-        await _audit(conn, request, grant, provider_id, "public_token.create", view)
+        await record_action(conn, request, grant, provider_id, "public_token.create", ("public_token", view.id),
+                            after=view)
     return CreatedPublicToken(**msgspec.structs.asdict(view), token=token)
 
 
@@ -84,7 +77,8 @@ async def revoke_public_token(request: Request[Any, Any, Any], state: GatewaySta
                                                                          "provider_id": provider_id})).fetchone()
         if row is None:
             raise Problem(Code.NOT_FOUND, f"provider {provider_id} has no live public token {token_id}")
-        await _audit(conn, request, grant, provider_id, "public_token.revoke", msgspec.convert(row, PublicTokenView))
+        await record_action(conn, request, grant, provider_id, "public_token.revoke", ("public_token", token_id),
+                            before=msgspec.convert(row, PublicTokenView))
 
 
 router = Router(path="/v1", opt=allow(OWNERS), tags=["public tokens"],

@@ -19,7 +19,7 @@ import psycopg
 from litestar import Request, Response, Router, delete, get, post
 from litestar.params import Parameter
 
-from gateway.access import OWNERS, allow
+from gateway.access import OWNERS, Grant, allow, record_action
 from gateway.idempotency import optional_keyed_command
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
@@ -79,6 +79,11 @@ async def _one(conn: psycopg.AsyncConnection[Any], query: str, params: dict[str,
         return await cur.fetchone()
 
 
+def _public(endpoint: CreatedEndpoint) -> EndpointView:
+    """What the audit log keeps of an endpoint: never its secret."""
+    return EndpointView(**{f: getattr(endpoint, f) for f in EndpointView.__struct_fields__})
+
+
 def _found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
     if row is None:
         raise Problem(Code.NOT_FOUND, f"{what} does not exist (or is deleted)")
@@ -89,8 +94,8 @@ def _found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
       responses=problem_responses(*AUTH, Code.VALIDATION_FAILED, Code.NOT_FOUND, Code.WEBHOOK_TARGET_REFUSED,
                                   Code.IDEMPOTENCY_KEY_INVALID, Code.IDEMPOTENCY_KEY_REUSED,
                                   Code.IDEMPOTENCY_KEY_IN_FLIGHT))
-async def create_webhook_endpoint(request: Request[Any, Any, Any], state: GatewayState, provider_id: UUID,
-                                  data: EndpointCreate) -> Response[CreatedEndpoint]:
+async def create_webhook_endpoint(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
+                                  provider_id: UUID, data: EndpointCreate) -> Response[CreatedEndpoint]:
     command = optional_keyed_command(request, data)
     # resolving the host blocks; off the event loop
     await asyncio.to_thread(check_target, data.url, allow_private=state.settings.webhook_allow_private_targets)
@@ -98,8 +103,11 @@ async def create_webhook_endpoint(request: Request[Any, Any, Any], state: Gatewa
     async def create(conn: psycopg.AsyncConnection[Any]) -> CreatedEndpoint:
         params = {"provider_id": provider_id, "url": data.url, "events": list(dict.fromkeys(data.events)),
                   "secret": new_secret()}
-        return msgspec.convert(_found(await _one(conn, "webhook_endpoint_insert", params), f"provider {provider_id}"),
-                               CreatedEndpoint)
+        created = msgspec.convert(_found(await _one(conn, "webhook_endpoint_insert", params),
+                                         f"provider {provider_id}"), CreatedEndpoint)
+        await record_action(conn, request, grant, provider_id, "webhook_endpoint.create",
+                            ("webhook_endpoint", created.id), after=_public(created))
+        return created
 
     return await state.acceptor.once(command, create, 201)
 
@@ -120,22 +128,29 @@ async def list_webhook_endpoints(state: GatewayState, provider_id: UUID, limit: 
 
 @delete(PATH + "/{endpoint_id:uuid}", status_code=204, summary="Delete a webhook endpoint (nothing more is sent)",
         responses=problem_responses(*AUTH, Code.NOT_FOUND))
-async def delete_webhook_endpoint(state: GatewayState, provider_id: UUID, endpoint_id: UUID) -> None:
-    async with state.pool.connection() as conn:
+async def delete_webhook_endpoint(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
+                                  provider_id: UUID, endpoint_id: UUID) -> None:
+    async with state.pool.connection() as conn, conn.transaction():
         row = await _one(conn, "webhook_endpoint_delete", {"provider_id": provider_id, "id": endpoint_id})
-    _found(row, f"webhook endpoint {endpoint_id}")
+        _found(row, f"webhook endpoint {endpoint_id}")
+        await record_action(conn, request, grant, provider_id, "webhook_endpoint.delete",
+                            ("webhook_endpoint", endpoint_id))
 
 
 @post(PATH + "/{endpoint_id:uuid}/rotate-secret", status_code=200, description=IDEMPOTENT,
       summary="Replace the signing secret; the previous one keeps signing for 24 hours",
       responses=problem_responses(*AUTH, Code.NOT_FOUND, Code.IDEMPOTENCY_KEY_INVALID, Code.IDEMPOTENCY_KEY_REUSED,
                                   Code.IDEMPOTENCY_KEY_IN_FLIGHT))
-async def rotate_webhook_secret(request: Request[Any, Any, Any], state: GatewayState, provider_id: UUID,
-                                endpoint_id: UUID) -> Response[RotatedSecret]:
+async def rotate_webhook_secret(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
+                                provider_id: UUID, endpoint_id: UUID) -> Response[RotatedSecret]:
     async def rotate(conn: psycopg.AsyncConnection[Any]) -> RotatedSecret:
         params = {"provider_id": provider_id, "id": endpoint_id, "secret": new_secret()}
         row = await _one(conn, "webhook_endpoint_rotate_secret", params)
-        return msgspec.convert(_found(row, f"webhook endpoint {endpoint_id}"), RotatedSecret)
+        rotated = msgspec.convert(_found(row, f"webhook endpoint {endpoint_id}"), RotatedSecret)
+        await record_action(conn, request, grant, provider_id, "webhook_endpoint.rotate_secret",
+                            ("webhook_endpoint", endpoint_id),
+                            after={"previous_secret_expires_at": rotated.previous_secret_expires_at})
+        return rotated
 
     return await state.acceptor.once(optional_keyed_command(request, None), rotate, 200)
 
@@ -143,13 +158,15 @@ async def rotate_webhook_secret(request: Request[Any, Any, Any], state: GatewayS
 @post(PATH + "/{endpoint_id:uuid}/recover", status_code=202,
       summary="Re-send every failed or dead message to this endpoint created since a time",
       responses=problem_responses(*AUTH, Code.VALIDATION_FAILED, Code.NOT_FOUND))
-async def recover_webhook_endpoint(state: GatewayState, provider_id: UUID, endpoint_id: UUID,
-                                   data: RecoverRequest) -> Recovered:
+async def recover_webhook_endpoint(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
+                                   provider_id: UUID, endpoint_id: UUID, data: RecoverRequest) -> Recovered:
     params = {"provider_id": provider_id, "id": endpoint_id, "since": data.since}
-    async with state.pool.connection() as conn:
+    async with state.pool.connection() as conn, conn.transaction():
         _found(await _one(conn, "webhook_endpoint_get", params), f"webhook endpoint {endpoint_id}")
         cur = await conn.execute(QUERIES["webhook_endpoint_recover"], params)
         requeued = len(await cur.fetchall())
+        await record_action(conn, request, grant, provider_id, "webhook_endpoint.recover",
+                            ("webhook_endpoint", endpoint_id), after={"since": data.since, "requeued": requeued})
     return Recovered(requeued=requeued)
 
 

@@ -16,6 +16,7 @@ CREATE TABLE memberships (
   provider_id uuid NOT NULL REFERENCES providers (id),
   role        text NOT NULL CHECK (role IN ('owner', 'staff')),
   created_at  timestamptz NOT NULL DEFAULT now(),
+  accepted_at timestamptz,  -- NULL: invited, not yet accepted (by the invitation's link); grants nothing
   PRIMARY KEY (user_id, provider_id)
 );
 CREATE INDEX memberships_provider_id_idx ON memberships (provider_id);
@@ -25,6 +26,8 @@ CREATE TABLE magic_links (
   id           uuid PRIMARY KEY,
   user_id      uuid NOT NULL REFERENCES users (id),
   purpose      text NOT NULL CHECK (purpose IN ('sign_in', 'invite')),
+  provider_id  uuid REFERENCES providers (id),  -- an invitation's provider
+  CHECK ((purpose = 'invite') = (provider_id IS NOT NULL)),
   token_sha256 bytea NOT NULL UNIQUE CHECK (length(token_sha256) = 32),
   created_at   timestamptz NOT NULL DEFAULT now(),
   expires_at   timestamptz NOT NULL,

@@ -27,7 +27,7 @@ WITH live AS (
 SELECT l.session_id, l.user_id, l.email, l.platform_role,
        (SELECT jsonb_object_agg(m.provider_id, m.role) FROM memberships m
         JOIN providers p ON p.id = m.provider_id AND p.deleted_at IS NULL
-        WHERE m.user_id = l.user_id) AS memberships
+        WHERE m.user_id = l.user_id AND m.accepted_at IS NOT NULL) AS memberships
 FROM live l;
 
 -- insert_owner_audit --

@@ -47,7 +47,8 @@ WITH offer AS (
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (
   INSERT INTO booking_audit_log (booking_id, actor, actor_id, actor_role, from_status, to_status, reason, job_id)
-  SELECT id, %(actor)s, %(actor_id)s, %(actor_role)s, NULL, status, 'booking requested', %(job_id)s FROM booking
+  SELECT id, %(actor)s, %(actor_id)s, coalesce(%(actor_role)s::text, %(actor_roles)s::jsonb ->> provider_id::text),
+         NULL, status, 'booking requested', %(job_id)s FROM booking
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
   SELECT 'booking_created', id,
@@ -98,7 +99,8 @@ WITH listing AS (
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (
   INSERT INTO booking_audit_log (booking_id, actor, actor_id, actor_role, from_status, to_status, reason, job_id)
-  SELECT id, %(actor)s, %(actor_id)s, %(actor_role)s, NULL, status, 'stay requested', %(job_id)s FROM booking
+  SELECT id, %(actor)s, %(actor_id)s, coalesce(%(actor_role)s::text, %(actor_roles)s::jsonb ->> provider_id::text),
+         NULL, status, 'stay requested', %(job_id)s FROM booking
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
   SELECT 'booking_created', id,
