@@ -166,9 +166,9 @@ def declared_access(handler: BaseRouteHandler) -> Access | None:
 
 async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """The app's one guard (see the module's docstring). Stores the Grant for the handler (``grant``)."""
+    if is_automatic_options(handler):
+        return  # Litestar's own OPTIONS answer (the allowed methods); a CORS preflight carries no credential
     declared = declared_access(handler)
-    if declared is None and is_automatic_options(handler):
-        return  # Litestar's own OPTIONS answer (the allowed methods); a preflight carries no credential
     if declared is None:
         raise Problem(Code.FORBIDDEN, "this route declares no access")
     if Access.PUBLIC in declared:
