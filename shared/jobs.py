@@ -103,9 +103,33 @@ class LeaseLost(Exception):
 
 def run_job(pool: Pool, job_id: uuid.UUID, handler: Handler | None, *, lease_seconds: float,
             prepare: Prepare | None = None, enqueue: Enqueue | None = None) -> str:
-    """Run one job to a terminal state at most once; returns what happened, for logs and metrics."""
+    """Run one job to a terminal state at most once; returns what happened, for logs and metrics.
+
+    A pooled connection that died with its server (a Postgres restart) fails at the claim, before anything
+    happened: the pool then drops every dead idle connection and the claim runs once more on a fresh one, so
+    no message is lost to a stale connection (a second failure is a real outage: the message is retried)."""
+    try:
+        return _claim_and_run(pool, job_id, handler, lease_seconds, prepare, enqueue)
+    except StaleConnection:
+        log.warning("a pooled database connection was dead; checking the pool and claiming again",
+                    extra={"job_id": str(job_id)})
+        pool.check()
+        return _claim_and_run(pool, job_id, handler, lease_seconds, prepare, enqueue)
+
+
+class StaleConnection(Exception):
+    """The claim failed on a connection the server had closed: nothing was done."""
+
+
+def _claim_and_run(pool: Pool, job_id: uuid.UUID, handler: Handler | None, lease_seconds: float,
+                   prepare: Prepare | None, enqueue: Enqueue | None) -> str:
     with pool.connection() as conn:
-        job = claim_job(conn, job_id, lease_seconds)
+        try:
+            job = claim_job(conn, job_id, lease_seconds)
+        except psycopg.OperationalError as exc:
+            if conn.closed or conn.broken:
+                raise StaleConnection(str(job_id)) from exc
+            raise
         if job is None:
             return "skipped"
         structlog.contextvars.bind_contextvars(request_id=job.request_id)  # gateway -> job -> worker

@@ -268,3 +268,45 @@ def test_a_payments_worker_killed_inside_a_refund_call_refunds_once(
     job = wait_for(lambda: (rows := _query(url, "SELECT status, attempts FROM jobs WHERE type = 'refund.issue'"))
                    [0]["status"] == "succeeded" and rows, 30, "the refund job rerun")
     assert job == [{"status": "succeeded", "attempts": 2}]
+
+
+def test_after_a_postgres_restart_a_worker_loses_no_message_to_a_stale_connection(
+    tmp_path: Path, private_redis: PrivateRedis,
+) -> None:
+    """No scheduler runs here, so no sweeper: every job must finish on its first message."""
+    pg = PrivatePostgres(tmp_path / "pg").start()
+    create_database(pg.url(), "totem")
+    url = pg.url("totem")
+    migrate(url)
+    catalog = make_catalog(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "dramatiq_"))}
+    env.update(FAST_TIMINGS, DATABASE_URL=url, REDIS_URL=private_redis.url(), REDIS_NAMESPACE="totem-stale")
+    (tmp_path / "logs").mkdir()
+    fleet = Fleet(env=env, log_dir=tmp_path / "logs")
+    try:
+        base = fleet.start_gateway()
+        fleet.start_worker()
+        with api_client(base) as client:
+            def book(i: int) -> str:
+                key, body = f"stale-{i}", catalog.slot_body(future(days=40, hour=8) + timedelta(minutes=30 * i))
+                response = wait_for(lambda: (r := client.post("/v1/bookings", json=body,
+                                                              headers={"Idempotency-Key": key})).status_code == 202
+                                    and r, 60, f"booking {i} accepted")
+                return str(response.json()["job_id"])
+
+            def all_done(job_ids: list[str]) -> list[dict[str, Any]]:
+                return [wait_job(client, job_id, timeout=30) for job_id in job_ids]
+
+            warm = all_done([book(i) for i in range(12)])  # every worker thread holds a pooled connection now
+            port = pg.port
+            pg.stop(mode="fast")
+            PrivatePostgres(tmp_path / "pg").start(port=port)
+            after = all_done([book(i) for i in range(12, 24)])
+        assert [job["status"] for job in warm + after] == ["succeeded"] * 24
+        assert [job["attempts"] for job in after] == [1] * 12  # each on its first message, none swept
+        worker_log = (tmp_path / "logs" / "bookings.log").read_text()
+        assert "Failed to process message" not in worker_log
+        assert "a pooled database connection was dead" in worker_log  # the stale ones were met, and replaced
+    finally:
+        fleet.stop()
+        pg.stop(mode="immediate")
