@@ -87,6 +87,7 @@ class Fleet:
     stripe_port: int = 0
     smtp_port: int = 0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[tuple[str, ...], dict[str, str]]] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -119,7 +120,18 @@ class Fleet:
         if self.run_dir is not None:
             (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
         self.procs[name] = proc
+        self.commands[name] = (args, extra_env)
         return proc
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start process ``name`` again as it was started, after killing what is left of its process group
+        (a pool's worker processes may outlive their master)."""
+        old = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(old.pid, signal.SIGKILL)
+        old.wait()
+        args, extra_env = self.commands[name]
+        return self.start(name, *args, **extra_env)
 
     def _await(self, name: str, url: str, timeout: float) -> None:
         if not wait_ready(url, timeout):

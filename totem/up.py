@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,44 @@ def _run(args: argparse.Namespace, data_dir: Path, fleet: Fleet, stop: threading
     _print_welcome(base, catalog, fleet.log_dir, fleet.metrics_ports,
                    fleet.stripe_url or fleet.env.get("STRIPE_API_BASE"),
                    str(fleet.mail_dir) if fleet.smtp_port else fleet.env.get("SMTP_URL", ""))
-    while not stop.wait(1.0):
-        exited = fleet.exited()
-        if exited:
-            say(f"process(es) exited unexpectedly: {exited}; see {fleet.log_dir}; stopping")
-            return 1
+    Supervisor(fleet).run(stop)
     return 0
+
+
+class Supervisor:
+    """Keeps the fleet running until Ctrl-C/SIGTERM: a process that exits is started again after a backoff
+    (1, 2, 4 ... 30 s; back to 1 s once it has run a minute), with a line saying so."""
+
+    STABLE_SECONDS = 60.0
+    MAX_DELAY = 30.0
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.restarts: dict[str, int] = {}
+        self.started: dict[str, float] = dict.fromkeys(fleet.procs, time.monotonic())
+        self.due: dict[str, float] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(0.5):
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        for name, code in self.fleet.exited().items():
+            if name in self.due:
+                continue
+            ran = now - self.started.get(name, now)
+            count = 1 if ran >= self.STABLE_SECONDS else self.restarts.get(name, 0) + 1
+            self.restarts[name] = count
+            delay = min(self.MAX_DELAY, 2.0 ** (count - 1))
+            self.due[name] = now + delay
+            say(f"{name} exited (code {code}) after {ran:.0f}s; restarting it in {delay:g}s (restart {count}); "
+                f"see {self.fleet.log_dir / f'{name}.log'}")
+        for name, at in list(self.due.items()):
+            if at <= now:
+                del self.due[name]
+                proc = self.fleet.restart(name)
+                self.started[name] = now
+                say(f"{name} restarted (pid {proc.pid})")
 
 
 def _dev_secrets(data_dir: Path) -> dict[str, str]:

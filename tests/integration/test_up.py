@@ -78,6 +78,16 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
             wait_for(lambda: client.get(f"/v1/bookings/{job['result']['booking_id']}").json()["status"] == "paid",
                      30, "booking paid through the fake Stripe's webhook")
 
+        # A crashed pool is started again (with a line saying so); the fleet goes on serving.
+        crashed = int((data_dir / "run" / "bookings.pid").read_text())
+        os.killpg(crashed, signal.SIGKILL)
+        wait_for(lambda: "bookings restarted" in log.read_text(), 30, "the bookings pool restarted")
+        assert int((data_dir / "run" / "bookings.pid").read_text()) != crashed and first.poll() is None
+        with httpx.Client(base_url=base, timeout=10) as client:
+            again = {**body, "start_at": future(days=6).isoformat()}
+            accepted = client.post("/v1/bookings", json=again, headers={"Idempotency-Key": new_key(), **widget})
+            assert wait_job(client, accepted.json()["job_id"], headers=widget)["status"] == "succeeded"
+
         # Crash: the supervisor dies, its processes and servers are orphaned.
         orphans = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
         assert len(orphans) >= 3
