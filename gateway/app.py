@@ -14,6 +14,7 @@ from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import Counter
 
 from gateway.access import PUBLIC_ROUTE, authorize, current_grant
 from gateway.idempotency import CommandAcceptor
@@ -89,6 +90,12 @@ def rate_limit_headers_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+# The jobs the gateway handed to the broker, per queue: "sent", or "dropped" (Redis down: the scheduler's
+# sweeper enqueues those from Postgres).
+ENQUEUED = Counter("totem_gateway_jobs_enqueued", "Jobs the gateway enqueued, by queue and outcome",
+                   ["queue", "outcome"])
+
+
 class MetricsController(PrometheusController):
     opt = PUBLIC_ROUTE  # scraped by Prometheus; keep it off the public internet at the network
 
@@ -104,7 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         pool = await open_async_pool(settings.database_url, max_size=settings.db_pool_max,
                                      wait_seconds=settings.db_pool_wait_seconds,
                                      session={"idle_in_transaction_session_timeout": lease_ms})
-        enqueuer = AsyncEnqueuer(settings)
+        enqueuer = AsyncEnqueuer(settings, counted=lambda queue, outcome, n: ENQUEUED.labels(queue, outcome).inc(n))
         limiter = RateLimiter(settings.redis_url, settings.redis_namespace)
         app.state.pool = pool
         app.state.enqueuer = enqueuer

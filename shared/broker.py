@@ -8,9 +8,11 @@ script ``RedisBroker.enqueue`` runs) through ``redis.asyncio``, so a send never 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -63,7 +65,12 @@ class AsyncEnqueuer:
     dropped with a warning: its jobs are durable in Postgres and the scheduler's sweeper enqueues them.
     """
 
-    def __init__(self, settings: Settings, max_batch: int = 256) -> None:
+    def __init__(self, settings: Settings, max_batch: int = 256,
+                 counted: Callable[[str, str, int], None] | None = None) -> None:
+        """``counted(queue, outcome, n)`` is told of every message sent ("sent") or given up ("dropped"): the
+        gateway's metric (kept out of this module: a worker importing prometheus_client metrics before
+        Dramatiq's middleware sets up its multiprocess folder would break the pool's own metrics)."""
+        self._counted = counted
         self.namespace = settings.redis_namespace
         self.client = redis.asyncio.Redis.from_url(settings.redis_url, **_redis_kwargs())
         self._dispatch = self.client.register_script(dramatiq_redis._scripts["dispatch"])
@@ -105,10 +112,17 @@ class AsyncEnqueuer:
                         for message in batch:
                             await self._dispatch(keys=[self.namespace], args=self._args(message), client=pipe)
                         await pipe.execute()
+                self._count(batch, "sent")
             except Exception as exc:  # noqa: BLE001 - Redis down or slow: the sweeper enqueues these jobs
                 self.dropped += len(batch)
+                self._count(batch, "dropped")
                 log.warning("enqueue batch failed; the sweeper will enqueue these jobs",
                             extra={"jobs": len(batch), "error": type(exc).__name__})
+
+    def _count(self, batch: list[dramatiq.Message[Any]], outcome: str) -> None:
+        if self._counted is not None:
+            for queue, n in collections.Counter(message.queue_name for message in batch).items():
+                self._counted(queue, outcome, n)
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

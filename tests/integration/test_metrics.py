@@ -24,6 +24,7 @@ def test_worker_pool_metrics_count_processed_jobs(fault_fleet: Fleet, isolated_d
     text = _scrape_until(f"http://127.0.0.1:{port}/",
                          'dramatiq_messages_total{actor_name="create_booking",queue_name="bookings"} 2.0')
     assert "dramatiq_message_duration_milliseconds_bucket" in text
+    _scrape_until(f"{base}/metrics", 'totem_gateway_jobs_enqueued_total{outcome="sent",queue="bookings"} 2.0')
 
 
 def test_the_scheduler_exports_leadership_queue_depth_open_jobs_and_outbox_lag(
@@ -38,9 +39,11 @@ def test_the_scheduler_exports_leadership_queue_depth_open_jobs_and_outbox_lag(
             assert client.post("/v1/bookings", json=catalog.slot_body(future(days=days)),
                                headers={"Idempotency-Key": new_key()}).status_code == 202
 
-    text = _scrape_until(f"http://127.0.0.1:{port}/metrics", 'totem_jobs_open{queue="bookings",status="queued"} 3.0')
-    assert "totem_scheduler_leader 1.0" in text
-    assert 'totem_queue_depth{queue="bookings"} 3.0' in text
+    url = f"http://127.0.0.1:{port}/metrics"
+    # each figure is waited for on its own: the gateway's batched enqueue may reach Redis after the rows commit
+    _scrape_until(url, 'totem_jobs_open{queue="bookings",status="queued"} 3.0')
+    _scrape_until(url, 'totem_queue_depth{queue="bookings"} 3.0')
+    text = _scrape_until(url, "totem_scheduler_leader 1.0")
     assert "totem_outbox_lag_seconds" in text and "totem_outbox_pending" in text
 
 
