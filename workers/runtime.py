@@ -8,6 +8,7 @@ builds the settings from the environment and installs the broker. The pool opens
 from __future__ import annotations
 
 import logging
+import signal
 import uuid
 from typing import Any
 
@@ -35,10 +36,32 @@ class PoolMiddleware(dramatiq.Middleware):
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         self.pool = open_pool(self.settings.database_url, max_size=self.settings.db_pool_max, name="totem-worker")
+        _one_sigterm_is_enough()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.pool is not None:
             self.pool.close()
+
+
+def _one_sigterm_is_enough() -> None:
+    """In a worker process: the first SIGTERM stops it gracefully (Dramatiq's handler: stop taking messages,
+    finish the ones in hand); a repeat is ignored, where Dramatiq would exit at once and drop them. A process
+    group signalled as a whole (systemd's KillMode=control-group, ``kill -- -PGID``, a container runtime) gets
+    SIGTERM from the signaller and again from the pool's master. SIGKILL still stops it at once."""
+    original = signal.getsignal(signal.SIGTERM)
+    if not callable(original):
+        return
+    stopping = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if stopping:
+            log.info("another SIGTERM: already stopping, finishing the jobs in hand")
+            return
+        stopping = True
+        original(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 class Runtime:

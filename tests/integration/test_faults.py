@@ -310,3 +310,36 @@ def test_after_a_postgres_restart_a_worker_loses_no_message_to_a_stale_connectio
     finally:
         fleet.stop()
         pg.stop(mode="immediate")
+
+
+def test_sigterm_to_the_whole_process_group_still_lets_the_job_finish(
+        fault_fleet: Fleet, isolated_database_url: str) -> None:
+    """systemd's KillMode=control-group, `kill -- -PGID` and container runtimes signal every process at once:
+    each worker process then gets SIGTERM twice (the group's, and its master's forward). One is enough."""
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    base = fault_fleet.start_gateway()
+    fault_fleet.start_worker(name="bookings-group")
+    start = future(days=26)
+    blocker = _hold_slot_uncommitted(url, catalog, start)
+    log = fault_fleet.log_dir / "bookings-group.log"
+    with api_client(base) as client:
+        job_id = client.post("/v1/bookings", json=catalog.slot_body(start),
+                             headers={"Idempotency-Key": new_key()}).json()["job_id"]
+        _wait_until_worker_blocks(url)
+        worker = fault_fleet.procs["bookings-group"]
+        os.killpg(worker.pid, signal.SIGTERM)
+        wait_for(lambda: "Stopping worker process" in log.read_text(), 10, "the worker process to begin stopping")
+        # Two signals sent at once may reach a process as one; sent after the first was handled, they are two
+        # (as when the master's forward arrives late): the case Dramatiq's handler turns into an exit.
+        os.killpg(worker.pid, signal.SIGTERM)
+        wait_for(lambda: "another SIGTERM" in (text := log.read_text()) or "Killing worker process" in text, 10,
+                 "the second SIGTERM to be handled")
+        assert "Killing worker process" not in log.read_text()  # Dramatiq's own handler would exit here
+        assert worker.poll() is None  # still finishing its job
+        blocker.rollback()
+        blocker.close()
+        assert worker.wait(40) == 0
+        job = wait_job(client, job_id, timeout=10)
+    assert job["status"] == "succeeded" and job["attempts"] == 1
+    assert "Killing worker process" not in log.read_text()
