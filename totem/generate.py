@@ -65,6 +65,7 @@ x-totem: &totem
     PUBLIC_URL: ${{PUBLIC_URL:-http://localhost:8000}}
   depends_on:
     migrate: {{ condition: service_completed_successfully }}
+    redis: {{ condition: service_healthy }}
   restart: unless-stopped
 
 services:
@@ -73,9 +74,11 @@ services:
     environment: {{ POSTGRES_PASSWORD: totem, POSTGRES_DB: totem }}
     volumes: [pgdata:/var/lib/postgresql/data]
     healthcheck: {{ test: ["CMD", "pg_isready", "-U", "postgres"], interval: 2s, retries: 30 }}
-  redis:
+  redis:  # job ids and rate-limit buckets only: Postgres is the source of truth
     image: redis:7
-    command: ["redis-server", "--save", "", "--appendonly", "no"]
+    command: ["redis-server", "--save", "", "--appendonly", "yes"]
+    volumes: [redisdata:/data]
+    healthcheck: {{ test: ["CMD", "redis-cli", "ping"], interval: 2s, retries: 30 }}
   migrate:
     <<: *totem
     command: ["totem", "migrate"]
@@ -107,6 +110,7 @@ services:
 
 volumes:
   pgdata: {{}}
+  redisdata: {{}}
   mail: {{}}
 """
 
@@ -134,8 +138,11 @@ spec:
           image: totem:latest
           command: ["totem", "worker", "{pool.name}"]
           {_ENV_FROM}
+          ports: [{{ containerPort: 9191, name: metrics }}]
+          # the pool's metrics server runs as long as its master does; a dead master fails this
+          livenessProbe: {{ tcpSocket: {{ port: 9191 }}, initialDelaySeconds: 20, periodSeconds: 15 }}
           resources: {{ requests: {{ cpu: {pool.cpu_request}, memory: 256Mi }} }}
----
+{_pdb(pool.name)}---
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata: {{ name: totem-{pool.name} }}
@@ -172,7 +179,11 @@ spec:
           image: totem:latest
           command: ["totem", "{role}"]
           {_ENV_FROM}
-"""
+          ports: [{{ containerPort: {metrics_port}, name: metrics }}]
+          livenessProbe:
+            {{ httpGet: {{ path: /metrics, port: {metrics_port} }}, initialDelaySeconds: 20, periodSeconds: 15 }}
+          resources: {{ requests: {{ cpu: 100m, memory: 128Mi }} }}
+{_pdb(role)}"""
 
 
 def k8s() -> str:
@@ -224,7 +235,41 @@ spec:
           livenessProbe: {{ httpGet: {{ path: /healthz, port: 8000 }}, periodSeconds: 10 }}
           readinessProbe: {{ httpGet: {{ path: /readyz, port: 8000 }}, periodSeconds: 5 }}
           resources: {{ requests: {{ cpu: 500m, memory: 256Mi }} }}
+{_pdb("web")}---
+apiVersion: v1
+kind: Service
+metadata: {{ name: totem-web }}
+spec:
+  selector: {{ app: totem, role: web }}
+  ports: [{{ name: http, port: 80, targetPort: 8000 }}]
 {pools}{scheduler}{relay}"""
+
+
+def _pdb(role: str) -> str:
+    """At most one pod of a process type down at a time in a voluntary disruption (a node drain)."""
+    return f"""---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {{ name: totem-{role} }}
+spec:
+  maxUnavailable: 1
+  selector: {{ matchLabels: {{ app: totem, role: {role} }} }}
+"""
+
+
+def kustomization() -> str:
+    return f"""{GENERATED}# A kustomize base: `kubectl apply -k deploy/k8s`, or point an overlay's `resources:` here
+# and set the image: `images: [{{name: totem, newName: registry.example.com/totem, newTag: "1.2.3"}}]`.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - totem.yaml
+labels:
+  - pairs: {{ app.kubernetes.io/part-of: totem }}
+images:
+  - name: totem
+    newTag: latest
+"""
 
 
 def codes_table() -> str:
@@ -257,6 +302,7 @@ TARGETS: dict[str, Callable[[str], str]] = {
     "Procfile": lambda _: procfile(),
     "docker-compose.yml": lambda _: compose(),
     "deploy/k8s/totem.yaml": lambda _: k8s(),
+    "deploy/k8s/kustomization.yaml": lambda _: kustomization(),
     "README.md": readme,
 }
 
