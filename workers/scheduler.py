@@ -55,6 +55,8 @@ class Gauges:
                                 registry=registry)
         self.outbox_pending = Gauge("totem_outbox_pending", "Unpublished outbox rows", registry=registry)
         self.ticks = Counter("totem_scheduler_ticks", "Scheduler ticks by outcome", ["outcome"], registry=registry)
+        self.deliveries = Gauge("totem_deliveries", "Deliveries not yet delivered, by channel and status",
+                                ["channel", "status"], registry=registry)
 
     def refresh(self, conn: psycopg.Connection[Any], broker: RedisBroker, namespace: str, leader: bool) -> None:
         self.leader.set(1 if leader else 0)
@@ -64,6 +66,8 @@ class Gauges:
         if lag is not None:
             self.outbox_lag.set(float(lag["lag_seconds"]))
             self.outbox_pending.set(lag["pending"])
+        for row in conn.execute(QUERIES["delivery_counts"]).fetchall():
+            self.deliveries.labels(row["channel"], row["status"]).set(row["n"])
         for queue in QUEUES:
             self.queue_depth.labels(queue).set(broker.client.llen(f"{namespace}:{queue}"))
 

@@ -68,6 +68,15 @@ SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE 
 -- set_event_aside --
 UPDATE outbox SET published_at = now(), relay_error = %(error)s WHERE id = %(id)s AND published_at IS NULL;
 
+-- delivery_counts --
+-- Deliveries not yet delivered, by channel and status, for the scheduler's gauges (every combination, zeros
+-- included, so a dashboard always has a series). Recent deliveries only: retention keeps the table bounded.
+SELECT c.channel, s.status, count(d.id) AS n
+FROM (VALUES ('email'), ('webhook')) AS c (channel)
+CROSS JOIN (VALUES ('pending'), ('failed'), ('dead')) AS s (status)
+LEFT JOIN deliveries d ON d.channel = c.channel AND d.status = s.status
+GROUP BY c.channel, s.status;
+
 -- delivery_to_send --
 -- Everything one send needs: the delivery, its event, the booking and provider it is about (none for mail
 -- to a user), the endpoint (webhooks) and the template (emails; the provider's own override wins over the
