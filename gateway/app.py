@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from gateway.access import PUBLIC_ROUTE, authorize, current_grant
 from gateway.idempotency import CommandAcceptor
@@ -39,7 +40,7 @@ from gateway.routes import (
 from gateway.routes.catalog import catalog_router
 from shared.broker import AsyncEnqueuer
 from shared.config import Settings
-from shared.db import open_async_pool
+from shared.db import AsyncPool, open_async_pool
 from shared.logs import configure_logging
 
 
@@ -96,6 +97,21 @@ ENQUEUED = Counter("totem_gateway_jobs_enqueued", "Jobs the gateway enqueued, by
                    ["queue", "outcome"])
 
 
+# The gateway's Postgres pool, sampled every second (summed over the gateway's processes).
+POOL_IN_USE = Gauge("totem_gateway_db_connections_in_use", "Pooled Postgres connections lent out",
+                    multiprocess_mode="livesum")
+POOL_WAITING = Gauge("totem_gateway_db_requests_waiting", "Requests waiting for a pooled Postgres connection",
+                     multiprocess_mode="livesum")
+
+
+async def _watch_pool(pool: AsyncPool) -> None:
+    while True:
+        stats = pool.get_stats()
+        POOL_IN_USE.set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
+        POOL_WAITING.set(stats.get("requests_waiting", 0))
+        await asyncio.sleep(1)
+
+
 class MetricsController(PrometheusController):
     opt = PUBLIC_ROUTE  # scraped by Prometheus; keep it off the public internet at the network
 
@@ -117,9 +133,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.enqueuer = enqueuer
         app.state.limiter = limiter
         app.state.acceptor = CommandAcceptor(pool, enqueuer, settings)
+        watcher = asyncio.get_running_loop().create_task(_watch_pool(pool))
         try:
             yield
         finally:
+            watcher.cancel()
             await limiter.close()
             await enqueuer.close()
             await pool.close()

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import msgspec
 import stripe
 from litestar import Request, get, post
+from prometheus_client import Counter
 
 from gateway.access import PLATFORM, PUBLIC_ROUTE, allow
 from gateway.problems import Problem, problem_responses
@@ -66,6 +67,13 @@ class StripeEventView(msgspec.Struct):
     payload: dict[str, Any]
 
 
+# Stripe's events by type (the ones we handle; "other" for the rest, to bound the labels) and outcome: stored
+# (queued for the payments pool), ignored (a type we do not handle), duplicate, signature_invalid,
+# payload_invalid.
+STRIPE_EVENTS = Counter("totem_stripe_webhook_events", "Stripe webhook deliveries by event type and outcome",
+                        ["type", "outcome"])
+
+
 @post("/v1/webhooks/stripe", status_code=200, opt=PUBLIC_ROUTE, summary="Stripe webhook ingress",
       description="Verifies the Stripe-Signature (stripe SDK, 300 s tolerance), stores the event once and "
                   "queues it for the payments worker. A duplicate delivery answers 200 with duplicate: true.",
@@ -80,11 +88,13 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
                                               settings.stripe_webhook_tolerance_seconds)
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         log.warning("stripe webhook refused", extra={"reason": str(exc)[:120]})
+        STRIPE_EVENTS.labels("unknown", "signature_invalid").inc()
         raise Problem(Code.WEBHOOK_SIGNATURE_INVALID, "the Stripe-Signature header does not verify this payload "
                                    "(bad signature, wrong secret or older than the tolerance)") from None
     try:
         event = msgspec.json.decode(payload, type=StripeEventEnvelope)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        STRIPE_EVENTS.labels("unknown", "payload_invalid").inc()
         raise Problem(Code.WEBHOOK_PAYLOAD_INVALID, f"signed payload is not a Stripe event: {exc}") from None
 
     handled = event.type in HANDLED_EVENTS
@@ -101,6 +111,8 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
     stored = await with_reconnect(store)  # safe twice: the event id makes a repeat a duplicate
     if stored is not None and stored["job_id"] is not None:
         state.enqueuer.submit(build_message(STRIPE_APPLY_EVENT, stored["job_id"]))
+    outcome = "duplicate" if stored is None else "stored" if handled else "ignored"
+    STRIPE_EVENTS.labels(event.type if handled else "other", outcome).inc()
     return WebhookReceived(received=True, duplicate=stored is None)
 
 

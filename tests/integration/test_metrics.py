@@ -56,3 +56,17 @@ def _scrape_until(url: str, expected: str) -> str:
         return text if expected in text else None
 
     return wait_for(scraped, 20, f"{expected} at {url}")  # type: ignore[no-any-return]
+
+
+def test_a_gateway_of_two_processes_reports_one_sum(fault_fleet: Fleet, isolated_database_url: str) -> None:
+    catalog = make_catalog(isolated_database_url)
+    base = fault_fleet.start_gateway(workers=2)
+    path = f"/v1/resources/{catalog.resource_id}"
+    with httpx.Client(base_url=base, timeout=10, headers=catalog.widget,
+                      limits=httpx.Limits(max_keepalive_connections=0)) as client:  # new connections: both processes
+        assert all(client.get(path).status_code == 200 for _ in range(30))
+    text = _scrape_until(f"{base}/metrics", "totem_gateway_db_connections_in_use")
+    served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                 if line.startswith("totem_http_requests_total{") and 'path="/v1/resources/{resource_id}"' in line)
+    assert served == 30
+    assert "totem_gateway_db_requests_waiting" in text
