@@ -38,7 +38,7 @@ from gateway.routes import (
     webhooks,
 )
 from gateway.routes.catalog import catalog_router
-from shared.broker import AsyncEnqueuer
+from shared.broker import make_enqueuer
 from shared.config import Settings
 from shared.db import AsyncPool, open_async_pool
 from shared.logs import configure_logging
@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         pool = await open_async_pool(settings.database_url, max_size=settings.db_pool_max,
                                      wait_seconds=settings.db_pool_wait_seconds,
                                      session={"idle_in_transaction_session_timeout": lease_ms})
-        enqueuer = AsyncEnqueuer(settings, counted=lambda queue, outcome, n: ENQUEUED.labels(queue, outcome).inc(n))
+        enqueuer = make_enqueuer(settings, counted=lambda queue, outcome, n: ENQUEUED.labels(queue, outcome).inc(n))
         limiter = RateLimiter(settings.redis_url, settings.redis_namespace)
         app.state.pool = pool
         app.state.enqueuer = enqueuer

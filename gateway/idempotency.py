@@ -36,7 +36,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from gateway.problems import Problem, request_id_of
-from shared.broker import AsyncEnqueuer, build_message
+from shared.broker import BatchingEnqueuer, build_message
 from shared.config import Settings
 from shared.db import QUERIES, AsyncPool, expect_row, with_reconnect
 from shared.errors import Code
@@ -114,7 +114,7 @@ class Check:
 class CommandAcceptor:
     """Accept a state-changing command as a durable job, exactly once per idempotency key."""
 
-    def __init__(self, pool: AsyncPool, enqueuer: AsyncEnqueuer, settings: Settings) -> None:
+    def __init__(self, pool: AsyncPool, enqueuer: BatchingEnqueuer, settings: Settings) -> None:
         self.pool = pool
         self.enqueuer = enqueuer
         self.settings = settings

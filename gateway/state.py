@@ -10,7 +10,7 @@ from litestar.datastructures import State
 
 from gateway.idempotency import CommandAcceptor
 from gateway.ratelimit import RateLimiter
-from shared.broker import AsyncEnqueuer
+from shared.broker import BatchingEnqueuer
 from shared.config import Settings
 from shared.db import AsyncPool
 
@@ -18,6 +18,6 @@ from shared.db import AsyncPool
 class GatewayState(State):
     settings: Settings
     pool: AsyncPool
-    enqueuer: AsyncEnqueuer
+    enqueuer: BatchingEnqueuer
     acceptor: CommandAcceptor
     limiter: RateLimiter

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import time
 import uuid
@@ -35,14 +36,33 @@ def _redis_kwargs() -> dict[str, Any]:
     return {"socket_connect_timeout": 1.0, "socket_timeout": 5.0, "health_check_interval": 10}
 
 
-def make_broker(settings: Settings, extra_middleware: list[dramatiq.Middleware] | None = None) -> RedisBroker:
-    """The worker-side broker; Dramatiq's retry/time-limit middleware, plus ours."""
+def make_broker(settings: Settings, extra_middleware: list[dramatiq.Middleware] | None = None) -> dramatiq.Broker:
+    """The worker-side broker (Redis, or RabbitMQ when BROKER_URL is amqp://); Dramatiq's retry/time-limit
+    middleware, plus ours."""
     middleware: list[dramatiq.Middleware] = [TimeLimit(), ShutdownNotifications(), Retries()]
     middleware += extra_middleware or []
+    if settings.uses_rabbitmq:
+        return make_rabbitmq_broker(str(settings.broker_url), middleware)
     client = redis.Redis.from_url(settings.redis_url, **_redis_kwargs())
     # dramatiq's RedisBroker.__init__ carries no annotations:
     broker = RedisBroker(client=client, namespace=settings.redis_namespace, middleware=middleware)  # type: ignore[no-untyped-call]
     return broker
+
+
+def make_rabbitmq_broker(url: str, middleware: list[dramatiq.Middleware]) -> dramatiq.Broker:
+    """Dramatiq's RabbitMQ broker: durable queues, each with its dead-letter queue (``<queue>.XQ``, where
+    Dramatiq puts a message whose retries ran out), persistent messages, publisher confirms."""
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker  # pika is imported only when RabbitMQ is used
+
+    return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+
+
+def queue_depth(broker: dramatiq.Broker, namespace: str, queue: str) -> int:
+    """Messages waiting on ``queue`` (ready to run), whichever broker."""
+    if isinstance(broker, RedisBroker):
+        return int(broker.client.llen(f"{namespace}:{queue}"))
+    ready, _delayed, _dead = broker.get_queue_message_counts(queue)  # type: ignore[attr-defined]
+    return int(ready)
 
 
 def build_message(job_type: str, job_id: uuid.UUID | str) -> dramatiq.Message[Any]:
@@ -57,38 +77,32 @@ def message_for(queue: str, actor: str, job_id: uuid.UUID | str) -> dramatiq.Mes
     )
 
 
-class AsyncEnqueuer:
-    """Enqueue Dramatiq messages from asyncio code over redis.asyncio with Dramatiq's own Lua script.
+class BatchingEnqueuer:
+    """Enqueue Dramatiq messages from asyncio code without waiting: ``submit`` queues a message, and a
+    background task sends what has gathered in batches (``_send``), so a request is answered as soon as its
+    job row is committed. A batch that cannot be sent (the broker down) is dropped with a warning: its jobs
+    are durable in Postgres and the scheduler's sweeper enqueues them.
 
-    ``submit`` never waits: messages are batched and sent in one Redis pipeline by a background task, so
-    a request is answered as soon as its job row is committed. A batch that cannot be sent (Redis down) is
-    dropped with a warning: its jobs are durable in Postgres and the scheduler's sweeper enqueues them.
-    """
+    ``counted(queue, outcome, n)`` is told of every message sent ("sent") or given up ("dropped"): the
+    gateway's metric (kept out of this module: a worker importing prometheus_client metrics before Dramatiq's
+    middleware sets up its multiprocess folder would break the pool's own metrics)."""
 
-    def __init__(self, settings: Settings, max_batch: int = 256,
-                 counted: Callable[[str, str, int], None] | None = None) -> None:
-        """``counted(queue, outcome, n)`` is told of every message sent ("sent") or given up ("dropped"): the
-        gateway's metric (kept out of this module: a worker importing prometheus_client metrics before
-        Dramatiq's middleware sets up its multiprocess folder would break the pool's own metrics)."""
+    def __init__(self, max_batch: int = 256, counted: Callable[[str, str, int], None] | None = None) -> None:
         self._counted = counted
-        self.namespace = settings.redis_namespace
-        self.client = redis.asyncio.Redis.from_url(settings.redis_url, **_redis_kwargs())
-        self._dispatch = self.client.register_script(dramatiq_redis._scripts["dispatch"])
-        self._sender_id = f"gateway-{uuid.uuid4()}"
         self._pending: list[dramatiq.Message[Any]] = []
         self._wakeup = asyncio.Event()
         self._max_batch = max_batch
         self._flusher: asyncio.Task[None] | None = None
         self.dropped = 0
 
-    def _args(self, message: dramatiq.Message[Any]) -> list[Any]:
-        return ["enqueue", int(time.time() * 1000), message.queue_name, self._sender_id,
-                _HEARTBEAT_TIMEOUT_MS, _DEAD_MESSAGE_TTL_MS, 0, 0,
-                message.options["redis_message_id"], message.encode()]
+    async def _send(self, batch: list[dramatiq.Message[Any]]) -> None:
+        raise NotImplementedError
 
-    async def enqueue(self, message: dramatiq.Message[Any]) -> None:
-        """Send one message now and wait for Redis to take it."""
-        await self._dispatch(keys=[self.namespace], args=self._args(message))
+    async def ping(self) -> bool:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
 
     def submit(self, message: dramatiq.Message[Any]) -> None:
         """Queue a message for the next batch; returns at once."""
@@ -107,13 +121,10 @@ class AsyncEnqueuer:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
             try:
-                async with asyncio.timeout(2.0):
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        for message in batch:
-                            await self._dispatch(keys=[self.namespace], args=self._args(message), client=pipe)
-                        await pipe.execute()
+                async with asyncio.timeout(5.0):
+                    await self._send(batch)
                 self._count(batch, "sent")
-            except Exception as exc:  # noqa: BLE001 - Redis down or slow: the sweeper enqueues these jobs
+            except Exception as exc:  # noqa: BLE001 - the broker down or slow: the sweeper enqueues these jobs
                 self.dropped += len(batch)
                 self._count(batch, "dropped")
                 log.warning("enqueue batch failed; the sweeper will enqueue these jobs",
@@ -124,11 +135,77 @@ class AsyncEnqueuer:
             for queue, n in collections.Counter(message.queue_name for message in batch).items():
                 self._counted(queue, outcome, n)
 
-    async def ping(self) -> bool:
-        return bool(await self.client.ping())
-
     async def close(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
         await self.flush()
+        await self._close()
+
+
+class AsyncEnqueuer(BatchingEnqueuer):
+    """Over redis.asyncio with Dramatiq's own Lua script, a batch in one Redis pipeline."""
+
+    def __init__(self, settings: Settings, max_batch: int = 256,
+                 counted: Callable[[str, str, int], None] | None = None) -> None:
+        super().__init__(max_batch, counted)
+        self.namespace = settings.redis_namespace
+        self.client = redis.asyncio.Redis.from_url(settings.redis_url, **_redis_kwargs())
+        self._dispatch = self.client.register_script(dramatiq_redis._scripts["dispatch"])
+        self._sender_id = f"gateway-{uuid.uuid4()}"
+
+    def _args(self, message: dramatiq.Message[Any]) -> list[Any]:
+        return ["enqueue", int(time.time() * 1000), message.queue_name, self._sender_id,
+                _HEARTBEAT_TIMEOUT_MS, _DEAD_MESSAGE_TTL_MS, 0, 0,
+                message.options["redis_message_id"], message.encode()]
+
+    async def enqueue(self, message: dramatiq.Message[Any]) -> None:
+        """Send one message now and wait for Redis to take it."""
+        await self._dispatch(keys=[self.namespace], args=self._args(message))
+
+    async def _send(self, batch: list[dramatiq.Message[Any]]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for message in batch:
+                await self._dispatch(keys=[self.namespace], args=self._args(message), client=pipe)
+            await pipe.execute()
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def _close(self) -> None:
         await self.client.aclose()
+
+
+class AmqpEnqueuer(BatchingEnqueuer):
+    """Over RabbitMQ with Dramatiq's own broker (pika, blocking) on one thread of its own: a batch is
+    published there, each message confirmed by the server (publisher confirms) before it counts as sent."""
+
+    def __init__(self, settings: Settings, max_batch: int = 256,
+                 counted: Callable[[str, str, int], None] | None = None) -> None:
+        super().__init__(max_batch, counted)
+        self.broker = make_rabbitmq_broker(str(settings.broker_url), [])
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="amqp-enqueue")
+
+    async def _run(self, call: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def _send(self, batch: list[dramatiq.Message[Any]]) -> None:
+        def publish() -> None:
+            for message in batch:
+                self.broker.enqueue(message)
+
+        await self._run(publish)
+
+    async def ping(self) -> bool:
+        async with asyncio.timeout(5.0):
+            return bool(await self._run(lambda: self.broker.connection.is_open))  # type: ignore[attr-defined]
+
+    async def _close(self) -> None:
+        await self._run(self.broker.close)
+        self._thread.shutdown(wait=False)
+
+
+def make_enqueuer(settings: Settings, counted: Callable[[str, str, int], None] | None = None) -> BatchingEnqueuer:
+    """The gateway's enqueuer for the configured broker."""
+    if settings.uses_rabbitmq:
+        return AmqpEnqueuer(settings, counted=counted)
+    return AsyncEnqueuer(settings, counted=counted)

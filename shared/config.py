@@ -18,6 +18,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
     redis_url: str
     redis_namespace: str = "totem"
+    # The job broker: unset, Dramatiq's Redis broker on REDIS_URL; `amqp://…`, RabbitMQ (Redis then only
+    # keeps rate limits). Postgres is the source of truth either way: losing the broker loses nothing.
+    broker_url: str | None = None
+
+    @property
+    def uses_rabbitmq(self) -> bool:
+        return bool(self.broker_url) and str(self.broker_url).startswith(("amqp://", "amqps://"))
     port: int = 8000
     system_token: str = ""  # required (from_env): operations' credential; `totem up` makes a random one
     booking_hold_ttl_seconds: int = 900

@@ -27,8 +27,8 @@ import threading
 import time
 from typing import Any
 
+import dramatiq
 import psycopg
-from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.broker import build_message, make_broker
@@ -55,7 +55,7 @@ class RelayMetrics:
 
 
 class Relay:
-    def __init__(self, settings: Settings, pool: Pool, broker: RedisBroker, metrics: RelayMetrics | None = None):
+    def __init__(self, settings: Settings, pool: Pool, broker: dramatiq.Broker, metrics: RelayMetrics | None = None):
         self.settings = settings
         self.pool = pool
         self.broker = broker

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import dramatiq
 import psycopg
 import redis
-from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.booking import expire_overdue_holds
-from shared.broker import build_message, make_broker, message_for
+from shared.broker import build_message, make_broker, message_for, queue_depth
 from shared.config import Settings
 from shared.db import QUERIES, Pool, open_pool
 from shared.exporter import export_metrics
@@ -58,7 +58,7 @@ class Gauges:
         self.deliveries = Gauge("totem_deliveries", "Deliveries not yet delivered, by channel and status",
                                 ["channel", "status"], registry=registry)
 
-    def refresh(self, conn: psycopg.Connection[Any], broker: RedisBroker, namespace: str, leader: bool) -> None:
+    def refresh(self, conn: psycopg.Connection[Any], broker: dramatiq.Broker, namespace: str, leader: bool) -> None:
         self.leader.set(1 if leader else 0)
         for row in conn.execute(QUERIES["job_counts"]).fetchall():
             self.open_jobs.labels(row["queue"], row["status"]).set(row["n"])
@@ -69,14 +69,14 @@ class Gauges:
         for row in conn.execute(QUERIES["delivery_counts"]).fetchall():
             self.deliveries.labels(row["channel"], row["status"]).set(row["n"])
         for queue in QUEUES:
-            self.queue_depth.labels(queue).set(broker.client.llen(f"{namespace}:{queue}"))
+            self.queue_depth.labels(queue).set(queue_depth(broker, namespace, queue))
 
 
 @dataclass
 class Scheduler:
     settings: Settings
     pool: Pool
-    broker: RedisBroker
+    broker: dramatiq.Broker
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}")
     stopping: threading.Event = field(default_factory=threading.Event)
     is_leader: bool = False
