@@ -51,10 +51,31 @@ def make_broker(settings: Settings, extra_middleware: list[dramatiq.Middleware] 
 
 def make_rabbitmq_broker(url: str, middleware: list[dramatiq.Middleware]) -> dramatiq.Broker:
     """Dramatiq's RabbitMQ broker: durable queues, each with its dead-letter queue (``<queue>.XQ``, where
-    Dramatiq puts a message whose retries ran out), persistent messages, publisher confirms."""
+    Dramatiq puts a message whose retries ran out), persistent messages, publisher confirms. The queues are
+    quorum queues (replicated) where the server has them with per-message TTL, which Dramatiq's delayed
+    retries use: RabbitMQ 3.10 and later."""
     from dramatiq.brokers.rabbitmq import RabbitmqBroker  # pika is imported only when RabbitMQ is used
 
-    return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+    class QuorumRabbitmqBroker(RabbitmqBroker):
+        def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+            arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
+            if _supports_quorum(self.connection):
+                arguments["x-queue-type"] = "quorum"
+            return arguments
+
+    return QuorumRabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+
+
+def _supports_quorum(connection: Any) -> bool:
+    """Whether the RabbitMQ server behind a pika connection has quorum queues with per-message TTL."""
+    properties = getattr(getattr(connection, "_impl", None), "server_properties", None) or {}
+    version = properties.get("version", b"0")
+    text = version.decode() if isinstance(version, bytes) else str(version)
+    try:
+        major, minor = (int(part) for part in text.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (3, 10)  # 3.8 has quorum queues; per-message TTL on them (delays) needs 3.10
 
 
 def queue_depth(broker: dramatiq.Broker, namespace: str, queue: str) -> int:

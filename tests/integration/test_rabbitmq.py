@@ -59,7 +59,8 @@ def _queue_length(vhost: str, queue: str) -> int:
     return 0
 
 
-def test_bookings_payments_and_mail_run_over_rabbitmq(rabbit_fleet: Fleet, isolated_database_url: str) -> None:
+def test_bookings_payments_and_mail_run_over_rabbitmq(rabbit_fleet: Fleet, isolated_database_url: str,
+                                                       vhost: str) -> None:
     catalog = make_catalog(isolated_database_url)
     fleet = rabbit_fleet
     fleet.start_all()
@@ -76,6 +77,9 @@ def test_bookings_payments_and_mail_run_over_rabbitmq(rabbit_fleet: Fleet, isola
                  "paid through the payments pool over RabbitMQ")
     assert fleet.mail_dir is not None
     wait_for(lambda: len(list(fleet.mail_dir.glob("*.eml"))) >= 2, 30, "the mails sent by the notifications pool")
+    queues = dict(line.split("\t") for line in _rabbitmqctl("list_queues", "-p", vhost, "name", "type",
+                                                              "--quiet").splitlines() if "\t" in line)
+    assert queues["bookings"] == "quorum" and queues["payment_webhooks"] == "quorum"  # replicated, durable
 
 
 def test_messages_wait_durably_and_a_lost_queue_loses_nothing(
@@ -89,7 +93,7 @@ def test_messages_wait_durably_and_a_lost_queue_loses_nothing(
                 for i in range(4)]
         wait_for(lambda: _queue_length(vhost, "bookings") == 4, 20, "four messages queued in RabbitMQ")
         _rabbitmqctl("purge_queue", "-p", vhost, "bookings")  # the broker loses them
-        assert _queue_length(vhost, "bookings") == 0
+        wait_for(lambda: _queue_length(vhost, "bookings") == 0, 20, "the queue empty (its stats refresh every 5 s)")
         fleet.start_worker()
         fleet.start_scheduler()  # its sweeper enqueues the jobs still queued in Postgres
         done = [wait_job(client, job_id, timeout=60, headers=catalog.widget) for job_id in jobs]
