@@ -60,8 +60,8 @@ class SystemByDefault(httpx.Auth):
 NO_CREDENTIAL = {"X-Test-No-Credential": "1"}
 
 
-def api_client(base_url: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=10, auth=SystemByDefault())
+def api_client(base_url: str, timeout: float = 10) -> httpx.Client:
+    return httpx.Client(base_url=base_url, timeout=timeout, auth=SystemByDefault())
 
 
 # A developer's shell may point these at servers or sizes of its own; the test fleets set their own.
