@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from litestar import Litestar, Router
@@ -97,18 +97,20 @@ ENQUEUED = Counter("totem_gateway_jobs_enqueued", "Jobs the gateway enqueued, by
                    ["queue", "outcome"])
 
 
-# The gateway's Postgres pool, sampled every second (summed over the gateway's processes).
-POOL_IN_USE = Gauge("totem_gateway_db_connections_in_use", "Pooled Postgres connections lent out",
+# The gateway's Postgres pools, sampled every second (summed over the gateway's processes), by pool: "primary",
+# and "read" when DATABASE_READ_URL opens one of its own.
+POOL_IN_USE = Gauge("totem_gateway_db_connections_in_use", "Pooled Postgres connections lent out", ["pool"],
                     multiprocess_mode="livesum")
 POOL_WAITING = Gauge("totem_gateway_db_requests_waiting", "Requests waiting for a pooled Postgres connection",
-                     multiprocess_mode="livesum")
+                     ["pool"], multiprocess_mode="livesum")
 
 
-async def _watch_pool(pool: AsyncPool) -> None:
+async def _watch_pools(pools: dict[str, AsyncPool]) -> None:
     while True:
-        stats = pool.get_stats()
-        POOL_IN_USE.set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
-        POOL_WAITING.set(stats.get("requests_waiting", 0))
+        for name, pool in pools.items():
+            stats = pool.get_stats()
+            POOL_IN_USE.labels(name).set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
+            POOL_WAITING.labels(name).set(stats.get("requests_waiting", 0))
         await asyncio.sleep(1)
 
 
@@ -120,32 +122,42 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, "gateway")
 
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    async def open_pool(url: str, name: str) -> AsyncPool:
         # The transaction is the idempotency key's in-flight lease: a stuck one is cut off by Postgres.
         lease_ms = str(int(settings.idempotency_lease_seconds * 1000))
-        pool = await open_async_pool(settings.database_url, max_size=settings.db_pool_max,
+        return await open_async_pool(url, max_size=settings.db_pool_max, name=name,
                                      wait_seconds=settings.db_pool_wait_seconds,
                                      session={"idle_in_transaction_session_timeout": lease_ms})
-        enqueuer = make_enqueuer(settings, counted=lambda queue, outcome, n: ENQUEUED.labels(queue, outcome).inc(n))
-        limiter = RateLimiter(settings.redis_url, settings.redis_namespace)
-        app.state.pool = pool
-        app.state.enqueuer = enqueuer
-        app.state.limiter = limiter
-        app.state.acceptor = CommandAcceptor(pool, enqueuer, settings)
-        watcher = asyncio.get_running_loop().create_task(_watch_pool(pool))
-        try:
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            pool = await open_pool(settings.database_url, "totem-gateway")
+            stack.push_async_callback(pool.close)
+            pools = {"primary": pool}
+            if settings.database_read_url:
+                pools["read"] = await open_pool(settings.database_read_url, "totem-gateway-read")
+                stack.push_async_callback(pools["read"].close)
+            enqueuer = make_enqueuer(settings,
+                                     counted=lambda queue, outcome, n: ENQUEUED.labels(queue, outcome).inc(n))
+            stack.push_async_callback(enqueuer.close)
+            limiter = RateLimiter(settings.redis_url, settings.redis_namespace)
+            stack.push_async_callback(limiter.close)
+            app.state.pool = pool
+            app.state.read_pool = pools.get("read", pool)
+            app.state.enqueuer = enqueuer
+            app.state.limiter = limiter
+            app.state.acceptor = CommandAcceptor(pool, enqueuer, settings)
+            watcher = asyncio.get_running_loop().create_task(_watch_pools(pools))
+            stack.callback(watcher.cancel)
             yield
-        finally:
-            watcher.cancel()
-            await limiter.close()
-            await enqueuer.close()
-            await pool.close()
 
     prometheus = PrometheusConfig(app_name="totem_gateway", prefix="totem_http", group_path=True, exclude=["/metrics"])
     return Litestar(
         route_handlers=[bookings.create_booking, bookings.list_bookings, bookings.get_booking, jobs.get_job,
                         lifecycle.cancel_booking, lifecycle.complete_booking, lifecycle.mark_booking_paid,
+                        lifecycle.approve_booking, lifecycle.decline_booking, lifecycle.check_in_booking,
+                        lifecycle.check_out_booking, lifecycle.claim_deposit, lifecycle.release_deposit,
                         availability.slot_availability, catalog_router, webhooks.stripe_webhook,
                         webhooks.get_stripe_event, money.provider_balance, money.provider_statement,
                         money.list_payouts, money.run_reconciliation, notifications.list_notifications,

@@ -17,7 +17,8 @@ from shared.db import AsyncPool
 
 class GatewayState(State):
     settings: Settings
-    pool: AsyncPool
+    pool: AsyncPool  # the primary: writes, and every read that must see them
+    read_pool: AsyncPool  # DATABASE_READ_URL's replica for reads that tolerate its lag; else the primary itself
     enqueuer: BatchingEnqueuer
     acceptor: CommandAcceptor
     limiter: RateLimiter

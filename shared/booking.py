@@ -24,6 +24,7 @@ from shared.schemas import (
     BookingStatus,
     BookingTransitioned,
     BookingView,
+    DepositView,
     PaymentView,
     RefundView,
     SlotBookingRequest,
@@ -44,18 +45,19 @@ CREATE_SLOT_BOOKING_STATEMENTS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A booking placed on hold (pending_payment), with what it costs."""
+    """A booking placed on hold (pending_payment) or requested (waiting for its owner), with what it costs."""
 
     booking_id: uuid.UUID
     status: BookingStatus
     hold_expires_at: datetime | None
     amount: int
     currency: str
+    deposit: int | None = None  # a stay's security deposit, held later on the card that pays
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Hold:
         return cls(booking_id=row["id"], status=row["status"], hold_expires_at=row["hold_expires_at"],
-                   amount=row["amount"], currency=row["currency"])
+                   amount=row["amount"], currency=row["currency"], deposit=row.get("deposit"))
 
 def creation_params(caller: dict[str, Any] | None, token_secret: str) -> dict[str, Any]:
     """A new booking's id, its customer token's hash (the token is derived from the id: never stored), the
@@ -75,7 +77,7 @@ def customer_token(token_secret: str, booking_id: uuid.UUID | str) -> str:
 
 def create_slot_booking(
     conn: psycopg.Connection[Any], request: SlotBookingRequest, *, job_id: uuid.UUID,
-    default_hold_ttl_seconds: int, max_attempts: int, created: dict[str, Any],
+    default_hold_ttl_seconds: int, max_attempts: int, created: dict[str, Any], request_ttl_seconds: int | None = None,
 ) -> Hold:
     """Place a hold on the slot (pending_payment) with snapshot, audit and outbox in the caller's transaction;
     ``created`` is ``creation_params``."""
@@ -83,7 +85,7 @@ def create_slot_booking(
         **created, "job_id": job_id,
         "resource_id": request.resource_id, "service_id": request.service_id, "start_at": request.start_at,
         "customer": Jsonb(request.customer),
-        "default_hold_ttl_seconds": default_hold_ttl_seconds,
+        "default_hold_ttl_seconds": default_hold_ttl_seconds, "request_ttl_seconds": request_ttl_seconds,
     }
     return _place_hold(conn, "slot", params, gone="the resource no longer offers that service",
                        outside="the slot is outside the resource's opening hours or blocked", max_attempts=max_attempts)
@@ -109,13 +111,14 @@ def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any]
 
 def create_stay_booking(
     conn: psycopg.Connection[Any], request: StayBookingRequest, *, job_id: uuid.UUID,
-    default_hold_ttl_seconds: int, max_attempts: int, created: dict[str, Any],
+    default_hold_ttl_seconds: int, max_attempts: int, created: dict[str, Any], request_ttl_seconds: int | None = None,
 ) -> Hold:
     """Hold a listing's nights (pending_payment) with snapshot, audit and outbox in the caller's transaction."""
     params = {
         **created, "job_id": job_id, "resource_id": request.resource_id,
         "check_in": request.check_in, "check_out": request.check_out, "guests": request.guests,
         "customer": Jsonb(request.customer), "default_hold_ttl_seconds": default_hold_ttl_seconds,
+        "request_ttl_seconds": request_ttl_seconds,
     }
     return _place_hold(conn, "stay", params, gone="the listing does not exist or no longer takes bookings",
                        outside="those nights are in the past or blocked", max_attempts=max_attempts)
@@ -123,23 +126,27 @@ def create_stay_booking(
 
 def create_booking(
     conn: psycopg.Connection[Any], request: BookingRequest, *, job_id: uuid.UUID, default_hold_ttl_seconds: int,
-    max_attempts: int, created: dict[str, Any],
+    max_attempts: int, created: dict[str, Any], request_ttl_seconds: int | None = None,
 ) -> Hold:
+    """A hold (instant resources) or a request (request-mode resources: it waits for the owner, holding the
+    time, for the resource's request_ttl_hours or ``request_ttl_seconds`` when set)."""
     if isinstance(request, StayBookingRequest):
         return create_stay_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds,
-                                   max_attempts=max_attempts, created=created)
+                                   max_attempts=max_attempts, created=created, request_ttl_seconds=request_ttl_seconds)
     return create_slot_booking(conn, request, job_id=job_id, default_hold_ttl_seconds=default_hold_ttl_seconds,
-                               max_attempts=max_attempts, created=created)
+                               max_attempts=max_attempts, created=created, request_ttl_seconds=request_ttl_seconds)
 
 
 def transition_booking(
     conn: psycopg.Connection[Any], command: BookingCommand, *, job_id: uuid.UUID | None = None,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None, default_hold_ttl_seconds: int | None = None,
 ) -> BookingTransitioned:
-    """Move a booking to ``command.to_status`` with audit and outbox, in the caller's transaction."""
+    """Move a booking to ``command.to_status`` with audit and outbox, in the caller's transaction. An approved
+    request's payment hold runs from now (the provider's hold TTL, else ``default_hold_ttl_seconds``)."""
     params = {"id": command.booking_id, "to_status": command.to_status, "actor": command.actor,
               "actor_id": command.actor_id, "actor_role": command.actor_role, "reason": command.reason,
-              "job_id": job_id, "detail": Jsonb(detail) if detail is not None else None}
+              "job_id": job_id, "detail": Jsonb(detail) if detail is not None else None,
+              "default_hold_ttl_seconds": default_hold_ttl_seconds}
     with translate_errors():
         row = conn.execute(QUERIES["transition_booking"], params).fetchone()
     if row is None:
@@ -180,4 +187,9 @@ async def read_booking(conn: psycopg.AsyncConnection[Any], booking_id: uuid.UUID
     payments = [PaymentView(**payment) for payment in await cur.fetchall()]
     cur = await conn.execute(QUERIES["get_booking_refunds"], {"id": booking_id})
     refunds = [RefundView(**refund) for refund in await cur.fetchall()]
-    return BookingView(**row, audit=audit, payments=payments, refunds=refunds)
+    deposit = None
+    if row["kind"] == "stay":
+        cur = await conn.execute(QUERIES["get_booking_deposit"], {"id": booking_id})
+        found = await cur.fetchone()
+        deposit = DepositView(**found) if found else None
+    return BookingView(**row, audit=audit, payments=payments, refunds=refunds, deposit=deposit)

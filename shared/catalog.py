@@ -39,6 +39,8 @@ class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
     commission_bps: Bps = 1000
     hold_ttl_seconds: HoldTtl | None = None
     cancellation_policy: list[RefundWindow] = []
+    # request-mode bookings' policy (seed 004: a policy per booking mode); unset, the same as instant ones'
+    request_cancellation_policy: list[RefundWindow] | None = None
     payout_account: str | None = None
     contact_email: Email | None = None  # where the provider's own notifications are mailed
 
@@ -49,6 +51,7 @@ class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
     commission_bps: Bps | None = None
     hold_ttl_seconds: HoldTtl | None = None
     cancellation_policy: list[RefundWindow] | None = None
+    request_cancellation_policy: list[RefundWindow] | None = None
     payout_account: str | None = None
     contact_email: Email | None = None
 
@@ -67,6 +70,7 @@ class ProviderView(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    request_cancellation_policy: list[RefundWindow] | None = None
 
 
 class ProviderPublicView(msgspec.Struct):
@@ -80,17 +84,30 @@ class ProviderPublicView(msgspec.Struct):
     hold_ttl_seconds: int | None
     cancellation_policy: list[RefundWindow]
     deleted_at: datetime | None
+    request_cancellation_policy: list[RefundWindow] | None = None
+
+
+BookingMode = Literal["instant", "request"]
+RequestTtlHours = Annotated[int, msgspec.Meta(ge=1, le=720)]
+Deposit = Annotated[int, msgspec.Meta(ge=1, le=10**12)]
 
 
 class ResourceCreate(msgspec.Struct, forbid_unknown_fields=True):
     kind: Literal["slot", "stay"]
     name: Name
     nightly_price: Money | None = None
+    # instant: a booking is held for payment at once; request: it waits for an owner's approval (seed 004)
+    booking_mode: BookingMode = "instant"
+    request_ttl_hours: RequestTtlHours = 24  # how long a request holds its time unanswered
+    security_deposit: Deposit | None = None  # stays only: held on the guest's card before arrival
 
 
 class ResourceUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | None = None
     nightly_price: Money | None = None
+    booking_mode: BookingMode | None = None
+    request_ttl_hours: RequestTtlHours | None = None
+    security_deposit: Deposit | None = None
 
 
 LocalTime = Annotated[str, msgspec.Meta(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00(:00)?)$")]
@@ -114,6 +131,9 @@ class ResourceView(msgspec.Struct):
     kind: Literal["slot", "stay"]
     name: str
     nightly_price: int | None
+    booking_mode: BookingMode
+    request_ttl_hours: int
+    security_deposit: int | None
     service_ids: list[UUID]
     hours: list[dict[str, Any]]
     created_at: datetime

@@ -16,6 +16,9 @@ MIN_SECRET_LENGTH = 16
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
+    # A Postgres read replica for the owners' reads that tolerate its lag (bookings list, availability, balance,
+    # statement, payouts); unset, they read the primary. Writes and everything else always use DATABASE_URL.
+    database_read_url: str | None = None
     redis_url: str
     redis_namespace: str = "totem"
     # The job broker: unset, Dramatiq's Redis broker on REDIS_URL; `amqp://…`, RabbitMQ (Redis then only
@@ -28,6 +31,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     system_token: str = ""  # required (from_env): operations' credential; `totem up` makes a random one
     booking_hold_ttl_seconds: int = 900
+    # Rentals: set, how long every request waits for its owner (else each resource's request_ttl_hours);
+    # a deposit is authorised this long before the first night and may be claimed this long after check-out.
+    booking_request_ttl_seconds: int | None = None
+    deposit_authorize_before_hours: float = 48.0
+    deposit_claim_window_hours: float = 72.0
     scheduler_interval_seconds: float = 5.0
     scheduler_lease_seconds: float = 15.0
     scheduler_metrics_port: int = 9200

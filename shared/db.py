@@ -30,8 +30,10 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from shared.errors import (
+    BookingCheckInTooEarly,
     BookingInvalidTransition,
     BookingSlotTaken,
+    DepositNotSettleable,
     DomainError,
     InvalidValue,
     ProviderSlugTaken,
@@ -80,6 +82,10 @@ async def with_reconnect(operation: Callable[[], Awaitable[T]]) -> T:
 CONSTRAINT_ERRORS: dict[str, tuple[type[DomainError], str]] = {
     "bookings_no_overlap": (BookingSlotTaken, "the requested time overlaps an existing booking"),
     "bookings_valid_transition": (BookingInvalidTransition, "that status change is not allowed"),
+    "bookings_request_lapsed": (BookingInvalidTransition, "the request lapsed before it was answered"),
+    "bookings_check_in_from_first_day": (BookingCheckInTooEarly, "the stay has not begun: check-in opens on "
+                                                                 "its first day"),
+    "booking_deposits_valid_transition": (DepositNotSettleable, "the deposit is settled already"),
     "providers_slug_key": (ProviderSlugTaken, "a provider with that slug exists"),
     "resource_hours_check": (InvalidValue, "each window must close after it opens"),
 }

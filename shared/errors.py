@@ -34,6 +34,8 @@ class Code(StrEnum):
     BOOKING_SLOT_TAKEN = "BOOKING_SLOT_TAKEN"
     BOOKING_INVALID_TRANSITION = "BOOKING_INVALID_TRANSITION"
     BOOKING_OUTSIDE_AVAILABILITY = "BOOKING_OUTSIDE_AVAILABILITY"
+    BOOKING_CHECK_IN_TOO_EARLY = "BOOKING_CHECK_IN_TOO_EARLY"
+    DEPOSIT_NOT_SETTLEABLE = "DEPOSIT_NOT_SETTLEABLE"
     PROVIDER_SLUG_TAKEN = "PROVIDER_SLUG_TAKEN"
     MEMBER_CONFLICT = "MEMBER_CONFLICT"
     PAYMENT_PROVIDER_REFUSED = "PAYMENT_PROVIDER_REFUSED"
@@ -76,6 +78,12 @@ VOCABULARY: dict[Code, CodeSpec] = {
                                                    "completing a cancelled booking)."),
     Code.BOOKING_OUTSIDE_AVAILABILITY: CodeSpec(422, "The time is outside the resource's opening hours, "
                                                      "blocked, or in the past (job error)."),
+    Code.BOOKING_CHECK_IN_TOO_EARLY: CodeSpec(409, "A stay cannot be checked in before its first day (in the "
+                                                   "provider's time zone)."),
+    Code.DEPOSIT_NOT_SETTLEABLE: CodeSpec(409, "The booking has no security deposit held that can be claimed or "
+                                               "released now: none was authorised, it is settled already, the "
+                                               "guest has not checked out, the claim window has passed, or the "
+                                               "amount is more than the deposit."),
     Code.PROVIDER_SLUG_TAKEN: CodeSpec(409, "Another provider already uses that slug."),
     Code.MEMBER_CONFLICT: CodeSpec(409, "The user is already a member of this provider, or the change would "
                                         "leave the provider without an owner."),
@@ -136,6 +144,14 @@ class BookingOutsideAvailability(DomainError):
 
 class BookingInvalidTransition(DomainError):
     code = Code.BOOKING_INVALID_TRANSITION
+
+
+class BookingCheckInTooEarly(DomainError):
+    code = Code.BOOKING_CHECK_IN_TOO_EARLY
+
+
+class DepositNotSettleable(DomainError):
+    code = Code.DEPOSIT_NOT_SETTLEABLE
 
 
 class ProviderSlugTaken(DomainError):

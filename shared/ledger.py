@@ -6,6 +6,7 @@ entries is refused (``ledger_exists_with_different_entries``), never ignored.
 Postings (debit +, credit −):
 
 * capture A (payment succeeded):   cash +A | provider_pending −P | platform_commission −C
+* deposit capture A (a claim):     the same, under the deposit's PaymentIntent (posted once: the claim is final)
 * refund R (refund succeeded):     cash −R | <payable> +Rp | platform_commission +Rc
 * maturity (booking completed, or a paid booking cancelled: the share the provider keeps is earned):
                                    provider_pending +X | provider_available −X (available_at = now + window)
@@ -86,6 +87,20 @@ def post_capture(conn: psycopg.Connection[Any], *, booking_id: uuid.UUID, paymen
              Entry("platform_commission", None, currency, -commission)])
 
 
+def post_deposit_capture(conn: psycopg.Connection[Any], *, booking_id: uuid.UUID, payment_intent_id: str,
+                         amount: int, currency: str) -> bool:
+    """A claimed security deposit is money in for the provider like a payment, at the booking's commission.
+    Returns whether this call posted it (a replay posts nothing)."""
+    booking = _booking(conn, booking_id)
+    provider, commission = split(amount, booking["commission_bps"])
+    _, posted = post(conn, key=f"deposit_capture:{payment_intent_id}", kind="deposit_capture", booking_id=booking_id,
+                     description=f"security deposit claimed {payment_intent_id}", entries=[
+                         Entry("platform_cash", None, currency, amount),
+                         Entry("provider_pending", booking["provider_id"], currency, -provider),
+                         Entry("platform_commission", None, currency, -commission)])
+    return posted
+
+
 def post_refund(conn: psycopg.Connection[Any], *, refund_id: uuid.UUID, booking_id: uuid.UUID,
                 stripe_refund_id: str | None, amount: int) -> None:
     """Compensate a capture by the same provider/commission ratio; the provider's share comes off the
@@ -111,15 +126,17 @@ def post_refund(conn: psycopg.Connection[Any], *, refund_id: uuid.UUID, booking_
 
 
 def post_maturity(conn: psycopg.Connection[Any], *, booking_id: uuid.UUID, maturity_seconds: float,
-                  reason: str) -> int:
-    """Move what a booking still owes its provider from pending to available, maturing after the window."""
+                  reason: str, key: str | None = None) -> int:
+    """Move what a booking still owes its provider from pending to available, maturing after the window
+    (once per ``key``: by default the booking's one maturity)."""
     booking = _booking(conn, booking_id)
     row = conn.execute(QUERIES["booking_pending_payable"], {"booking_id": booking_id}).fetchone()
     owed = int(row["amount"]) if row else 0
     if owed <= 0:
         return 0
     at = datetime.now(UTC) + timedelta(seconds=maturity_seconds)
-    post(conn, key=f"maturity:{booking_id}", kind="maturity", booking_id=booking_id, description=reason, entries=[
+    post(conn, key=key or f"maturity:{booking_id}", kind="maturity", booking_id=booking_id, description=reason,
+         entries=[
         Entry("provider_pending", booking["provider_id"], booking["currency"], owed),
         Entry("provider_available", booking["provider_id"], booking["currency"], -owed, at)])
     return owed

@@ -42,6 +42,11 @@ def email_context(row: dict[str, Any], links_base: str, *, token_secret: str | N
                 "customer": {"name": ""}, "link": magic_link(links_base, token_secret, event["magic_link_id"])}
     if "amount" in event and "currency" in event:
         event["amount_display"] = amount_display(int(event["amount"]), str(event["currency"]))
+    for name in ("approve_link", "decline_link"):  # a request's answer links, into the owner console
+        if isinstance(event.get(name), str) and event[name].startswith("/"):
+            event[name] = links_base + event[name]
+    if isinstance(event.get("respond_by"), str) and row.get("time_zone"):
+        event["respond_by"] = _local(datetime.fromisoformat(event["respond_by"]), row["time_zone"])
     snapshot = row["service_snapshot"] or {}
     booking = None
     if row["booking_id"] is not None:

@@ -30,17 +30,18 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import ledger
+from shared import deposits, ledger
 from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.errors import DomainError, StripeEventMalformed
 from shared.jobs import ClaimedJob
 from shared.notifications import emit
-from shared.registry import PAYMENT_CANCEL_INTENT, REFUND_ISSUE
+from shared.registry import DEPOSIT_AUTHORIZE, PAYMENT_CANCEL_INTENT, REFUND_ISSUE
 from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob, RefundJob, RefundPlanned
 
 HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
-                            "payment_intent.canceled", "charge.refunded"})
+                            "payment_intent.canceled", "payment_intent.amount_capturable_updated",
+                            "charge.refunded"})
 
 
 # --- cancellation policy -----------------------------------------------------------------------------
@@ -159,7 +160,8 @@ class _Charge(msgspec.Struct):
 
 _REQUIRED_FIELDS: dict[str, type[msgspec.Struct]] = {
     "payment_intent.succeeded": _Intent, "payment_intent.payment_failed": _Intent,
-    "payment_intent.canceled": _Intent, "charge.refunded": _Charge,
+    "payment_intent.canceled": _Intent, "payment_intent.amount_capturable_updated": _Intent,
+    "charge.refunded": _Charge,
 }
 
 
@@ -177,10 +179,13 @@ def _event_object(event: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def apply_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str) -> AppliedEvent | DomainError:
+def apply_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str, *, maturity_seconds: float = 86_400.0,
+                authorize_before_hours: float = 48.0) -> AppliedEvent | DomainError:
     """Apply one stored event once (its row is locked; an applied event is left alone). A malformed
     event is set aside (ignored, with an effect row saying why) and the job fails with
-    STRIPE_EVENT_MALFORMED, in one transaction."""
+    STRIPE_EVENT_MALFORMED, in one transaction. Events about a security deposit's PaymentIntent (metadata
+    ``purpose: deposit``) go to ``shared.deposits``; a stay paid by this event with its arrival near gets
+    its deposit held at once (``authorize_before_hours``)."""
     event = conn.execute(QUERIES["lock_stripe_event"], {"event_id": event_id}).fetchone()
     if event is None:
         return AppliedEvent(event_id=event_id, type="", status="missing", effects=[])
@@ -188,14 +193,22 @@ def apply_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str) -
         return AppliedEvent(event_id=event_id, type=event["type"], status=event["status"], effects=[])
     apply = _APPLIERS.get(event["type"])
     try:
-        effects = apply(conn, job, event_id, _event_object(event)) if apply else [
-            Effect("ignored", detail={"reason": "not handled"})]
+        obj = _event_object(event) if apply else {}
+        if apply and _is_deposit(obj):
+            effects = _deposit_event(conn, job, event["type"], obj, maturity_seconds)
+        else:
+            effects = apply(conn, job, event_id, obj) if apply else [
+                Effect("ignored", detail={"reason": "not handled"})]
     except StripeEventMalformed as malformed:
         _record_effects(conn, event_id, [Effect("ignored", detail={"reason": "malformed",
                                                                    "error": malformed.detail})])
         conn.execute(QUERIES["mark_event_ignored"], {"event_id": event_id})
         return malformed
     _record_effects(conn, event_id, effects)
+    for paid in (e.booking_id for e in effects if e.effect == "booking_paid" and e.booking_id):
+        for staged in deposits.stage_due_authorizations(conn, before_hours=authorize_before_hours,
+                                                        max_attempts=job.max_attempts, booking_id=paid, by="stripe"):
+            job.follow_ups.append((DEPOSIT_AUTHORIZE, staged))
     conn.execute(QUERIES["mark_event_applied"], {"event_id": event_id})
     return AppliedEvent(event_id=event_id, type=event["type"], status="applied",
                         effects=[{"effect": e.effect, "booking_id": str(e.booking_id) if e.booking_id else None,
@@ -231,12 +244,12 @@ def _payment_succeeded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id:
     return _apply_success(conn, job, event_id, booking, intent_id=obj["id"], amount=obj["amount"],
                           received=int(obj.get("amount_received") or obj["amount"]),
                           currency=str(obj["currency"]).upper(), charge_id=obj.get("latest_charge"),
-                          source="payment_intent.succeeded")
+                          source="payment_intent.succeeded", payment_method=_payment_method(obj))
 
 
 def _apply_success(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str, booking: dict[str, Any], *,
                    intent_id: str, amount: int, received: int, currency: str, charge_id: str | None,
-                   source: str) -> list[Effect]:
+                   source: str, payment_method: str | None) -> list[Effect]:
     """The payment succeeded (said by its intent's event, or by its charge's when that came first): record
     it, post the capture, and pay the booking if it was waiting (else refund it: the late rule)."""
     changed = conn.execute(QUERIES["record_payment_succeeded"], {
@@ -253,6 +266,7 @@ def _apply_success(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str
         transition_booking(conn, BookingCommand(booking_id=booking["id"], to_status="paid", actor="stripe",
                                                 reason=source),
                            job_id=job.id, detail={"event_id": event_id, "payment_intent_id": intent_id})
+        deposits.save_card(conn, booking["id"], payment_method)  # a stay's deposit is held on this card later
         return [Effect("booking_paid", booking["id"], {"payment_intent_id": intent_id, "amount": received})]
     # Late: the hold expired, the booking was cancelled, or it was already marked paid another way.
     refund_id = _stage_refund(conn, job, booking_id=booking["id"], payment_id=changed["id"], kind="late_payment",
@@ -306,7 +320,8 @@ def _charge_refunded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: s
         effects += _apply_success(conn, job, event_id, booking, intent_id=intent_id, amount=obj["amount"],
                                   received=int(obj.get("amount_captured") or obj["amount"]),
                                   currency=str(obj["currency"]).upper(), charge_id=obj["id"],
-                                  source="charge.refunded (before its payment_intent.succeeded)")
+                                  source="charge.refunded (before its payment_intent.succeeded)",
+                                  payment_method=_payment_method(obj))
     for refund in (obj.get("refunds") or {}).get("data", []):
         ours = (refund.get("metadata") or {}).get("refund_id")
         row = conn.execute(QUERIES["record_stripe_refund"], {
@@ -327,10 +342,68 @@ def _charge_refunded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: s
     return effects
 
 
+def _payment_method(obj: dict[str, Any]) -> str | None:
+    method = obj.get("payment_method")
+    if isinstance(method, dict):  # expanded
+        method = method.get("id")
+    return method if isinstance(method, str) else None
+
+
+def _is_deposit(obj: dict[str, Any]) -> bool:
+    return (obj.get("metadata") or {}).get("purpose") == "deposit"
+
+
+def _capturable(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str, obj: dict[str, Any]) -> list[Effect]:
+    """Only a deposit is authorised for later capture; any other intent's authorisation is not ours."""
+    return [Effect("ignored", _booking_id(obj), {"reason": "not a security deposit"})]
+
+
+def _deposit_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_type: str, obj: dict[str, Any],
+                   maturity_seconds: float) -> list[Effect]:
+    """What Stripe says of a security deposit's PaymentIntent, recorded once whether our own call's answer
+    or this event came first: held (amount_capturable_updated), captured (succeeded: a claim, with its
+    completion), cancelled (by us: released; by Stripe, ``expired`` (``automatic`` before API 2025-03-31): the hold
+    lapsed), declined."""
+    booking_id = _booking_id(obj)
+    booking = conn.execute(QUERIES["lock_booking"], {"id": booking_id}).fetchone() if booking_id else None
+    if booking is None:
+        return [Effect("unknown_booking", detail={"payment_intent_id": obj["id"]})]
+    changed, effect = False, "no_change"
+    if event_type == "payment_intent.amount_capturable_updated" and obj.get("status") == "requires_capture":
+        changed, effect = deposits.record_authorized(conn, booking["id"], obj["id"]), "deposit_authorized"
+    elif event_type == "payment_intent.succeeded":
+        changed = deposits.record_claimed(conn, booking["id"], payment_intent_id=obj["id"],
+                                          amount=int(obj.get("amount_received") or obj["amount"]), reason=None,
+                                          job_id=job.id, actor="stripe", maturity_seconds=maturity_seconds)
+        effect = "deposit_claimed"
+    elif event_type == "payment_intent.canceled" and obj.get("cancellation_reason") in ("expired", "automatic"):
+        changed = deposits.record_failed(conn, booking["id"], code="authorization_expired",
+                                         message="the card authorisation lapsed before it was settled",
+                                         payment_intent_id=obj["id"], from_statuses=("authorized",))
+        if changed:
+            deposits.complete_stay(conn, booking["id"], job_id=job.id, actor="stripe",
+                                   reason="the deposit hold lapsed", maturity_seconds=maturity_seconds)
+        effect = "deposit_lapsed"
+    elif event_type == "payment_intent.canceled":
+        changed = deposits.record_released(conn, booking["id"], job_id=job.id, actor="stripe",
+                                           maturity_seconds=maturity_seconds)
+        effect = "deposit_released"
+    elif event_type == "payment_intent.payment_failed":
+        error = obj.get("last_payment_error") or {}
+        changed = deposits.record_failed(conn, booking["id"], code=str(error.get("code") or "card_declined"),
+                                         message=error.get("message"), payment_intent_id=obj["id"])
+        effect = "deposit_failed"
+    if not changed:
+        return [Effect("no_change", booking["id"], {"reason": f"deposit already recorded ({event_type})",
+                                                    "payment_intent_id": obj["id"]})]
+    return [Effect(effect, booking["id"], {"payment_intent_id": obj["id"]})]
+
+
 _APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[str, Any]], list[Effect]]] = {
     "payment_intent.succeeded": _payment_succeeded,
     "payment_intent.payment_failed": _payment_failed,
     "payment_intent.canceled": _payment_canceled,
+    "payment_intent.amount_capturable_updated": _capturable,
     "charge.refunded": _charge_refunded,
 }
 if set(_APPLIERS) != HANDLED_EVENTS or set(_REQUIRED_FIELDS) != HANDLED_EVENTS:

@@ -45,6 +45,13 @@ BOOKING_CREATE = "booking.create"
 BOOKING_CANCEL = "booking.cancel"
 BOOKING_COMPLETE = "booking.complete"
 BOOKING_MARK_PAID = "booking.mark_paid"
+BOOKING_APPROVE = "booking.approve"
+BOOKING_DECLINE = "booking.decline"
+BOOKING_CHECK_IN = "booking.check_in"
+BOOKING_CHECK_OUT = "booking.check_out"
+DEPOSIT_AUTHORIZE = "deposit.authorize"
+DEPOSIT_CLAIM = "deposit.claim"
+DEPOSIT_RELEASE = "deposit.release"
 STRIPE_APPLY_EVENT = "stripe.apply_event"
 REFUND_ISSUE = "refund.issue"
 PAYMENT_CANCEL_INTENT = "payment.cancel_intent"
@@ -56,14 +63,18 @@ POOLS: tuple[PoolSpec, ...] = (
     PoolSpec(
         name="bookings", module="workers.bookings", queue="bookings",
         jobs={BOOKING_CREATE: "create_booking", BOOKING_CANCEL: "cancel_booking",
-              BOOKING_COMPLETE: "complete_booking", BOOKING_MARK_PAID: "mark_booking_paid"},
-        description="holds, PaymentIntents and the booking lifecycle",
+              BOOKING_COMPLETE: "complete_booking", BOOKING_MARK_PAID: "mark_booking_paid",
+              BOOKING_APPROVE: "approve_booking", BOOKING_DECLINE: "decline_booking",
+              BOOKING_CHECK_IN: "check_in_booking", BOOKING_CHECK_OUT: "check_out_booking"},
+        description="holds, PaymentIntents and the booking lifecycle (requests, check-in, check-out)",
         threads=8, cpu_request="500m", max_replicas=20),
     PoolSpec(
         name="payments", module="workers.payments", queue="payment_webhooks",
         jobs={STRIPE_APPLY_EVENT: "apply_stripe_event", REFUND_ISSUE: "issue_refund",
-              PAYMENT_CANCEL_INTENT: "cancel_payment_intent"},
-        description="applies Stripe's webhooks, issues refunds, cancels abandoned PaymentIntents",
+              PAYMENT_CANCEL_INTENT: "cancel_payment_intent", DEPOSIT_AUTHORIZE: "authorize_deposit",
+              DEPOSIT_CLAIM: "claim_deposit", DEPOSIT_RELEASE: "release_deposit"},
+        description="applies Stripe's webhooks, issues refunds, cancels abandoned PaymentIntents, holds, "
+                    "claims and releases security deposits",
         threads=8, cpu_request="250m", max_replicas=10),
     PoolSpec(
         name="payouts", module="workers.payouts", queue="payouts",

@@ -13,7 +13,9 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9 ()-]{4,32}$")]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
-BookingStatus = Literal["pending_payment", "paid", "expired", "cancelled", "completed"]
+BookingStatus = Literal["requested", "pending_payment", "paid", "checked_in", "checked_out", "completed", "declined",
+                        "expired", "cancelled"]
+DepositStatus = Literal["pending", "authorized", "claimed", "released", "failed"]
 
 
 class Customer(msgspec.Struct, forbid_unknown_fields=True):
@@ -115,18 +117,20 @@ class BookingSummary(msgspec.Struct):
     currency: str
     service_snapshot: dict[str, Any]
     customer: dict[str, Any]
-    hold_expires_at: datetime | None
+    hold_expires_at: datetime | None  # when an unanswered request or an unpaid hold lapses
     created_at: datetime
     updated_at: datetime
+    booking_mode: Literal["instant", "request"] = "instant"
 
 
 class BookingView(BookingSummary):
-    """A booking with its audit trail, its payments and its refunds."""
+    """A booking with its audit trail, its payments, its refunds and (a stay's) its security deposit."""
 
-    cancellation_policy: list[dict[str, Any]]
-    audit: list[AuditEntry]
+    cancellation_policy: list[dict[str, Any]] = []
+    audit: list[AuditEntry] = []
     payments: list[PaymentView] = []
     refunds: list[RefundView] = []
+    deposit: DepositView | None = None
 
 
 class BookingPage(msgspec.Struct):
@@ -158,6 +162,65 @@ class CancelRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class CompleteRequest(msgspec.Struct, forbid_unknown_fields=True):
     note: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class NoteRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Approve, check in or check out, with an optional note (an approval's is told to the customer)."""
+
+    note: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class DeclineRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class DepositClaimRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Claim ``amount`` (minor units, at most the deposit) of a checked-out stay's held deposit."""
+
+    amount: Annotated[int, msgspec.Meta(ge=1, le=10**12)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class DepositReleaseRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class DepositView(msgspec.Struct):
+    """A stay's security deposit: held on the guest's card before arrival, claimed or released after."""
+
+    amount: int
+    currency: str
+    status: DepositStatus
+    claimed_amount: int | None
+    payment_intent_id: str | None
+    claim_reason: str | None = None
+    authorized_at: datetime | None = None
+    claim_deadline: datetime | None = None
+    failure_code: str | None = None
+
+
+class DepositCommand(msgspec.Struct):
+    """Payload of a deposit.authorize, deposit.claim or deposit.release job."""
+
+    booking_id: UUID
+    actor: str  # user (an owner or staff member), system, scheduler
+    amount: int | None = None  # a claim's
+    reason: str | None = None
+    actor_id: str | None = None
+    actor_role: str | None = None
+    request_id: str | None = None
+    ip: str | None = None
+
+
+class DepositSettled(msgspec.Struct, omit_defaults=True):
+    """Result of a deposit job: where the deposit and its booking stand now."""
+
+    booking_id: UUID
+    deposit_status: DepositStatus
+    booking_status: BookingStatus | None = None
+    claimed_amount: int | None = None
+    payment_intent_id: str | None = None
+    failure_code: str | None = None
 
 
 class BookingCommand(msgspec.Struct):

@@ -4,7 +4,15 @@ Every call carries a Stripe idempotency key derived from our own row (booking, r
 retried by tenacity on what may be transient (connection errors, 429, 5xx) with that same key, so a retry
 never charges, refunds or pays twice: Stripe (and the fake) answer a repeated key with the first result.
 The SDK's own network retries are off, so tenacity is the single retry policy and its attempts are logged.
-What Stripe refuses for good (invalid request, card error, auth) is raised as ``PaymentProviderRefused``.
+What Stripe refuses for good (invalid request, card error, auth) is raised as ``PaymentProviderRefused``;
+a declined card as its subclass ``CardDeclined``, which keeps Stripe's ``decline_code`` (e.g.
+``authentication_required``: the bank wants the customer present) and the intent it left behind.
+
+Security deposits: the customer's first, on-session payment saves their card (``create_customer``, then
+``create_payment_intent(customer=..., setup_future_usage="off_session")``; the card to keep is the
+``payment_method`` of the paid intent). Before check-in ``authorize_deposit`` holds the deposit off-session
+(the intent ends ``requires_capture``), then ``capture_deposit`` takes part or all of it, or
+``release_deposit`` lets it go.
 """
 
 from __future__ import annotations
@@ -30,6 +38,36 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     log.warning("stripe call failed; retrying with the same idempotency key",
                 extra={"attempt": state.attempt_number, "error": type(exc).__name__ if exc else None})
+
+
+class CardDeclined(PaymentProviderRefused):
+    """Stripe declined the card (a 402 ``card_error``). ``stripe_code`` is Stripe's error code
+    (``card_declined``, ``authentication_required``, ...), ``decline_code`` the issuer's reason, and
+    ``payment_intent_id`` the intent the attempt left in ``requires_payment_method``."""
+
+    def __init__(self, detail: str, *, stripe_code: str | None = None, decline_code: str | None = None,
+                 payment_intent_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.stripe_code = stripe_code
+        self.decline_code = decline_code
+        self.payment_intent_id = payment_intent_id
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword fields survive pickling, as the positional detail does
+        return _card_declined, (self.detail, self.stripe_code, self.decline_code, self.payment_intent_id)
+
+    @classmethod
+    def from_stripe(cls, exc: stripe.CardError) -> CardDeclined:
+        error = (exc.json_body or {}).get("error", {}) if isinstance(exc.json_body, dict) else {}
+        intent = error.get("payment_intent") or {}
+        return cls(f"Stripe refused: {exc.user_message or exc}", stripe_code=exc.code,
+                   decline_code=error.get("decline_code"),
+                   payment_intent_id=intent.get("id") if isinstance(intent, dict) else None)
+
+
+def _card_declined(detail: str, stripe_code: str | None, decline_code: str | None,
+                   payment_intent_id: str | None) -> CardDeclined:
+    return CardDeclined(detail, stripe_code=stripe_code, decline_code=decline_code,
+                        payment_intent_id=payment_intent_id)
 
 
 def _session(api_base: str) -> requests.Session:
@@ -63,18 +101,62 @@ class StripeApi:
             return self.retrying(method, params=params, options=options)
         except TRANSIENT:
             raise  # still failing after our retries: the job is handed back and retried later
+        except stripe.CardError as exc:
+            raise CardDeclined.from_stripe(exc) from exc
         except stripe.StripeError as exc:
             raise PaymentProviderRefused(f"Stripe refused: {exc.user_message or exc}") from exc
 
+    def create_customer(self, *, booking_id: str, email: str | None) -> Any:
+        params: dict[str, Any] = {"metadata": {"booking_id": booking_id}}
+        if email:
+            params["email"] = email
+        return self._call(self.client.v1.customers.create, params, f"totem-booking-{booking_id}-customer")
+
     def create_payment_intent(self, *, booking_id: str, amount: int, currency: str,
-                              description: str | None) -> Any:
+                              description: str | None, customer: str | None = None,
+                              setup_future_usage: str | None = None) -> Any:
+        """The booking's payment, confirmed by the customer in the browser. With ``customer`` and
+        ``setup_future_usage="off_session"`` the card it is paid with is saved to that customer."""
         params: dict[str, Any] = {
             "amount": amount, "currency": currency.lower(), "metadata": {"booking_id": booking_id},
             "automatic_payment_methods": {"enabled": True},
         }
         if description:
             params["description"] = description
+        if customer:
+            params["customer"] = customer
+        if setup_future_usage:
+            params["setup_future_usage"] = setup_future_usage
         return self._call(self.client.v1.payment_intents.create, params, f"totem-booking-{booking_id}-intent")
+
+    def authorize_deposit(self, *, booking_id: str, amount: int, currency: str, customer: str,
+                          payment_method: str, attempt: int = 1) -> Any:
+        """Hold ``amount`` on the customer's saved card without them present: the intent it returns is
+        ``requires_capture``. A decline raises ``CardDeclined`` (``decline_code`` says why; with
+        ``authentication_required`` only the customer, on-session, can authorise). Stripe answers a key it
+        has seen with its first answer, a decline included: a new try after a decline needs ``attempt`` + 1."""
+        params: dict[str, Any] = {
+            "amount": amount, "currency": currency.lower(), "customer": customer, "payment_method": payment_method,
+            "payment_method_types": ["card"],  # a hold is a card's; and no return_url for redirecting methods
+            "capture_method": "manual", "confirm": True, "off_session": True,
+            "metadata": {"booking_id": booking_id, "purpose": "deposit"},
+            "description": f"Security deposit for booking {booking_id}",
+        }
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        return self._call(self.client.v1.payment_intents.create, params,
+                          f"totem-deposit-{booking_id}-authorize{suffix}")
+
+    def capture_deposit(self, *, booking_id: str, payment_intent_id: str, amount: int) -> Any:
+        """Take ``amount`` (at most what was held) of the deposit; the rest of the hold is released."""
+        return self._call(lambda params, options: self.client.v1.payment_intents.capture(
+            payment_intent_id, params=params, options=options),
+            {"amount_to_capture": amount}, f"totem-deposit-{booking_id}-capture")
+
+    def release_deposit(self, *, booking_id: str, payment_intent_id: str) -> Any:
+        """Let the whole hold go (the intent is cancelled; nothing was taken, so nothing is refunded)."""
+        return self._call(lambda params, options: self.client.v1.payment_intents.cancel(
+            payment_intent_id, params=params, options=options),
+            {"cancellation_reason": "abandoned"}, f"totem-deposit-{booking_id}-release")
 
     def cancel_payment_intent(self, payment_intent_id: str) -> Any:
         return self._call(lambda params, options: self.client.v1.payment_intents.cancel(

@@ -144,6 +144,7 @@ def _request(route: Route, world: World) -> dict[str, Any]:
         "PUT /v1/resources/{resource_id:uuid}/hours": {"json": {"hours": []}},
         "POST /v1/resources/{resource_id:uuid}/blocks": {
             "json": {"start_at": start.isoformat(), "end_at": future(days=301).isoformat()}},
+        "POST /v1/bookings/{booking_id:uuid}/deposit/claim": {"json": {"amount": 100, "reason": "a broken lamp"}},
         "GET /v1/payouts": {"params": {"provider": world.a.provider_id}},
         "GET /v1/bookings": {"params": {"provider": world.a.provider_id}},
         "GET /v1/resources": {"params": {"provider": world.a.provider_id}},

@@ -264,7 +264,10 @@ def _context(**customer: Any) -> dict[str, Any]:
         "link": f"http://localhost:8000/booking-confirmation/{booking_id}",
         "event": {"type": "booking_paid", "amount": 1750, "currency": "EUR",
                   "amount_display": amount_display(1750, "EUR"), "url": "https://hooks.example.com/totem",
-                  "reason": "failing for 5 days", "provider_name": "Salon Ada", "role": "staff"},
+                  "reason": "failing for 5 days", "provider_name": "Salon Ada", "role": "staff",
+                  "respond_by": "Tue 02 Jun 2031, 10:00", "approve_link": "http://localhost:8000/console/bookings/x/approve",
+                  "decline_link": "http://localhost:8000/console/bookings/x/decline",
+                  "failure_code": "authentication_required", "from_status": "requested"},
     }
 
 

@@ -1,5 +1,6 @@
-"""Queue ``bookings``: create a booking (hold the slot, open its Stripe PaymentIntent) and move it through
-its lifecycle (cancel with the policy's refund, complete, mark paid)."""
+"""Queue ``bookings``: create a booking (hold the slot, open its Stripe PaymentIntent; or, on a request-mode
+resource, request it) and move it through its lifecycle (approve or decline a request, cancel with the
+policy's refund, check in, check out, complete, mark paid)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import booking, ledger, payments
+from shared import booking, deposits, ledger, payments
 from shared.db import QUERIES, ConstraintViolation, expect_row
 from shared.jobs import ClaimedJob, Handler
-from shared.registry import BOOKING_CANCEL, BOOKING_COMPLETE, BOOKING_CREATE, BOOKING_MARK_PAID
+from shared.registry import (
+    BOOKING_APPROVE,
+    BOOKING_CANCEL,
+    BOOKING_CHECK_IN,
+    BOOKING_CHECK_OUT,
+    BOOKING_COMPLETE,
+    BOOKING_CREATE,
+    BOOKING_DECLINE,
+    BOOKING_MARK_PAID,
+)
 from shared.schemas import BookingCommand, BookingCreated, BookingRequest, BookingTransitioned
 from workers.runtime import job_actor, runtime
 
@@ -32,6 +42,7 @@ def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.H
                 return booking.Hold.from_row(row)
             return booking.create_booking(conn, request, job_id=job.id, max_attempts=job.max_attempts,
                                           default_hold_ttl_seconds=settings.booking_hold_ttl_seconds,
+                                          request_ttl_seconds=settings.booking_request_ttl_seconds,
                                           created=booking.creation_params(job.caller, settings.token_secret))
     except ConstraintViolation as exc:  # a second worker holding an expired lease placed it meanwhile
         if exc.constraint != "bookings_created_by_job_key":
@@ -44,18 +55,37 @@ def prepare_create_booking(conn: psycopg.Connection[Any], job: ClaimedJob) -> Ha
     """Hold (own transaction) → PaymentIntent (Stripe, idempotency key from the booking id) → the work
     transaction records the payment and the job result together."""
     hold = place_hold_once(conn, job)
-    if hold.status != "pending_payment":  # a retry after the hold ran out: nothing left to pay for
+    if hold.status != "pending_payment":  # requested (the owner answers first), or the hold ran out on a retry
         return lambda conn, job: _created(hold)
+    return _open_payment(hold, _email(job.payload) if hold.deposit else None)
+
+
+def _email(payload: dict[str, Any]) -> str | None:
+    """The customer's email of a booking request (for the Stripe Customer a deposit's card is saved to)."""
+    email = (payload.get("customer") or {}).get("email")
+    return email if isinstance(email, str) else None
+
+
+def _open_payment(hold: booking.Hold, email: str | None) -> Handler:
+    """The PaymentIntent of a booking on hold (Stripe, idempotency key from the booking id), recorded with the
+    job's result. A stay with a security deposit saves the card to a Stripe Customer, to hold the deposit on
+    it later without the guest (off-session)."""
     if hold.amount == 0:
         return lambda conn, job: _confirm_free(conn, job, hold)
+    customer = None
+    if hold.deposit:
+        customer = runtime.stripe.create_customer(booking_id=str(hold.booking_id), email=email).id
     intent = runtime.stripe.create_payment_intent(booking_id=str(hold.booking_id), amount=hold.amount,
                                                   currency=hold.currency,
-                                                  description=f"Totem booking {hold.booking_id}")
+                                                  description=f"Totem booking {hold.booking_id}", customer=customer,
+                                                  setup_future_usage="off_session" if customer else None)
 
     def record_payment(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingCreated:
         conn.execute(QUERIES["insert_payment"], {
             "booking_id": hold.booking_id, "payment_intent_id": intent.id, "client_secret": intent.client_secret,
             "amount": hold.amount, "currency": hold.currency})
+        if customer:
+            conn.execute(QUERIES["save_deposit_customer"], {"booking_id": hold.booking_id, "customer_id": customer})
         return _created(hold, payment_intent_id=intent.id, client_secret=intent.client_secret)
 
     return record_payment
@@ -89,6 +119,7 @@ def handle_cancel(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTran
     command = msgspec.convert(job.payload, BookingCommand)
     transitioned = payments.cancel_booking(conn, command, job, now=datetime.now(UTC),
                                            maturity_seconds=settings.payout_maturity_seconds)
+    deposits.on_cancel(conn, job, command.booking_id, settings.payout_maturity_seconds)
     _owner_audit(conn, command, transitioned)
     return transitioned
 
@@ -103,6 +134,54 @@ def handle_complete(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTr
     return transitioned
 
 
+def prepare_approve(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
+    """requested → pending_payment in a transaction of its own (the payment hold starts now; the database
+    refuses a request that lapsed meanwhile), then the PaymentIntent as for an instant booking. A retried job
+    finds its own approval in the audit trail and goes on to the payment."""
+    command = msgspec.convert(job.payload, BookingCommand)
+    with conn.transaction():
+        row = conn.execute(QUERIES["approval_of_job"], {"booking_id": command.booking_id,
+                                                        "job_id": job.id}).fetchone() if job.attempts > 1 else None
+        if row is None:
+            transitioned = booking.transition_booking(conn, command, job_id=job.id,
+                                                      default_hold_ttl_seconds=settings.booking_hold_ttl_seconds)
+            _owner_audit(conn, command, transitioned)
+            row = expect_row(conn.execute(QUERIES["approval_of_job"], {"booking_id": command.booking_id,
+                                                                       "job_id": job.id}).fetchone(), "approval_of_job")
+    hold = booking.Hold.from_row(row)
+    if hold.status != "pending_payment":  # paid or expired since: nothing left to pay for
+        return lambda conn, job: _created(hold)
+    return _open_payment(hold, row["email"])
+
+
+def handle_check_in(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
+    """paid → checked_in, not before the stay's first day (the database's rule)."""
+    command = msgspec.convert(job.payload, BookingCommand)
+    transitioned = booking.transition_booking(conn, command, job_id=job.id)
+    _owner_audit(conn, command, transitioned)
+    return transitioned
+
+
+def handle_check_out(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
+    """checked_in → checked_out; then the stay completes at once, or when its held deposit is settled."""
+    command = msgspec.convert(job.payload, BookingCommand)
+    transitioned = booking.transition_booking(conn, command, job_id=job.id)
+    _owner_audit(conn, command, transitioned)
+    deposits.on_check_out(conn, command.booking_id, job_id=job.id, actor="system",
+                          claim_window_hours=settings.deposit_claim_window_hours,
+                          maturity_seconds=settings.payout_maturity_seconds)
+    status = expect_row(conn.execute(QUERIES["lock_booking"], {"id": command.booking_id}).fetchone(), "lock_booking")
+    return msgspec.structs.replace(transitioned, status=status["status"])
+
+
+def handle_decline(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
+    command = msgspec.convert(job.payload, BookingCommand)
+    transitioned = booking.transition_booking(conn, command, job_id=job.id)
+    _owner_audit(conn, command, transitioned)
+    conn.execute(QUERIES["release_unheld_deposit"], {"booking_id": command.booking_id})
+    return transitioned
+
+
 def handle_transition(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTransitioned:
     return booking.transition_booking(conn, msgspec.convert(job.payload, BookingCommand), job_id=job.id)
 
@@ -111,3 +190,7 @@ create_booking = job_actor(BOOKING_CREATE, prepare=prepare_create_booking)
 cancel_booking = job_actor(BOOKING_CANCEL, handle_cancel)
 complete_booking = job_actor(BOOKING_COMPLETE, handle_complete)
 mark_booking_paid = job_actor(BOOKING_MARK_PAID, handle_transition)
+approve_booking = job_actor(BOOKING_APPROVE, prepare=prepare_approve)
+decline_booking = job_actor(BOOKING_DECLINE, handle_decline)
+check_in_booking = job_actor(BOOKING_CHECK_IN, handle_check_in)
+check_out_booking = job_actor(BOOKING_CHECK_OUT, handle_check_out)

@@ -23,6 +23,7 @@ import psycopg
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shared import deposits
 from shared.booking import expire_overdue_holds
 from shared.broker import build_message, make_broker, message_for, queue_depth
 from shared.config import Settings
@@ -31,6 +32,8 @@ from shared.exporter import export_metrics
 from shared.jobs import insert_job, requeue_stale_jobs
 from shared.logs import configure_logging
 from shared.registry import (
+    DEPOSIT_AUTHORIZE,
+    DEPOSIT_RELEASE,
     LEDGER_RECONCILE,
     NOTIFICATION_DELIVER,
     PAYMENT_CANCEL_INTENT,
@@ -117,6 +120,8 @@ class Scheduler:
             done = {
                 "requeued_jobs": self.requeue_stale_jobs(conn),
                 "expired_holds": self._expire_holds(conn),
+                "deposits_to_hold": self._hold_due_deposits(conn),
+                "deposits_released": self._release_lapsed_deposits(conn),
                 "purged_idempotency_keys": self._purge_keys(conn),
                 "payouts_created": self._settle(conn),
                 "payouts_redriven": self._redrive_payouts(conn),
@@ -138,6 +143,21 @@ class Scheduler:
         expired, cancel_jobs = expire_overdue_holds(conn, max_attempts=self.settings.job_max_attempts)
         self._enqueue(PAYMENT_CANCEL_INTENT, cancel_jobs)
         return expired
+
+    def _hold_due_deposits(self, conn: psycopg.Connection[Any]) -> int:
+        """Stays beginning within DEPOSIT_AUTHORIZE_BEFORE_HOURS get their security deposit held."""
+        with conn.transaction():
+            jobs = deposits.stage_due_authorizations(conn, before_hours=self.settings.deposit_authorize_before_hours,
+                                                     max_attempts=self.settings.job_max_attempts)
+        self._enqueue(DEPOSIT_AUTHORIZE, jobs)
+        return len(jobs)
+
+    def _release_lapsed_deposits(self, conn: psycopg.Connection[Any]) -> int:
+        """Held deposits nobody claimed within DEPOSIT_CLAIM_WINDOW_HOURS of check-out are released."""
+        with conn.transaction():
+            jobs = deposits.stage_lapsed_releases(conn, max_attempts=self.settings.job_max_attempts)
+        self._enqueue(DEPOSIT_RELEASE, jobs)
+        return len(jobs)
 
     def _settle(self, conn: psycopg.Connection[Any]) -> int:
         """Close every provider's ended settlement period into a payout batch; send its payouts."""

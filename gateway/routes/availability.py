@@ -1,5 +1,6 @@
 """Availability computed in SQL in the provider's time zone: free slots of a slot resource for a service,
-or free nights of a stay listing."""
+or free nights of a stay listing. Read from the read pool: a replica's answer may trail by its lag, which is
+harmless, as the booking itself is decided on the primary (bookings_no_overlap)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ async def slot_availability(
               "step_minutes": step_minutes, "scope": grant.scope_param}
 
     async def read() -> SlotAvailability | NightAvailability:
-        async with state.pool.connection() as conn:
+        async with state.read_pool.connection() as conn:
             cur = await conn.execute(QUERIES["get_resource_zone"], params)
             resource = await cur.fetchone()
             if resource is None:

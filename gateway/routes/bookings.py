@@ -88,7 +88,7 @@ async def list_bookings(
               "after_created_at": after_created_at, "after_id": after_id, **grant.booking_filter()}
 
     async def read() -> list[dict[str, Any]]:
-        async with state.pool.connection() as conn:
+        async with state.read_pool.connection() as conn:  # a replica's lag may hide a booking made a moment ago
             cur = await conn.execute(QUERIES["list_bookings"], params)
             return await cur.fetchall()
 

@@ -84,6 +84,13 @@ def _policy(data: ProviderCreate | ProviderUpdate) -> Jsonb | None:
     return None if data.cancellation_policy is None else Jsonb(data.cancellation_policy)
 
 
+def _policies(data: ProviderCreate | ProviderUpdate) -> dict[str, Jsonb | None]:
+    """Both policies as the statements take them (jsonb; NULL: unchanged, or for requests: as instant)."""
+    request = data.request_cancellation_policy
+    return {"cancellation_policy": _policy(data),
+            "request_cancellation_policy": None if request is None else Jsonb(request)}
+
+
 # Providers ------------------------------------------------------------------------------------------
 
 IDEMPOTENT = "Takes an optional Idempotency-Key: a repeat replays the first answer."
@@ -98,7 +105,7 @@ async def create_provider(request: Req, state: GatewayState, grant: Grant,
     _zone(data.time_zone)
 
     async def create(conn: psycopg.AsyncConnection[Any]) -> ProviderView:
-        params = {**msgspec.structs.asdict(data), "cancellation_policy": _policy(data)}
+        params = {**msgspec.structs.asdict(data), **_policies(data)}
         created = _found(await _one_on(conn, "create_provider", params), ProviderView, "provider")
         await _audit(conn, request, grant, created.id, "provider.create", ("provider", created.id), after=created)
         return created
@@ -133,7 +140,7 @@ async def update_provider(request: Req, state: GatewayState, grant: Grant, provi
     _zone(data.time_zone)
     if data.commission_bps is not None and grant.scope is not None:
         raise Problem(Code.FORBIDDEN, "the commission is set by the platform, not by the provider")
-    params = {**msgspec.structs.asdict(data), "cancellation_policy": _policy(data), "id": provider_id}
+    params = {**msgspec.structs.asdict(data), **_policies(data), "id": provider_id}
     async with state.pool.connection() as conn, conn.transaction():
         before = await _one_on(conn, "get_provider", {"id": provider_id})
         after = _found(await _one_on(conn, "update_provider", params), ProviderView, f"provider {provider_id}")
@@ -183,6 +190,8 @@ async def create_resource(request: Req, state: GatewayState, grant: Grant, provi
     if (data.kind == "stay") != (data.nightly_price is not None):
         raise Problem(Code.VALIDATION_FAILED, "a stay listing needs nightly_price; a slot resource has none",
                       errors=[{"field": "nightly_price", "message": "required for stay, absent for slot"}])
+    if data.kind != "stay" and data.security_deposit is not None:
+        raise _deposit_on_slot()
 
     async def create(conn: psycopg.AsyncConnection[Any]) -> ResourceView:
         row = await _one_on(conn, "create_resource", {**msgspec.structs.asdict(data), "provider_id": provider_id})
@@ -206,10 +215,18 @@ async def get_resource(state: GatewayState, grant: Grant, resource_id: UUID) -> 
     return await _read_resource(state, grant, resource_id)
 
 
-@patch("/resources/{resource_id:uuid}", summary="Change a resource", opt=allow(OWNERS))
+def _deposit_on_slot() -> Problem:
+    return Problem(Code.VALIDATION_FAILED, "only a stay listing takes a security deposit",
+                   errors=[{"field": "security_deposit", "message": "stays only"}])
+
+
+@patch("/resources/{resource_id:uuid}", summary="Change a resource (name, price, booking mode, request TTL, deposit)",
+       opt=allow(OWNERS))
 async def update_resource(request: Req, state: GatewayState, grant: Grant, resource_id: UUID,
                           data: ResourceUpdate) -> ResourceView:
     async def change(conn: psycopg.AsyncConnection[Any]) -> None:
+        if data.security_deposit is not None and (await _resource(conn, grant, resource_id)).kind != "stay":
+            raise _deposit_on_slot()
         _found(await _one_on(conn, "update_resource", {**msgspec.structs.asdict(data), "id": resource_id}), dict,
                f"resource {resource_id}")
 

@@ -1,5 +1,5 @@
 """Owner views of money, computed from the ledger: balance, statement (window functions), payouts; and the
-system's reconciliation trigger. Until owner sessions exist these need X-System-Token."""
+system's reconciliation trigger. The views read the read pool (a replica may trail the primary a moment)."""
 
 from __future__ import annotations
 
@@ -86,8 +86,8 @@ class PayoutPage(msgspec.Struct):
      summary="A provider's balance per currency: pending, available, in transit, paid out",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND))
 async def provider_balance(state: GatewayState, provider_id: UUID) -> ProviderBalance:
-    await require_provider(state, provider_id)
-    rows = await fetch_rows(state, "provider_balances", {"provider_id": provider_id})
+    await require_provider(state, provider_id, lag_ok=True)
+    rows = await fetch_rows(state, "provider_balances", {"provider_id": provider_id}, lag_ok=True)
     return ProviderBalance(provider_id=provider_id, balances=[Balance(**row) for row in rows])
 
 
@@ -101,7 +101,7 @@ async def provider_statement(
     to: Annotated[str, Parameter(query="to", description="an ISO-8601 instant with an offset, or a local date of "
                                  "the provider (YYYY-MM-DD: to its end, inclusive)")],
 ) -> Statement:
-    rows = await fetch_rows(state, "get_provider", {"id": provider_id})
+    rows = await fetch_rows(state, "get_provider", {"id": provider_id}, lag_ok=True)
     if not rows:
         raise Problem(Code.NOT_FOUND, f"provider {provider_id} does not exist")
     zone = ZoneInfo(rows[0]["time_zone"])
@@ -110,8 +110,9 @@ async def provider_statement(
         raise Problem(Code.VALIDATION_FAILED, "from must be before to",
                       errors=[{"field": "to", "message": "after from"}])
     params = {"provider_id": provider_id, "from": start, "to": end, "limit": MAX_STATEMENT_ENTRIES + 1}
-    opening = {row["currency"]: row["balance"] for row in await fetch_rows(state, "statement_opening", params)}
-    rows = await fetch_rows(state, "provider_statement", params)
+    opening = {row["currency"]: row["balance"]
+               for row in await fetch_rows(state, "statement_opening", params, lag_ok=True)}
+    rows = await fetch_rows(state, "provider_statement", params, lag_ok=True)
     entries = [StatementEntry(**row) for row in rows[:MAX_STATEMENT_ENTRIES]]
     closing = dict(opening)
     for entry in entries:
@@ -130,7 +131,8 @@ async def list_payouts(
         raise Problem(Code.NOT_FOUND, f"provider {provider} does not exist")
     before_created_at, before_id = decode_cursor(cursor)
     rows = await fetch_rows(state, "list_payout_batches", {"provider_id": provider, "limit": limit + 1,
-                                                       "before_created_at": before_created_at, "before_id": before_id})
+                                                       "before_created_at": before_created_at, "before_id": before_id},
+                            lag_ok=True)
     items = [PayoutBatch(**{**row, "lines": [PayoutLine(**line) for line in row["lines"] or []]})
              for row in rows[:limit]]
     return PayoutPage(items=items, next_cursor=next_cursor(rows, limit))

@@ -64,6 +64,8 @@ _SAMPLE_EVENT = {
     "end_at": "2031-06-02T08:30:00+00:00", "amount": 2500, "reason": "requested by the customer",
     "detail": None, "link": f"/booking/{_SAMPLE_ID}", "refund_id": str(_SAMPLE_ID), "payout_id": str(_SAMPLE_ID),
     "failure_code": "card_declined", "endpoint_id": str(_SAMPLE_ID), "url": "https://hooks.example.com/totem",
+    "respond_by": "2031-06-02T10:00:00+00:00", "approve_link": f"/console/bookings/{_SAMPLE_ID}/approve",
+    "decline_link": f"/console/bookings/{_SAMPLE_ID}/decline",
 }
 
 

@@ -9,10 +9,16 @@ WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r
   AND (%(scope)s::uuid[] IS NULL OR r.provider_id = ANY (%(scope)s::uuid[]));
 
 -- insert_slot_booking --
--- Create a slot booking on hold with its snapshot, its audit row and its outbox event, in one statement.
--- Overlap with a booking that holds time is refused by bookings_no_overlap (no read-then-insert).
+-- Create a slot booking on hold (or, on a request-mode resource, requested: it waits for the owner) with its
+-- snapshot, its audit row and its outbox event, in one statement. Overlap with a booking that holds time is
+-- refused by bookings_no_overlap (no read-then-insert).
 WITH offer AS (
-  SELECT r.id AS resource_id, r.provider_id, p.hold_ttl_seconds, p.cancellation_policy, p.commission_bps,
+  SELECT r.id AS resource_id, r.provider_id, p.hold_ttl_seconds, p.commission_bps, r.booking_mode,
+         CASE r.booking_mode WHEN 'request' THEN coalesce(p.request_cancellation_policy, p.cancellation_policy)
+              ELSE p.cancellation_policy END AS cancellation_policy,
+         make_interval(secs => CASE r.booking_mode
+           WHEN 'request' THEN coalesce(%(request_ttl_seconds)s::int, r.request_ttl_hours * 3600)
+           ELSE coalesce(p.hold_ttl_seconds, %(default_hold_ttl_seconds)s) END) AS waits,
          s.id AS service_id, s.name, s.duration_minutes, s.price, s.currency
   FROM resources r
   JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
@@ -33,16 +39,16 @@ WITH offer AS (
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
                         service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy,
-                        commission_bps, customer_token_sha256, created_by_token_id)
-  SELECT %(id)s, 'slot', 'pending_payment', resource_id, provider_id,
+                        commission_bps, customer_token_sha256, created_by_token_id, booking_mode)
+  SELECT %(id)s, 'slot', CASE booking_mode WHEN 'request' THEN 'requested' ELSE 'pending_payment' END,
+         resource_id, provider_id,
          tstzrange(%(start_at)s, %(start_at)s + make_interval(mins => duration_minutes), '[)'),
          price, currency,
          jsonb_build_object('service_id', service_id, 'name', name, 'duration_minutes', duration_minutes,
                             'price', price, 'currency', currency),
-         %(customer)s,
-         now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
+         %(customer)s, now() + waits,
          %(job_id)s, cancellation_policy, commission_bps, %(customer_token_sha256)s,
-         %(created_by_token_id)s::uuid
+         %(created_by_token_id)s::uuid, booking_mode
   FROM offer
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
 ), audit AS (
@@ -51,13 +57,16 @@ WITH offer AS (
          NULL, status, 'booking requested', %(job_id)s FROM booking
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
-  SELECT 'booking_created', id,
+  SELECT CASE status WHEN 'requested' THEN 'booking_requested' ELSE 'booking_created' END, id,
          jsonb_build_object('booking_id', id, 'provider_id', provider_id, 'resource_id', resource_id,
                             'status', status, 'start_at', lower(period), 'end_at', upper(period),
                             'amount', amount, 'currency', currency, 'link', '/booking/' || id)
+         || CASE WHEN status = 'requested' THEN jsonb_build_object(
+              'respond_by', hold_expires_at, 'approve_link', '/console/bookings/' || id || '/approve',
+              'decline_link', '/console/bookings/' || id || '/decline') ELSE '{}' END
   FROM booking
 )
-SELECT id, status, hold_expires_at, amount, currency FROM booking;
+SELECT id, status, hold_expires_at, amount, currency, NULL::bigint AS deposit FROM booking;
 
 -- check_stay_listing --
 -- Gateway-side check that a stay request names a live listing.
@@ -70,8 +79,13 @@ WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
 -- Hold a listing's nights: [check_in, check_out) local midnights in the provider's time zone, so a
 -- check-out day is free for the next check-in. Price = nights x nightly price, snapshotted.
 WITH listing AS (
-  SELECT r.id AS resource_id, r.provider_id, r.name, r.nightly_price, p.currency, p.hold_ttl_seconds,
-         p.cancellation_policy, p.commission_bps,
+  SELECT r.id AS resource_id, r.provider_id, r.name, r.nightly_price, p.currency, p.commission_bps,
+         r.booking_mode, r.security_deposit,
+         CASE r.booking_mode WHEN 'request' THEN coalesce(p.request_cancellation_policy, p.cancellation_policy)
+              ELSE p.cancellation_policy END AS cancellation_policy,
+         make_interval(secs => CASE r.booking_mode
+           WHEN 'request' THEN coalesce(%(request_ttl_seconds)s::int, r.request_ttl_hours * 3600)
+           ELSE coalesce(p.hold_ttl_seconds, %(default_hold_ttl_seconds)s) END) AS waits,
          tstzrange(%(check_in)s::date::timestamp AT TIME ZONE p.time_zone,
                    %(check_out)s::date::timestamp AT TIME ZONE p.time_zone, '[)') AS period
   FROM resources r
@@ -85,31 +99,40 @@ WITH listing AS (
 ), booking AS (
   INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
                         service_snapshot, customer, hold_expires_at, created_by_job, cancellation_policy,
-                        commission_bps, customer_token_sha256, created_by_token_id)
-  SELECT %(id)s, 'stay', 'pending_payment', resource_id, provider_id, period,
+                        commission_bps, customer_token_sha256, created_by_token_id, booking_mode)
+  SELECT %(id)s, 'stay', CASE booking_mode WHEN 'request' THEN 'requested' ELSE 'pending_payment' END,
+         resource_id, provider_id, period,
          nightly_price * (%(check_out)s::date - %(check_in)s::date), currency,
          jsonb_build_object('listing_name', name, 'nightly_price', nightly_price, 'currency', currency,
                             'check_in', %(check_in)s::date, 'check_out', %(check_out)s::date,
-                            'nights', %(check_out)s::date - %(check_in)s::date, 'guests', %(guests)s::int),
-         %(customer)s,
-         now() + make_interval(secs => coalesce(hold_ttl_seconds, %(default_hold_ttl_seconds)s)),
+                            'nights', %(check_out)s::date - %(check_in)s::date, 'guests', %(guests)s::int,
+                            'security_deposit', security_deposit),
+         %(customer)s, now() + waits,
          %(job_id)s, cancellation_policy, commission_bps, %(customer_token_sha256)s,
-         %(created_by_token_id)s::uuid
+         %(created_by_token_id)s::uuid, booking_mode
   FROM clear
   RETURNING id, status, provider_id, resource_id, period, amount, currency, hold_expires_at
+), deposit AS (  -- the listing's security deposit, held later (shortly before arrival)
+  INSERT INTO booking_deposits (booking_id, provider_id, amount, currency)
+  SELECT b.id, b.provider_id, c.security_deposit, b.currency FROM booking b, clear c
+  WHERE c.security_deposit IS NOT NULL
+  RETURNING amount
 ), audit AS (
   INSERT INTO booking_audit_log (booking_id, actor, actor_id, actor_role, from_status, to_status, reason, job_id)
   SELECT id, %(actor)s, %(actor_id)s, coalesce(%(actor_role)s::text, %(actor_roles)s::jsonb ->> provider_id::text),
          NULL, status, 'stay requested', %(job_id)s FROM booking
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
-  SELECT 'booking_created', id,
+  SELECT CASE status WHEN 'requested' THEN 'booking_requested' ELSE 'booking_created' END, id,
          jsonb_build_object('booking_id', id, 'provider_id', provider_id, 'resource_id', resource_id,
                             'status', status, 'start_at', lower(period), 'end_at', upper(period),
                             'amount', amount, 'currency', currency, 'link', '/booking/' || id)
+         || CASE WHEN status = 'requested' THEN jsonb_build_object(
+              'respond_by', hold_expires_at, 'approve_link', '/console/bookings/' || id || '/approve',
+              'decline_link', '/console/bookings/' || id || '/decline') ELSE '{}' END
   FROM booking
 )
-SELECT id, status, hold_expires_at, amount, currency FROM booking;
+SELECT id, status, hold_expires_at, amount, currency, (SELECT amount FROM deposit) AS deposit FROM booking;
 
 -- explain_refused_stay --
 -- Why insert_stay_booking created nothing: no such live listing, or the nights are past or blocked.
@@ -131,12 +154,17 @@ SELECT EXISTS (
 -- transition_booking --
 -- Move a booking to another status with its audit row and outbox event, in one statement. The row is
 -- locked first so from_status is the status actually left; bookings_valid_transition refuses illegal moves.
+-- An approved request (requested -> pending_payment) gets its payment hold from now.
 WITH current AS (
-  SELECT id, status FROM bookings WHERE id = %(id)s FOR UPDATE
+  SELECT b.id, b.status, p.hold_ttl_seconds FROM bookings b JOIN providers p ON p.id = b.provider_id
+  WHERE b.id = %(id)s FOR UPDATE OF b
 ), changed AS (
-  UPDATE bookings b SET status = %(to_status)s
+  UPDATE bookings b SET status = %(to_status)s,
+         hold_expires_at = CASE WHEN %(to_status)s = 'pending_payment' AND c.status = 'requested'
+           THEN now() + make_interval(secs => coalesce(c.hold_ttl_seconds, %(default_hold_ttl_seconds)s::int, 900))
+           ELSE b.hold_expires_at END
   FROM current c WHERE b.id = c.id
-  RETURNING b.id, c.status AS from_status, b.status AS to_status, b.provider_id
+  RETURNING b.id, c.status AS from_status, b.status AS to_status, b.provider_id, b.hold_expires_at
 ), audit AS (
   INSERT INTO booking_audit_log (booking_id, actor, actor_id, actor_role, from_status, to_status, reason, job_id,
                                  detail)
@@ -150,20 +178,22 @@ WITH current AS (
                             'link', '/booking/' || id)
   FROM changed
 )
-SELECT id, from_status, to_status FROM changed;
+SELECT id, from_status, to_status, hold_expires_at FROM changed;
 
 -- check_transition_allowed --
 -- Gateway-side pre-check for a lifecycle command: the booking exists and may move to to_status now.
 SELECT 1 FROM bookings b
-JOIN booking_transitions t ON t.from_status = b.status AND t.to_status = %(to_status)s
+JOIN booking_transitions t ON t.from_status = b.status AND t.to_status = %(to_status)s AND b.kind = ANY (t.kinds)
 WHERE b.id = %(booking_id)s
+  AND (%(to_status)s <> 'checked_in' OR now() >= lower(b.period))
+  AND (b.status <> 'requested' OR b.hold_expires_at > now())
   AND (%(scope)s::uuid[] IS NULL OR b.provider_id = ANY (%(scope)s::uuid[]))
   AND (%(only_booking)s::uuid IS NULL OR b.id = %(only_booking)s::uuid)
   AND (%(created_by_token)s::uuid IS NULL OR b.created_by_token_id = %(created_by_token)s::uuid);
 
 -- get_booking_status --
 -- The current status of a booking the caller may see (to explain a refused command).
-SELECT status, provider_id FROM bookings WHERE id = %(booking_id)s
+SELECT status, provider_id, kind, lower(period) AS start_at, hold_expires_at, now() AS now FROM bookings WHERE id = %(booking_id)s
   AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
   AND (%(only_booking)s::uuid IS NULL OR id = %(only_booking)s::uuid)
   AND (%(created_by_token)s::uuid IS NULL OR created_by_token_id = %(created_by_token)s::uuid);
@@ -171,7 +201,7 @@ SELECT status, provider_id FROM bookings WHERE id = %(booking_id)s
 -- list_bookings --
 -- Bookings by provider / status / time window, oldest first, keyset-paginated on (created_at, id).
 SELECT id, kind, status, resource_id, provider_id, lower(period) AS start_at, upper(period) AS end_at,
-       amount, currency, service_snapshot, customer, hold_expires_at, created_at, updated_at
+       amount, currency, service_snapshot, customer, hold_expires_at, created_at, updated_at, booking_mode
 FROM bookings
 WHERE (%(provider_id)s::uuid IS NULL OR provider_id = %(provider_id)s::uuid)
   AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
@@ -189,7 +219,8 @@ LIMIT %(limit)s;
 -- A booking as clients read it, if the caller may see it (its providers; a customer: that booking; a public
 -- token: the bookings it created).
 SELECT id, kind, status, resource_id, provider_id, lower(period) AS start_at, upper(period) AS end_at,
-       amount, currency, service_snapshot, customer, hold_expires_at, cancellation_policy, created_at, updated_at
+       amount, currency, service_snapshot, customer, hold_expires_at, cancellation_policy, created_at, updated_at,
+       booking_mode
 FROM bookings WHERE id = %(id)s
   AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
   AND (%(only_booking)s::uuid IS NULL OR id = %(only_booking)s::uuid)
@@ -209,30 +240,35 @@ SELECT pg_advisory_xact_lock(7001, hashtext(%(resource_id)s::text));
 
 -- expire_overdue_holds --
 -- Holds past hold_expires_at become expired (freeing the time at once), with audit and outbox rows: all of
--- them (the scheduler) or one resource's (a new booking there, so a lapsed hold never blocks it).
--- SKIP LOCKED: a hold being paid right now is left to whichever transaction commits first.
+-- them (the scheduler) or one resource's (a new booking there, so a lapsed hold never blocks it). An
+-- unanswered request lapses the same way. SKIP LOCKED: a hold being paid (a request being approved) right
+-- now is left to whichever transaction commits first.
 -- Each expired booking's open PaymentIntent gets a cancel-intent job (its type, queue and actor come from
 -- the registry as %(cancel_*)s), so the customer can no longer pay for it; the caller enqueues the returned
--- job ids (else the sweeper).
-WITH expired AS (
-  UPDATE bookings SET status = 'expired'
-  WHERE id IN (
-    SELECT id FROM bookings
-    WHERE status = 'pending_payment' AND hold_expires_at <= now()
-      AND (%(resource_id)s::uuid IS NULL OR resource_id = %(resource_id)s::uuid)
-    ORDER BY hold_expires_at LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-  )
-  RETURNING id, provider_id
+-- job ids (else the sweeper). A deposit never held is released with its booking.
+WITH lapsed AS (
+  SELECT id, status FROM bookings
+  WHERE status IN ('requested', 'pending_payment') AND hold_expires_at <= now()
+    AND (%(resource_id)s::uuid IS NULL OR resource_id = %(resource_id)s::uuid)
+  ORDER BY hold_expires_at LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED
+), expired AS (
+  UPDATE bookings b SET status = 'expired' FROM lapsed l WHERE b.id = l.id
+  RETURNING b.id, b.provider_id, l.status AS from_status
 ), audit AS (
   INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason)
-  SELECT id, %(actor)s, 'pending_payment', 'expired', 'payment hold expired' FROM expired
+  SELECT id, %(actor)s, from_status, 'expired',
+         CASE from_status WHEN 'requested' THEN 'request not answered in time' ELSE 'payment hold expired' END
+  FROM expired
 ), event AS (
   INSERT INTO outbox (topic, aggregate_id, payload)
   SELECT 'booking_expired', id,
          jsonb_build_object('booking_id', id, 'provider_id', provider_id, 'status', 'expired',
-                            'link', '/booking/' || id)
+                            'from_status', from_status, 'link', '/booking/' || id)
   FROM expired
+), deposits AS (
+  UPDATE booking_deposits d SET status = 'released' FROM expired e
+  WHERE d.booking_id = e.id AND d.status = 'pending'
 ), cancel_intents AS (
   INSERT INTO jobs (id, type, queue, actor, payload, max_attempts)
   SELECT gen_random_uuid(), %(cancel_type)s, %(cancel_queue)s, %(cancel_actor)s,

@@ -48,9 +48,9 @@ VALUES (%(resource_id)s, %(weekday)s, %(opens_at)s, %(closes_at)s);
 -- create_provider --
 -- A provider created through the API, with its cancellation policy.
 INSERT INTO providers (slug, name, time_zone, currency, commission_bps, hold_ttl_seconds, cancellation_policy,
-                       payout_account, contact_email)
+                       payout_account, contact_email, request_cancellation_policy)
 VALUES (%(slug)s, %(name)s, %(time_zone)s, %(currency)s, %(commission_bps)s, %(hold_ttl_seconds)s,
-        %(cancellation_policy)s, %(payout_account)s, %(contact_email)s)
+        %(cancellation_policy)s, %(payout_account)s, %(contact_email)s, %(request_cancellation_policy)s)
 RETURNING *;
 
 -- get_provider --
@@ -72,6 +72,7 @@ UPDATE providers SET
   commission_bps = coalesce(%(commission_bps)s, commission_bps),
   hold_ttl_seconds = coalesce(%(hold_ttl_seconds)s, hold_ttl_seconds),
   cancellation_policy = coalesce(%(cancellation_policy)s, cancellation_policy),
+  request_cancellation_policy = coalesce(%(request_cancellation_policy)s, request_cancellation_policy),
   payout_account = coalesce(%(payout_account)s, payout_account),
   contact_email = coalesce(%(contact_email)s, contact_email), updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
@@ -83,8 +84,9 @@ UPDATE providers SET deleted_at = now(), updated_at = now() WHERE id = %(id)s AN
 
 -- create_resource --
 -- A resource of a live provider.
-INSERT INTO resources (provider_id, kind, name, nightly_price)
-SELECT p.id, %(kind)s, %(name)s, %(nightly_price)s FROM providers p WHERE p.id = %(provider_id)s AND p.deleted_at IS NULL
+INSERT INTO resources (provider_id, kind, name, nightly_price, booking_mode, request_ttl_hours, security_deposit)
+SELECT p.id, %(kind)s, %(name)s, %(nightly_price)s, %(booking_mode)s, %(request_ttl_hours)s, %(security_deposit)s
+FROM providers p WHERE p.id = %(provider_id)s AND p.deleted_at IS NULL
 RETURNING *;
 
 -- get_resource --
@@ -103,8 +105,12 @@ WHERE r.deleted_at IS NULL AND (%(scope)s::uuid[] IS NULL OR r.provider_id = ANY
 ORDER BY r.created_at, r.id LIMIT %(limit)s;
 
 -- update_resource --
--- Rename a live resource or change its nightly price.
+-- Change a live resource: its name, nightly price, booking mode, request TTL or deposit (existing bookings keep
+-- their snapshot).
 UPDATE resources SET name = coalesce(%(name)s, name), nightly_price = coalesce(%(nightly_price)s, nightly_price),
+                     booking_mode = coalesce(%(booking_mode)s, booking_mode),
+                     request_ttl_hours = coalesce(%(request_ttl_hours)s, request_ttl_hours),
+                     security_deposit = coalesce(%(security_deposit)s, security_deposit),
                      updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
 RETURNING id;

@@ -1,6 +1,8 @@
 -- booking_of_job --
 -- The hold a booking.create job already placed: a retried job continues with it, never places a second.
-SELECT id, status, hold_expires_at, amount, currency FROM bookings WHERE created_by_job = %(job_id)s;
+SELECT id, status, hold_expires_at, amount, currency,
+       (SELECT d.amount FROM booking_deposits d WHERE d.booking_id = bookings.id) AS deposit
+FROM bookings WHERE created_by_job = %(job_id)s;
 
 -- insert_payment --
 -- The PaymentIntent created for a booking, waiting for the customer.

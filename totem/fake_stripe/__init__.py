@@ -1,26 +1,41 @@
 """``totem fake-stripe``: a local stand-in for the few Stripe API endpoints Totem uses, for dev and tests.
 
 Our code talks to it through the real ``stripe`` SDK (``STRIPE_API_BASE`` points the SDK here). It speaks
-Stripe's form-encoded requests and JSON shapes, honours ``Idempotency-Key`` the way Stripe does, and sends
-events to ``FAKE_STRIPE_WEBHOOK_URL`` signed as Stripe signs them, retrying a delivery not answered 2xx.
-Endpoints: create / retrieve / confirm / cancel PaymentIntent, create Refund, create Transfer, list balance
-transactions, with Stripe's test-mode cards (``pm_card_chargeDeclined`` declines).
+Stripe's form-encoded requests and JSON shapes (API version 2025-09-30.clover), honours ``Idempotency-Key``
+the way Stripe does, and sends events to ``FAKE_STRIPE_WEBHOOK_URL`` signed as Stripe signs them, retrying
+a delivery not answered 2xx. Endpoints: create / retrieve Customer; retrieve PaymentMethod; create (with
+``confirm``, ``off_session``, ``capture_method``, ``customer``, ``setup_future_usage``) / retrieve / confirm /
+capture / cancel PaymentIntent; retrieve Charge; create Refund; create Transfer; list balance transactions. Stripe's
+test-mode cards: ``pm_card_chargeDeclined`` (any name containing "Declined") declines; a name containing
+``offSessionDeclined`` (``pm_card_visa_offSessionDeclined``) pays on-session and declines off-session with
+``authentication_required``; a test card makes a new ``pm_…`` each time it is used, as in Stripe.
+Security deposits: a manual-capture intent is authorised (``requires_capture``), then captured in part or in
+full, cancelled, or left to lapse.
 
 Misbehaviour on demand, for tests (``/_fake/...``, JSON):
 * ``POST /_fake/faults {"operation": "payment_intents.create", "times": 2, "when": "before"|"after"}``:
   the next ``times`` calls answer 500. ``before``: nothing happens (a failure in front of Stripe);
   ``after``: the call takes effect and is stored under its idempotency key, but the answer is lost.
   ``"when": "slow", "delay_seconds": 5``: the call waits that long, then takes effect (to kill a caller
-  mid-call).
+  mid-call). Operations: ``customers.create``, ``customers.retrieve``, ``payment_methods.retrieve``,
+  ``payment_intents.create`` / ``retrieve`` / ``confirm`` / ``capture`` / ``cancel``, ``charges.retrieve``,
+  ``refunds.create``,
+  ``transfers.create``, ``balance_transactions.list`` (a read fails on any armed fault).
 * ``POST /_fake/webhooks {"hold": true, "copies": 1, "delay_seconds": 0}``: hold events instead of sending
   them, send each one ``copies`` times, or send late.
 * ``POST /_fake/webhooks/release {"order": "shuffled"|"reversed"|"in_order", "copies": 3, "seed": 1}``.
-* ``GET /_fake/requests`` (every API call with its idempotency key and outcome), ``GET /_fake/events``,
-  ``GET /_fake/deliveries``.
+* ``POST /_fake/payment_intents/{id}/expire_authorization``: an authorisation (``requires_capture``) lapses
+  now, as it would after its days: cancelled with ``cancellation_reason: "expired"``, ``charge.expired``
+  and ``payment_intent.canceled``.
+* ``GET /_fake/requests`` (every API call with its idempotency key and outcome), ``GET /_fake/events``
+  (every event, recorded when emitted, before any delivery), ``GET /_fake/deliveries``.
 
 Where each part lives:
-* ``state.py``: the in-memory account, ``StripeError``, ids, form decoding, idempotency replay, events;
-* ``objects.py``: PaymentIntents, Charges, Refunds, Transfers and balance transactions;
+* ``state.py``: the in-memory account, ``StripeError``, ids, parameters, idempotency replay, events,
+  balance transactions;
+* ``customers.py``: Customers and the payment methods they keep (test cards, attachment);
+* ``intents.py``: PaymentIntents and their Charges: confirm, decline, authorise, capture, cancel, lapse;
+* ``objects.py``: Refunds, Transfers and the balance transactions list;
 * ``faults.py``: injected failures (before / after the effect, slow calls);
 * ``delivery.py``: the webhook endpoint: ``sign``, hold / copies / delay / release, retries;
 * ``routes.py``: the ``/v1/...`` and ``/_fake/...`` handlers; ``app.py``: ``create_app`` from the environment.

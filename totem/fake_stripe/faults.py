@@ -4,7 +4,8 @@ A fault answers its operation's next ``times`` calls with ``status`` (500 unless
 * ``before``: nothing happens, as when a call fails in front of Stripe;
 * ``after``: the call takes effect and is stored under its idempotency key, but the answer is lost;
 * ``slow``: the call waits ``delay_seconds``, then goes ahead as normal (to kill a caller mid-call).
-A listing (``balance_transactions.list``) has no effect to lose: any armed fault fails it up front.
+A read (``payment_intents.retrieve``, ``customers.retrieve``, ``balance_transactions.list``, ...) has no
+effect to lose: any armed fault fails it up front.
 """
 
 from __future__ import annotations

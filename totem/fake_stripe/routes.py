@@ -1,9 +1,12 @@
 """The HTTP edge of the fake: Stripe's endpoints (``/v1/...``) and the test controls (``/_fake/...``).
 
 Handlers only parse, authenticate and answer; the account and its rules live in ``state.py``, the objects
-in ``objects.py``. Handlers close over the one ``FakeStripe`` the app was built with. Every Stripe answer
-carries ``Request-Id`` and ``Stripe-Version``, and a replay also ``Idempotent-Replayed: true``. With an
-API key configured, a call without ``Authorization: Bearer <key>`` gets Stripe's 401.
+in ``customers.py``, ``intents.py`` and ``objects.py``. Handlers close over the one ``FakeStripe`` the app
+was built with. Every Stripe answer carries ``Request-Id`` and ``Stripe-Version``, and a replay also
+``Idempotent-Replayed: true``. With an API key configured, a call without ``Authorization: Bearer <key>``
+gets Stripe's 401. Each endpoint is an operation named as the faults name it (``payment_intents.capture``,
+``customers.retrieve``): a write runs through ``FakeStripe.call`` (idempotency, faults before / after /
+slow); a read fails up front on any fault armed for it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
-import totem.fake_stripe.objects as objects
+from totem.fake_stripe import customers, intents, objects
 from totem.fake_stripe.faults import Fault
 from totem.fake_stripe.state import API_VERSION, FakeStripe, StripeError, decode_form, new_id
 
@@ -35,7 +38,8 @@ def _unauthorized() -> Answer:
 
 
 def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
-    """The Stripe endpoints Totem calls: PaymentIntents, Refunds, Transfers, balance transactions."""
+    """The Stripe endpoints Totem calls: Customers, PaymentMethods (read), PaymentIntents, Charges (read),
+    Refunds, Transfers, balance transactions."""
 
     def authorized(request: Request[Any, Any, Any]) -> bool:
         if api_key is None:
@@ -49,31 +53,58 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
         params = decode_form(await request.body())
         await fake.faults.stall(operation)
         status, body, replayed = fake.call(operation, request.headers.get("idempotency-key"), params,
-                                           lambda: run(params))
+                                           lambda: run(params), path=request.url.path)
         return _answer(status, body, replayed)
+
+    def read(request: Request[Any, Any, Any], operation: str, fetch: Callable[[], Params]) -> Answer:
+        if not authorized(request):
+            return _unauthorized()
+        fault = fake.faults.take(operation)
+        if fault is not None:
+            return _answer(fault.status, StripeError(fault.status, "api_error", "injected failure").body)
+        try:
+            return _answer(200, fetch())
+        except StripeError as exc:
+            return _answer(exc.status, exc.body)
+
+    @post("/v1/customers", status_code=200)
+    async def create_customer(request: Request[Any, Any, Any]) -> Answer:
+        return await call(request, "customers.create", lambda p: customers.create_customer(fake, p))
+
+    @get("/v1/customers/{customer_id:str}")
+    async def retrieve_customer(request: Request[Any, Any, Any], customer_id: str) -> Answer:
+        return read(request, "customers.retrieve", lambda: customers.customer(fake, customer_id))
+
+    @get("/v1/payment_methods/{method_id:str}")
+    async def retrieve_payment_method(request: Request[Any, Any, Any], method_id: str) -> Answer:
+        return read(request, "payment_methods.retrieve", lambda: customers.payment_method(fake, method_id))
 
     @post("/v1/payment_intents", status_code=200)
     async def create_payment_intent(request: Request[Any, Any, Any]) -> Answer:
-        return await call(request, "payment_intents.create", lambda p: objects.create_payment_intent(fake, p))
+        return await call(request, "payment_intents.create", lambda p: intents.create_payment_intent(fake, p))
 
     @get("/v1/payment_intents/{intent_id:str}")
     async def retrieve_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
-        if not authorized(request):
-            return _unauthorized()
-        try:
-            return _answer(200, objects.payment_intent(fake, intent_id))
-        except StripeError as exc:
-            return _answer(exc.status, exc.body)
+        return read(request, "payment_intents.retrieve", lambda: intents.payment_intent(fake, intent_id))
 
     @post("/v1/payment_intents/{intent_id:str}/confirm", status_code=200)
     async def confirm_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
         return await call(request, "payment_intents.confirm",
-                          lambda p: objects.confirm_payment_intent(fake, intent_id, p))
+                          lambda p: intents.confirm_payment_intent(fake, intent_id, p))
 
     @post("/v1/payment_intents/{intent_id:str}/cancel", status_code=200)
     async def cancel_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
         return await call(request, "payment_intents.cancel",
-                          lambda p: objects.cancel_payment_intent(fake, intent_id, p))
+                          lambda p: intents.cancel_payment_intent(fake, intent_id, p))
+
+    @post("/v1/payment_intents/{intent_id:str}/capture", status_code=200)
+    async def capture_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
+        return await call(request, "payment_intents.capture",
+                          lambda p: intents.capture_payment_intent(fake, intent_id, p))
+
+    @get("/v1/charges/{charge_id:str}")
+    async def retrieve_charge(request: Request[Any, Any, Any], charge_id: str) -> Answer:
+        return read(request, "charges.retrieve", lambda: intents.charge(fake, charge_id))
 
     @post("/v1/refunds", status_code=200)
     async def create_refund(request: Request[Any, Any, Any]) -> Answer:
@@ -85,20 +116,17 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     @get("/v1/balance_transactions")
     async def list_balance_transactions(request: Request[Any, Any, Any]) -> Answer:
-        if not authorized(request):
-            return _unauthorized()
         query = {k: str(v) for k, v in request.query_params.items()}
-        fault = fake.faults.take("balance_transactions.list")
-        if fault is not None:
-            return _answer(fault.status, StripeError(fault.status, "api_error", "injected failure").body)
-        return _answer(200, objects.list_balance_transactions(fake, query))
+        return read(request, "balance_transactions.list", lambda: objects.list_balance_transactions(fake, query))
 
-    return [create_payment_intent, retrieve_payment_intent, confirm_payment_intent, cancel_payment_intent,
-            create_refund, create_transfer, list_balance_transactions]
+    return [create_customer, retrieve_customer, retrieve_payment_method, create_payment_intent,
+            retrieve_payment_intent, confirm_payment_intent, cancel_payment_intent, capture_payment_intent,
+            retrieve_charge, create_refund, create_transfer, list_balance_transactions]
 
 
 def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
-    """``/_fake/...``: arm faults, steer webhook delivery, and read what happened (JSON, no auth)."""
+    """``/_fake/...``: arm faults, steer webhook delivery, let an authorisation lapse, and read what happened
+    (JSON, no auth)."""
 
     @post("/_fake/faults", status_code=200)
     async def set_fault(data: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +148,13 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
                                      data.get("seed"))
         return {"released": sent}
 
+    @post("/_fake/payment_intents/{intent_id:str}/expire_authorization", status_code=200)
+    async def expire_authorization(intent_id: str) -> Answer:
+        try:
+            return _answer(200, intents.expire_authorization(fake, intent_id))
+        except StripeError as exc:
+            return _answer(exc.status, exc.body)
+
     @get("/_fake/requests")
     async def list_requests() -> list[dict[str, Any]]:
         return fake.requests
@@ -136,4 +171,5 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    return [set_fault, set_webhooks, release_webhooks, list_requests, list_events, list_deliveries, health]
+    return [set_fault, set_webhooks, release_webhooks, expire_authorization, list_requests, list_events,
+            list_deliveries, health]
