@@ -210,6 +210,8 @@ def _settle_refusal(deposit: dict[str, Any] | None, command: DepositCommand, act
     if deposit["booking_status"] not in ("checked_out", "cancelled"):
         return DepositNotSettleable(f"the booking is {deposit['booking_status']}: settle after check-out")
     if action == "claim":
+        if deposit["booking_status"] != "checked_out":  # a cancelled stay was never stayed in: release only
+            return DepositNotSettleable("only a checked-out stay's deposit may be claimed")
         if command.amount is None or command.amount > deposit["amount"]:
             return DepositNotSettleable(f"a claim is at most the deposit ({deposit['amount']})")
         if deposit["claim_deadline"] is not None and deposit["claim_deadline"] < datetime.now(UTC):
