@@ -52,7 +52,7 @@ def _job_bindings(space: int, service_id: str) -> dict[str, dict[str, str]]:
             "customer_token_sha256": "sha256(gen_random_uuid()::text::bytea)",
             "created_by_token_id": f"{_TOKEN_ID}::uuid", "resource_id": resource,
             "service_id": f"'{service_id}'::uuid", "start_at": _START.format(space=space // 1000),
-            "customer": _CUSTOMER, "default_hold_ttl_seconds": "900"},
+            "customer": _CUSTOMER, "default_hold_ttl_seconds": "900", "request_ttl_seconds": "NULL"},
         "insert_payment": {
             "booking_id": "CAST(:hold_id AS uuid)", "payment_intent_id": f"('pi_{space}_' || :client_id || '_' || :n)",
             "client_secret": "'pi_secret'", "amount": "CAST(:hold_amount AS bigint)", "currency": "'EUR'"},

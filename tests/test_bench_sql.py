@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
+from pathlib import Path
 
+from bench.pgbench import write_scripts
 from shared.booking import CREATE_SLOT_BOOKING_STATEMENTS
 from tests.support import ROOT, future, make_catalog
 from totem.fleet import Fleet
@@ -62,3 +65,12 @@ def test_a_booking_job_runs_exactly_the_statements_the_bench_measures(
     assert traced["outcome"] == "succeeded"
     assert tuple(traced["trace"]) == CREATE_SLOT_BOOKING_STATEMENTS
 
+
+
+def test_every_pgbench_script_binds_every_parameter_of_the_workers_sql(tmp_path: Path) -> None:
+    """A statement the worker gained a parameter in cannot leave the bench's scripts unrenderable (or bound
+    to nothing): each script is written, and no psycopg placeholder is left in it."""
+    scripts = write_scripts(tmp_path, str(uuid.uuid4()))
+    assert {"job", "full", "webhook"} <= set(scripts)
+    for path in scripts.values():
+        assert "%(" not in path.read_text()
