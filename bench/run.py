@@ -182,7 +182,7 @@ def _reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE ledger_entries, ledger_transactions, payouts, payout_batches, settlement_periods, "
                      "idempotency_keys, booking_audit_log, delivery_attempts, deliveries, notifications, outbox, "
-                     "stripe_event_effects, stripe_events, refunds, payments, bookings, jobs")
+                     "stripe_event_effects, stripe_events, refunds, payments, booking_deposits, bookings, jobs")
         conn.execute("VACUUM ANALYZE")
 
 
