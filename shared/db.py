@@ -16,6 +16,7 @@ They are parsed once at import into ``QUERIES`` and executed with ``%(name)s`` p
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from typing import Any, LiteralString, TypeVar
 import msgspec
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
@@ -130,10 +132,16 @@ def _options(settings: dict[str, str]) -> str:
     return " ".join(f"-c {key}={value}" for key, value in settings.items())
 
 
-def _connection_kwargs(name: str, session: dict[str, str] | None) -> dict[str, Any]:
-    """Every pooled connection: dict rows, autocommit (a lone statement is its own transaction), UTC."""
-    return {"row_factory": dict_row, "application_name": name, "autocommit": True,
-            "options": _options({"TimeZone": "UTC", **(session or {})})}
+def _connection_kwargs(url: str, name: str, session: dict[str, str] | None) -> dict[str, Any]:
+    """Every pooled connection: dict rows, autocommit (a lone statement is its own transaction), UTC. An
+    operator's own ``options`` (in the URL, else ``PGOPTIONS``) and ``application_name`` are kept: theirs come
+    first and ours after, so a ``-c statement_timeout=…`` holds while the session stays UTC (the last ``-c``
+    of a setting wins)."""
+    given = conninfo_to_dict(url)
+    operator = given.get("options") or os.environ.get("PGOPTIONS", "")
+    ours = _options({"TimeZone": "UTC", **(session or {})})
+    return {"row_factory": dict_row, "application_name": given.get("application_name") or name, "autocommit": True,
+            "options": f"{operator} {ours}".strip()}
 
 
 def open_pool(
@@ -145,7 +153,7 @@ def open_pool(
         connection_class=psycopg.Connection[DictRow],
         min_size=1,
         max_size=max_size,
-        kwargs=_connection_kwargs(name, session),
+        kwargs=_connection_kwargs(url, name, session),
         name=name,
         open=False,
     )
@@ -165,7 +173,7 @@ async def open_async_pool(
         timeout=wait_seconds,
         min_size=2,
         max_size=max_size,
-        kwargs=_connection_kwargs(name, session),
+        kwargs=_connection_kwargs(url, name, session),
         name=name,
         open=False,
     )
