@@ -1,0 +1,5 @@
+"""The booking widget: ``/widget/{provider_slug}`` and the embed loader ``/widget.js`` (to be built)."""
+
+from __future__ import annotations
+
+ROUTES: list[object] = []
