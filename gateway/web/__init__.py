@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 
 from gateway.access import PUBLIC_ROUTE
@@ -36,7 +37,7 @@ def static(path: Annotated[str, Parameter(max_length=200)]) -> Response[bytes]:
     return static_file(path.lstrip("/"))
 
 
-def routes() -> list[object]:
+def routes() -> list[HTTPRouteHandler]:
     """The static files, then each page module's own handlers."""
     from gateway.web import console, widget  # the page modules import this one
 

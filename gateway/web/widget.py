@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-ROUTES: list[object] = []
+from litestar.handlers import HTTPRouteHandler
+
+ROUTES: list[HTTPRouteHandler] = []
