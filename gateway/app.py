@@ -38,6 +38,7 @@ from gateway.routes import (
     webhooks,
 )
 from gateway.routes.catalog import catalog_router
+from gateway.web import routes as web_routes
 from shared.broker import make_enqueuer
 from shared.config import Settings
 from shared.db import AsyncPool, open_async_pool
@@ -164,7 +165,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         notifications.mark_notification_read, notifications.list_deliveries,
                         notifications.retry_delivery, webhook_endpoints.router, health.healthz, health.readyz,
                         notification_templates.router, MetricsController, *auth.ROUTES, members.router,
-                        audit_log.list_audit_log, public_tokens.router],
+                        audit_log.list_audit_log, public_tokens.router, *web_routes()],
         middleware=[request_id_middleware, rate_limit_headers_middleware, prometheus.middleware],
         guards=[authorize],
         dependencies={"grant": Provide(current_grant, sync_to_thread=False)},

@@ -169,6 +169,8 @@ def _print_welcome(base: str, catalog: dict[str, Any], log_dir: Path, metrics_po
     widget = next(t["token"] for t in catalog["public_tokens"] if t["provider_id"] == resource["provider_id"])
     owner = next(o["email"] for o in catalog["owners"] if o["provider_id"] == resource["provider_id"]
                  and o["role"] == "owner")
+    slug = next(p["slug"] for p in catalog["providers"] if p["id"] == resource["provider_id"])
+    public = (os.environ.get("PUBLIC_URL") or base).rstrip("/")  # where people open the pages
     body = json.dumps({"kind": "slot", "resource_id": resource["id"], "service_id": resource["service_ids"][0],
                        "start_at": "2031-06-02T10:00:00+02:00",
                        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}})
@@ -181,6 +183,10 @@ Totem is up: {base}
                                      "smtp-sink"])}).log
   Stripe:     {stripe_base or "api.stripe.com"}
   email:      {mail}   (every message the system sends, as .eml files)
+
+Open it in a browser:
+  booking widget: {public}/widget/{slug}
+  owner console:  {public}/console   sign in as {owner} (the link arrives in the email folder above)
 
 Try it (as the booking widget: its public token, from seed.json):
   W='Authorization: Bearer {widget}'

@@ -3,9 +3,11 @@
 * ``POST /v1/auth/magic-links`` answers the same 202 whether or not the address is known (no enumeration:
   the link is made after the answer is sent, so not even the time taken differs), and is rate limited per
   address and per client IP before anything else happens.
-* The emailed link opens ``GET /auth/magic``, a page whose button POSTs the token: a mail scanner that
-  follows links does not use it up. ``POST /auth/magic`` (the button) and ``POST /v1/auth/sessions`` (an
-  app) use it up and open a session.
+* The emailed link opens ``GET /auth/magic``, a page whose buttons use the token: a mail scanner that
+  follows links does not use it up. "Sign in to the console" exchanges it with ``POST /v1/auth/sessions``
+  from the page's script (``static/console/magic.js``), keeps the session in the tab's ``sessionStorage`` and
+  opens ``/console``: the session token never travels in a URL. "Show a session token" (and the same button
+  without script) POSTs ``/auth/magic``, which uses the link up and shows the token for API use.
 * A signed-in user lists their sessions, ends one, or ends all but the current one; an ended session fails
   on its very next request (``use_session`` reads the table at each one, nothing is cached).
 """
@@ -41,6 +43,7 @@ SIGNED_IN = allow(Access.USER)
 MagicToken = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                                           "script-src 'self'; connect-src 'self'; base-uri 'none'; "
                                            "frame-ancestors 'none'"}
 ACCEPTED = ("If this address belongs to a Totem account, a sign-in link is on its way to it. "
             "The link works once, within 15 minutes.")
@@ -60,6 +63,7 @@ class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class MagicForm(msgspec.Struct):
     token: MagicToken
+    to: Literal["console", "token"] = "token"  # which button: without script, both show the token
 
 
 class SessionUser(msgspec.Struct):
@@ -153,10 +157,13 @@ async def magic_link_page(token: Annotated[str | None, Parameter(max_length=200)
         return _page("This link is incomplete", "<p>Open the whole link from the email, or ask for a new one.</p>",
                      400)
     return _page("Sign in to Totem",
-                 '<form method="post" action="/auth/magic">'
+                 '<form method="post" action="/auth/magic" id="magic">'
                  f'<input type="hidden" name="token" value="{html.escape(token, quote=True)}">'
                  "<p>Press the button to sign in. The link works once.</p>"
-                 '<button type="submit">Sign in</button></form>')
+                 '<p><button type="submit" name="to" value="console">Sign in to the console</button></p>'
+                 '<p><button type="submit" name="to" value="token">Show a session token for the API</button></p>'
+                 '<p id="magic-status" role="status" aria-live="polite"></p></form>'
+                 '<script type="module" src="/static/console/magic.js"></script>')
 
 
 @post("/auth/magic", opt=PUBLIC, status_code=200, tags=["auth"],
@@ -173,7 +180,10 @@ async def magic_link_sign_in(request: Request[Any, Any, Any], state: GatewayStat
     return _page("You are signed in",
                  f"<p>Signed in as <b>{html.escape(signed_in.email)}</b> until {signed_in.expires_at:%Y-%m-%d %H:%M} "
                  f"UTC. Your session token (shown once):</p><p><code>{token}</code></p>"
-                 "<p>Send it with each API request as <code>Authorization: Bearer &lt;token&gt;</code>.</p>")
+                 "<p>Send it with each API request as <code>Authorization: Bearer &lt;token&gt;</code>.</p>"
+                 + ("<p>The console itself needs JavaScript: ask for a new link from "
+                    '<a href="/console/sign-in">/console/sign-in</a> in a browser that runs it.</p>'
+                    if data.to == "console" else ""))
 
 
 async def _sign_in(request: Request[Any, Any, Any], state: GatewayState, token: str) -> accounts.SignedIn | None:

@@ -77,6 +77,7 @@ async def list_bookings(
     state: GatewayState,
     grant: Grant,
     provider: Annotated[UUID | None, Parameter(query="provider")] = None,
+    resource: Annotated[UUID | None, Parameter(query="resource")] = None,
     status: Annotated[BookingStatus | None, Parameter(query="status")] = None,
     from_: Annotated[datetime | None, Parameter(query="from")] = None,
     to: Annotated[datetime | None, Parameter(query="to")] = None,
@@ -84,8 +85,8 @@ async def list_bookings(
     cursor: str | None = None,
 ) -> BookingPage:
     after_created_at, after_id = decode_cursor(cursor)
-    params = {"provider_id": provider, "status": status, "from": from_, "to": to, "limit": limit + 1,
-              "after_created_at": after_created_at, "after_id": after_id, **grant.booking_filter()}
+    params = {"provider_id": provider, "resource_id": resource, "status": status, "from": from_, "to": to,
+              "limit": limit + 1, "after_created_at": after_created_at, "after_id": after_id, **grant.booking_filter()}
 
     async def read() -> list[dict[str, Any]]:
         async with state.read_pool.connection() as conn:  # a replica's lag may hide a booking made a moment ago

@@ -199,11 +199,12 @@ SELECT status, provider_id, kind, lower(period) AS start_at, hold_expires_at, no
   AND (%(created_by_token)s::uuid IS NULL OR created_by_token_id = %(created_by_token)s::uuid);
 
 -- list_bookings --
--- Bookings by provider / status / time window, oldest first, keyset-paginated on (created_at, id).
+-- Bookings by provider / resource / status / time window, oldest first, keyset-paginated on (created_at, id).
 SELECT id, kind, status, resource_id, provider_id, lower(period) AS start_at, upper(period) AS end_at,
        amount, currency, service_snapshot, customer, hold_expires_at, created_at, updated_at, booking_mode
 FROM bookings
 WHERE (%(provider_id)s::uuid IS NULL OR provider_id = %(provider_id)s::uuid)
+  AND (%(resource_id)s::uuid IS NULL OR resource_id = %(resource_id)s::uuid)
   AND (%(scope)s::uuid[] IS NULL OR provider_id = ANY (%(scope)s::uuid[]))
   AND (%(only_booking)s::uuid IS NULL OR id = %(only_booking)s::uuid)
   AND (%(created_by_token)s::uuid IS NULL OR created_by_token_id = %(created_by_token)s::uuid)

@@ -1,0 +1,60 @@
+// Money (owners): the balance per currency, a statement for a period (local dates of the provider), payouts.
+import { api } from "./api.js";
+import { errorBox, field, h, label, money, table, when } from "./ui.js";
+
+const monthStart = () => { const d = new Date(); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-01`; };
+const todayText = () => { const d = new Date(); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`; };
+
+function balances(balance) {
+  return h("section", { id: "balance" }, h("h2", {}, "Balance"),
+    table(["Currency", "Pending", "Available", "In transit", "Paid out"], balance.balances.map((b) => h("tr", {
+      "data-currency": b.currency },
+    h("th", { scope: "row" }, b.currency), h("td", { "data-field": "pending" }, money(b.pending, b.currency)),
+    h("td", { "data-field": "available" }, money(b.available, b.currency)),
+    h("td", { "data-field": "in_transit" }, money(b.in_transit, b.currency)),
+    h("td", { "data-field": "paid_out" }, money(b.paid_out, b.currency))))),
+    h("p", { class: "muted" }, "Pending matures for payout after the service; available goes out with the next settlement."));
+}
+
+function statementView(statement) {
+  const opening = Object.entries(statement.opening_balances).map(([c, v]) => money(v, c)).join(", ") || "nothing";
+  const closing = Object.entries(statement.closing_balances).map(([c, v]) => money(v, c)).join(", ") || "nothing";
+  return h("div", {}, h("p", {}, `Opening: ${opening} · Closing: ${closing}`),
+    table(["When", "What", "Amount", "Balance"], statement.entries.map((e) => h("tr", {},
+      h("td", {}, when(e.created_at)),
+      h("td", {}, e.description || label(e.kind), e.booking_id ? [" · ", h("a", { href: `/console/bookings/${e.booking_id}` }, "booking")] : ""),
+      h("td", { class: "num" }, money(e.amount, e.currency)), h("td", { class: "num" }, money(e.running_balance, e.currency))))),
+    statement.truncated && h("p", { class: "notice" }, "Only the first entries are shown; choose a shorter period."));
+}
+
+function statementSection(ctx) {
+  const from = h("input", { type: "date", name: "from", value: monthStart(), required: true });
+  const to = h("input", { type: "date", name: "to", value: todayText(), required: true });
+  const out = h("div", { "aria-live": "polite" });
+  const load = async () => {
+    out.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    try {
+      out.replaceChildren(statementView(await api("GET", `/v1/providers/${ctx.providerId}/statement`,
+        { query: { from: from.value, to: to.value } })));
+    } catch (error) { out.replaceChildren(errorBox(error)); }
+  };
+  const form = h("form", { class: "filters", onsubmit: (event) => { event.preventDefault(); load(); } },
+    field("From", from), field("To (inclusive)", to), h("button", { type: "submit" }, "Show statement"));
+  load();
+  return h("section", { id: "statement" }, h("h2", {}, "Statement"), form, out);
+}
+
+function payouts(page) {
+  return h("section", { id: "payouts" }, h("h2", {}, "Payouts"),
+    table(["Sent", "Period", "Total", "Bookings", "Status"], page.items.map((p) => h("tr", {},
+      h("td", {}, when(p.created_at)), h("td", {}, `${when(p.period_start)} – ${when(p.period_end)}`),
+      h("td", { class: "num" }, money(p.total, p.currency)), h("td", { class: "num" }, p.lines.length),
+      h("td", {}, [...new Set(p.lines.map((l) => label(l.status)))].join(", ") || "—")))));
+}
+
+export async function moneyPage(ctx) {
+  const [balance, payoutPage] = await Promise.all([
+    api("GET", `/v1/providers/${ctx.providerId}/balance`),
+    api("GET", "/v1/payouts", { query: { provider: ctx.providerId, limit: 50 } })]);
+  return h("section", {}, h("h1", {}, "Money"), balances(balance), statementSection(ctx), payouts(payoutPage));
+}
