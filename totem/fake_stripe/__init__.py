@@ -6,8 +6,9 @@ the way Stripe does, and sends events to ``FAKE_STRIPE_WEBHOOK_URL`` signed as S
 a delivery not answered 2xx. Endpoints: create / retrieve Customer; retrieve PaymentMethod; create (with
 ``confirm``, ``off_session``, ``capture_method``, ``customer``, ``setup_future_usage``) / retrieve / confirm /
 capture / cancel PaymentIntent (confirm also from a browser, with a ``pk_test_…`` key and the intent's
-``client_secret``, as Stripe.js does); retrieve Charge; create Refund; create Transfer; list balance transactions. Stripe's
-test-mode cards: ``pm_card_chargeDeclined`` (any name containing "Declined") declines; a name containing
+``client_secret``, as Stripe.js does); retrieve Charge; create Refund; create Transfer; list balance
+transactions. Stripe's test-mode cards: ``pm_card_chargeDeclined`` (any name containing "Declined") declines;
+a name containing
 ``offSessionDeclined`` (``pm_card_visa_offSessionDeclined``) pays on-session and declines off-session with
 ``authentication_required``; a test card makes a new ``pm_…`` each time it is used, as in Stripe.
 Security deposits: a manual-capture intent is authorised (``requires_capture``), then captured in part or in

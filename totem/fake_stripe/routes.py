@@ -6,7 +6,8 @@ was built with. Every Stripe answer carries ``Request-Id`` and ``Stripe-Version`
 ``Idempotent-Replayed: true``. With an API key configured, a call without ``Authorization: Bearer <key>``
 gets Stripe's 401. A browser confirms a PaymentIntent as Stripe.js does, with a publishable key
 (``key=pk_test_…``) and the intent's ``client_secret`` in the form instead of a secret key (wrong secret:
-Stripe's 400 naming ``client_secret``); ``cors.py`` lets any site's page make that call. Each endpoint is an operation named as the faults name it (``payment_intents.capture``,
+Stripe's 400 naming ``client_secret``); ``cors.py`` lets any site's page make that call. Each endpoint is an
+operation named as the faults name it (``payment_intents.capture``,
 ``customers.retrieve``): a write runs through ``FakeStripe.call`` (idempotency, faults before / after /
 slow); a read fails up front on any fault armed for it.
 """
