@@ -16,7 +16,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 ALLOWED_METHODS = b"GET, POST, PUT, PATCH, DELETE"
@@ -39,11 +48,12 @@ def mark_allowed(connection: ASGIConnection[Any, Any, Any, Any], origin: str) ->
 
 def cors_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != ScopeType.HTTP or not scope["path"].startswith("/v1/"):
             await app(scope, receive, send)
             return
-        origin = dict(scope["headers"]).get(b"origin", b"").decode("latin-1")
-        if scope["method"] == "OPTIONS" and any(k == b"access-control-request-method" for k, _ in scope["headers"]):
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
             await _preflight(origin, send)
             return
 
@@ -70,5 +80,7 @@ async def _preflight(origin: str, send: Send) -> None:
                     (b"access-control-allow-methods", ALLOWED_METHODS),
                     (b"access-control-allow-headers", ALLOWED_HEADERS),
                     (b"access-control-max-age", PREFLIGHT_MAX_AGE)]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+    body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+    await send(start)
+    await send(body)

@@ -4,7 +4,16 @@ and a preflight is answered at once. No cookies are involved, so no credentials 
 
 from __future__ import annotations
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 ALLOW = [(b"access-control-allow-origin", b"*"),
          (b"access-control-expose-headers", b"Request-Id, Stripe-Version, Idempotent-Replayed")]
@@ -15,13 +24,15 @@ PREFLIGHT = [*ALLOW, (b"access-control-allow-methods", b"GET, POST, DELETE, OPTI
 
 def cors_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != ScopeType.HTTP or not scope["path"].startswith("/v1/"):
             await app(scope, receive, send)
             return
         headers = dict(scope["headers"])
         if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
-            await send({"type": "http.response.start", "status": 204, "headers": PREFLIGHT})
-            await send({"type": "http.response.body", "body": b""})
+            start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 204, "headers": PREFLIGHT}
+            body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(start)
+            await send(body)
             return
 
         async def send_allowed(message: Message) -> None:
