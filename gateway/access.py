@@ -9,6 +9,10 @@ Callers, by credential:
                               or a platform admin).
   nothing                     public routes only.
 
+A public token with ``allowed_origins`` is refused (403) from a browser page of any other site (its
+``Origin``), except the gateway's own pages (the widget, in its iframe on an allowed site); an admitted
+origin may read the answer (``gateway.cors``).
+
 The guard answers 401 for no or an unknown credential, 403 for a caller the route does not admit, and 404
 for a provider the caller has no part in (named in the path: whether it exists is not the caller's
 business). Routes that address a row by its own id (a booking, a resource) pass ``Grant.scope`` to their
@@ -31,6 +35,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from gateway.cors import mark_allowed, own_origins
 from gateway.problems import Problem
 from gateway.ratelimit import Bucket, RateLimiter, client_ip
 from shared import audit, tokens
@@ -294,8 +299,11 @@ async def _lookup(connection: ASGIConnection[Any, Any, Any, Any], settings: Sett
             row = await (await conn.execute(QUERIES["use_public_token"], {"digest": digest})).fetchone()
             if row is not None:
                 origin = connection.headers.get("origin")
-                if row["allowed_origins"] and origin is not None and origin not in row["allowed_origins"]:
-                    raise Problem(Code.FORBIDDEN, "this public token may not be used from this origin")
+                if origin is not None:
+                    if row["allowed_origins"] and origin not in row["allowed_origins"] \
+                            and origin not in own_origins(connection, settings.links_base):
+                        raise Problem(Code.FORBIDDEN, "this public token may not be used from this origin")
+                    mark_allowed(connection, origin)
                 return Caller(kind="public_token", id=str(row["id"]), provider_id=row["provider_id"])
         elif token.startswith(tokens.CUSTOMER):
             row = await (await conn.execute(QUERIES["booking_of_customer_token"], {"digest": digest})).fetchone()

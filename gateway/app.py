@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge
 
 from gateway.access import PUBLIC_ROUTE, authorize, current_grant
+from gateway.cors import cors_middleware
 from gateway.idempotency import CommandAcceptor
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import RateLimiter, Verdict
@@ -166,7 +167,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         notifications.retry_delivery, webhook_endpoints.router, health.healthz, health.readyz,
                         notification_templates.router, MetricsController, *auth.ROUTES, members.router,
                         audit_log.list_audit_log, public_tokens.router, *web_routes()],
-        middleware=[request_id_middleware, rate_limit_headers_middleware, prometheus.middleware],
+        middleware=[request_id_middleware, cors_middleware, rate_limit_headers_middleware, prometheus.middleware],
         guards=[authorize],
         dependencies={"grant": Provide(current_grant, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,

@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stripe_api_key: str = "sk_test_totem"
     stripe_api_base: str | None = None
     stripe_webhook_secret: str = "whsec_totem_dev"  # noqa: S105 - the fake Stripe's dev secret
+    # The booking widget's card form: with this key (pk_live_… / pk_test_…) and no STRIPE_API_BASE, Stripe.js's
+    # Payment Element from js.stripe.com; with STRIPE_API_BASE (the fake), a test-card form confirming there.
+    stripe_publishable_key: str | None = None
     stripe_webhook_tolerance_seconds: int = 300
     stripe_max_attempts: int = 4
     stripe_timeout_seconds: float = 10.0

@@ -5,8 +5,10 @@ Stripe's form-encoded requests and JSON shapes (API version 2025-09-30.clover), 
 the way Stripe does, and sends events to ``FAKE_STRIPE_WEBHOOK_URL`` signed as Stripe signs them, retrying
 a delivery not answered 2xx. Endpoints: create / retrieve Customer; retrieve PaymentMethod; create (with
 ``confirm``, ``off_session``, ``capture_method``, ``customer``, ``setup_future_usage``) / retrieve / confirm /
-capture / cancel PaymentIntent; retrieve Charge; create Refund; create Transfer; list balance transactions. Stripe's
-test-mode cards: ``pm_card_chargeDeclined`` (any name containing "Declined") declines; a name containing
+capture / cancel PaymentIntent (confirm also from a browser, with a ``pk_test_…`` key and the intent's
+``client_secret``, as Stripe.js does); retrieve Charge; create Refund; create Transfer; list balance
+transactions. Stripe's test-mode cards: ``pm_card_chargeDeclined`` (any name containing "Declined") declines;
+a name containing
 ``offSessionDeclined`` (``pm_card_visa_offSessionDeclined``) pays on-session and declines off-session with
 ``authentication_required``; a test card makes a new ``pm_…`` each time it is used, as in Stripe.
 Security deposits: a manual-capture intent is authorised (``requires_capture``), then captured in part or in
@@ -38,6 +40,7 @@ Where each part lives:
 * ``objects.py``: Refunds, Transfers and the balance transactions list;
 * ``faults.py``: injected failures (before / after the effect, slow calls);
 * ``delivery.py``: the webhook endpoint: ``sign``, hold / copies / delay / release, retries;
+* ``cors.py``: any site's page may call it, as Stripe's API allows (Stripe.js confirms from the browser);
 * ``routes.py``: the ``/v1/...`` and ``/_fake/...`` handlers; ``app.py``: ``create_app`` from the environment.
 """
 

@@ -4,7 +4,10 @@ Handlers only parse, authenticate and answer; the account and its rules live in 
 in ``customers.py``, ``intents.py`` and ``objects.py``. Handlers close over the one ``FakeStripe`` the app
 was built with. Every Stripe answer carries ``Request-Id`` and ``Stripe-Version``, and a replay also
 ``Idempotent-Replayed: true``. With an API key configured, a call without ``Authorization: Bearer <key>``
-gets Stripe's 401. Each endpoint is an operation named as the faults name it (``payment_intents.capture``,
+gets Stripe's 401. A browser confirms a PaymentIntent as Stripe.js does, with a publishable key
+(``key=pk_test_…``) and the intent's ``client_secret`` in the form instead of a secret key (wrong secret:
+Stripe's 400 naming ``client_secret``); ``cors.py`` lets any site's page make that call. Each endpoint is an
+operation named as the faults name it (``payment_intents.capture``,
 ``customers.retrieve``): a write runs through ``FakeStripe.call`` (idempotency, faults before / after /
 slow); a read fails up front on any fault armed for it.
 """
@@ -46,6 +49,21 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
             return True
         auth = request.headers.get("authorization", "")
         return hmac.compare_digest(auth, f"Bearer {api_key}")
+
+    def publishable_refusal(form: Params, intent_id: str) -> StripeError | None:
+        """None when ``form`` carries a test publishable key and the intent's own client secret."""
+        key, secret = str(form.get("key", "")), str(form.get("client_secret", ""))
+        if not key.startswith("pk_test_"):
+            return StripeError(401, "invalid_request_error", "Invalid API Key provided.")
+        intent = fake.intents.get(intent_id)
+        if intent is None:
+            return StripeError(404, "invalid_request_error", f"No such payment_intent: '{intent_id}'",
+                               "resource_missing", param="intent")
+        if not hmac.compare_digest(secret.encode(), str(intent["client_secret"]).encode()):
+            return StripeError(400, "invalid_request_error", "The client_secret provided does not match the "
+                               "client_secret associated with the PaymentIntent.", "payment_intent_invalid_parameter",
+                               param="client_secret")
+        return None
 
     async def call(request: Request[Any, Any, Any], operation: str, run: Callable[[Params], Params]) -> Answer:
         if not authorized(request):
@@ -89,6 +107,17 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     @post("/v1/payment_intents/{intent_id:str}/confirm", status_code=200)
     async def confirm_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
+        form = decode_form(await request.body())
+        if "key" in form:  # a browser (Stripe.js): a publishable key and the intent's client secret
+            refusal = publishable_refusal(form, intent_id)
+            if refusal is not None:
+                return _answer(refusal.status, refusal.body)
+            params = {k: v for k, v in form.items() if k not in ("key", "client_secret")}
+            await fake.faults.stall("payment_intents.confirm")
+            status, body, replayed = fake.call("payment_intents.confirm", request.headers.get("idempotency-key"),
+                                               params, lambda: intents.confirm_payment_intent(fake, intent_id, params),
+                                               path=request.url.path)
+            return _answer(status, body, replayed)
         return await call(request, "payment_intents.confirm",
                           lambda p: intents.confirm_payment_intent(fake, intent_id, p))
 
