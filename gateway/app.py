@@ -156,7 +156,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="totem_gateway", prefix="totem_http", group_path=True, exclude=["/metrics"])
     return Litestar(
-        route_handlers=[bookings.create_booking, bookings.list_bookings, bookings.get_booking, jobs.get_job,
+        route_handlers=[bookings.create_booking, bookings.list_bookings, bookings.get_booking, bookings.refund_quote,
+                        jobs.get_job,
                         lifecycle.cancel_booking, lifecycle.complete_booking, lifecycle.mark_booking_paid,
                         lifecycle.approve_booking, lifecycle.decline_booking, lifecycle.check_in_booking,
                         lifecycle.check_out_booking, lifecycle.claim_deposit, lifecycle.release_deposit,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from shared import tokens
 from shared.accounts import USER_TOPICS
+from shared.booking import customer_token
 from shared.notifications import event_link
 from shared.templates import amount_display
 
@@ -24,6 +26,25 @@ def link_of(row: dict[str, Any]) -> str:
     to the confirmation page even if the booking has completed since); a payout or endpoint event links to its
     own page."""
     return event_link(row["booking_id"], row["event"])
+
+
+def email_link(row: dict[str, Any], links_base: str, token_secret: str | None) -> str:
+    """Where an email takes its reader, by audience: the customer to the booking's own page in the booking
+    widget, signed in by the booking's customer token (in the URL's fragment, which no server or Referer
+    sees); the provider's people to the owner console's page of it (payouts and webhook endpoints to theirs).
+    Without what that needs (a preview has no token secret), the app's deep link (seed 004 §16)."""
+    booking_id, audience, event = row["booking_id"], row.get("audience"), row["event"]
+    if audience == "provider":
+        if "payout_id" in event:
+            return f"{links_base}/console/money"
+        if "endpoint_id" in event:
+            return f"{links_base}/console/settings"
+        if booking_id is not None:
+            return f"{links_base}/console/bookings/{booking_id}"
+    if audience == "customer" and booking_id is not None and token_secret and row.get("provider_slug"):
+        token = customer_token(token_secret, booking_id)
+        return f"{links_base}/widget/{quote(row['provider_slug'])}?booking={booking_id}#ct={token}"
+    return links_base + link_of(row)
 
 
 def magic_link(links_base: str, token_secret: str, magic_link_id: str) -> str:
@@ -60,7 +81,7 @@ def email_context(row: dict[str, Any], links_base: str, *, token_secret: str | N
         }
     return {"event": event, "booking": booking, "provider": {"name": row["provider_name"]},
             "customer": {"name": (row["customer"] or {}).get("name", "")},
-            "link": links_base + link_of(row)}
+            "link": email_link(row, links_base, token_secret)}
 
 
 class WebhookData(msgspec.Struct, omit_defaults=True):

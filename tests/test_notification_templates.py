@@ -119,7 +119,7 @@ def test_the_next_email_is_rendered_from_the_providers_override(client: httpx.Cl
     text = mail.get_body(("plain",)).get_content()
     assert text.startswith("Hi Grace Hopper, ") and "(25.00 EUR) is yours: http" in text
     html = mail.get_body(("html",)).get_content()
-    assert html.startswith("<p>Hi Grace Hopper, <a href=\"http") and f"/booking/requested/{booking_id}" in html
+    assert html.startswith("<p>Hi Grace Hopper, <a href=\"http") and f"?booking={booking_id}#ct=ct_" in html
     untouched = wait_for(lambda: _mail_about(fleet.mail_dir, others_booking_id), 30, "the other provider's email")
     assert untouched["Subject"] == "Your booking with Test Salon is held"  # another provider keeps the default
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -136,8 +137,16 @@ def test_a_bookings_life_mails_customer_and_provider_once_per_event_and_fills_th
     ids = {d["id"] for d in deliveries}
     assert {m["Message-ID"].strip("<>").split("@")[0] for m in mails} == ids  # Message-ID = delivery id
     confirmation = next(m for m in mails if m["To"] == "grace@example.com" and "confirmed" in m["Subject"])
-    assert f"/booking-confirmation/{booking_id}" in confirmation.get_body(("plain",)).get_content()
+    # the customer's link opens the booking in the widget, signed in by its customer token (in the fragment)
+    link = re.search(r"(https?://\S+/widget/([a-z0-9-]+)\?booking=" + booking_id + r"#ct=(ct_[A-Za-z0-9_-]+))",
+                     confirmation.get_body(("plain",)).get_content())
+    assert link is not None
+    mine = client.get(f"/v1/bookings/{booking_id}", headers={"Authorization": f"Bearer {link[3]}"})
+    assert mine.status_code == 200 and mine.json()["id"] == booking_id
+    assert client.get(f"/widget/{link[2]}", params={"booking": booking_id}).status_code == 200
     assert confirmation.get_body(("html",)) is not None
+    owners = next(m for m in mails if m["To"] == owner)  # the provider's people: the console's page of it
+    assert f"/console/bookings/{booking_id}" in owners.get_body(("plain",)).get_content()
 
     feed = client.get(f"/v1/providers/{catalog.provider_id}/notifications", headers=SYSTEM).json()["items"]
     assert [n["topic"] for n in feed] == ["booking_completed", "booking_paid", "booking_created"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
 
@@ -17,6 +18,7 @@ from gateway.state import GatewayState
 from shared.booking import read_booking
 from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
+from shared.payments import quote_refund
 from shared.registry import BOOKING_CREATE
 from shared.schemas import (
     Accepted,
@@ -111,3 +113,49 @@ async def get_booking(state: GatewayState, grant: Grant, booking_id: UUID) -> Bo
     if booking is None:
         raise Problem(Code.NOT_FOUND, f"booking {booking_id} does not exist")
     return booking
+
+
+_CANCELLABLE = ("requested", "pending_payment", "paid")
+
+
+class RefundQuoteView(msgspec.Struct):
+    booking_id: UUID
+    status: str
+    cancellable: bool  # whether the booking may be cancelled now at all
+    paid: int  # what was paid and not yet refunded
+    refund: int  # what a cancellation now gives back (the rest is kept by the provider)
+    currency: str
+    refund_percent: int
+    window: dict[str, Any] | None  # the policy window that applies, if any
+    hours_before_start: float
+    policy: list[dict[str, Any]]
+    quoted_at: datetime
+    basis: Literal["policy", "nothing_paid", "not_cancellable"]
+
+
+@get("/v1/bookings/{booking_id:uuid}/refund-quote", tags=["bookings"],
+     opt=allow(Access.CUSTOMER | Access.PUBLIC_TOKEN | MEMBERS),
+     summary="The refund cancelling this booking now would give, by its cancellation policy (read only)",
+     description="The same rule the bookings worker applies when it cancels: the policy window with the "
+                 "largest `min_hours_before_start` still met gives `refund_percent` of what was paid, rounded "
+                 "down. Nothing paid (a request, an unpaid hold): `refund` 0 and nothing is charged.",
+     responses=problem_responses(Code.NOT_FOUND, Code.UNAUTHORIZED, Code.FORBIDDEN, Code.RATE_LIMITED))
+async def refund_quote(state: GatewayState, grant: Grant, booking_id: UUID) -> RefundQuoteView:
+    async def read() -> Any:
+        async with state.pool.connection() as conn:
+            return await read_booking(conn, booking_id, grant.booking_filter())
+
+    booking = await with_reconnect(read)
+    if booking is None:
+        raise Problem(Code.NOT_FOUND, f"booking {booking_id} does not exist")
+    now = datetime.now(UTC)
+    paid = sum(p.amount - p.amount_refunded for p in booking.payments if p.status == "succeeded")
+    quote = quote_refund(booking.cancellation_policy, booking.start_at, now, paid)
+    cancellable = booking.status in _CANCELLABLE
+    basis: Literal["policy", "nothing_paid", "not_cancellable"] = (
+        "not_cancellable" if not cancellable else "policy" if booking.status == "paid" else "nothing_paid")
+    refund = min(quote.amount, paid) if basis == "policy" else 0
+    return RefundQuoteView(booking_id=booking.id, status=booking.status, cancellable=cancellable, paid=paid,
+                           refund=refund, currency=booking.currency, refund_percent=quote.refund_percent,
+                           window=quote.window, hours_before_start=quote.hours_before_start,
+                           policy=booking.cancellation_policy, quoted_at=now, basis=basis)

@@ -28,7 +28,7 @@ from litestar.params import Parameter
 from gateway.access import PUBLIC_ROUTE
 from gateway.problems import Problem
 from gateway.state import GatewayState
-from gateway.web import static_file
+from gateway.web.files import static_file
 from shared import tokens
 from shared.config import Settings
 from shared.db import QUERIES, with_reconnect

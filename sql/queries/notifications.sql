@@ -83,7 +83,7 @@ GROUP BY c.channel, s.status;
 -- default).
 SELECT d.id, d.event_id, d.topic, d.channel, d.recipient, d.audience, d.status, d.attempts, d.provider_id,
        o.payload AS event, o.created_at AS event_created_at,
-       p.name AS provider_name, p.time_zone,
+       p.name AS provider_name, p.slug AS provider_slug, p.time_zone,
        bk.id AS booking_id, bk.status AS booking_status, bk.kind AS booking_kind, lower(bk.period) AS start_at,
        upper(bk.period) AS end_at, bk.amount, bk.currency, bk.service_snapshot, bk.customer,
        r.name AS resource_name,

@@ -1,4 +1,4 @@
-// Money, dates and times as the provider's customers read them, and the refund a cancellation gives.
+// Money, dates and times as the provider's customers read them.
 
 export function money(amount, currency) {
   return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(amount / 100);
@@ -31,17 +31,4 @@ export function addDays(isoDate, days) {
 export function countdown(ms) {
   const total = Math.max(0, Math.floor(ms / 1000));
   return `${Math.floor(total / 60)}:${String(total % 60).padStart(2, "0")}`;
-}
-
-// The same rule as shared/payments.py quote_refund: the window with the largest min_hours_before_start still
-// met decides the percent; the amount is rounded down; never more than what is left to refund.
-export function refundQuote(booking, now = new Date()) {
-  const paid = (booking.payments || []).filter((p) => p.status === "succeeded");
-  const amount = paid.reduce((sum, p) => sum + p.amount, 0);
-  const refunded = paid.reduce((sum, p) => sum + p.amount_refunded, 0);
-  const hoursBefore = (new Date(booking.start_at) - now) / 3600000;
-  const met = (booking.cancellation_policy || []).filter((w) => hoursBefore >= w.min_hours_before_start);
-  const window = met.reduce((best, w) => (!best || w.min_hours_before_start > best.min_hours_before_start ? w : best), null);
-  const percent = window ? window.refund_percent : 0;
-  return { paid: amount, percent, amount: Math.min(Math.floor((amount * percent) / 100), amount - refunded) };
 }

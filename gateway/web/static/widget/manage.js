@@ -19,6 +19,14 @@ function refundText(booking) {
   return refunds.map((r) => `Refund of ${f.money(r.amount, r.currency)}: ${r.status === "succeeded" ? "sent to your card" : r.status}.`).join(" ");
 }
 
+function consequence(quote, providerName) {
+  if (quote.basis === "nothing_paid") return "Nothing has been charged; cancelling frees the time.";
+  if (quote.refund > 0) {
+    return `If you cancel now you get ${f.money(quote.refund, quote.currency)} back (${quote.refund_percent} % of ${f.money(quote.paid, quote.currency)}, by ${providerName}'s cancellation policy).`;
+  }
+  return `If you cancel now you get nothing back under ${providerName}'s cancellation policy.`;
+}
+
 export async function manage(root, config, api, bookingId, { statusLine, alertLine }) {
   const heading = h("h2", { id: "manage-heading", tabindex: "-1" }, "Your booking");
   const box = h("section", { id: "manage", "aria-labelledby": heading.id }, heading);
@@ -43,18 +51,30 @@ export async function manage(root, config, api, bookingId, { statusLine, alertLi
       return;
     }
     if (!CANCELLABLE.includes(booking.status)) return;
-    const quote = f.refundQuote(booking);
-    const consequence = quote.paid === 0 ? "Nothing has been charged; cancelling frees the time."
-      : quote.amount > 0 ? `If you cancel now you get ${f.money(quote.amount, booking.currency)} back (${quote.percent} % of ${f.money(quote.paid, booking.currency)}, by ${config.providerName}'s cancellation policy).`
-        : `If you cancel now you get nothing back under ${config.providerName}'s cancellation policy.`;
     const ask = h("button", { type: "button" }, "Cancel booking…");
     const confirmBox = h("div", { class: "confirm", hidden: true });
     const yes = h("button", { type: "button", class: "danger" }, "Yes, cancel booking");
     const keep = h("button", { type: "button" }, "Keep booking");
-    confirmBox.append(h("p", { id: "refund-quote" }, consequence), yes, keep);
+    const quoteLine = h("p", { id: "refund-quote" });
+    confirmBox.append(quoteLine, yes, keep);
     body.append(ask, confirmBox);
     let attempt = null;
-    ask.addEventListener("click", () => { ask.hidden = true; confirmBox.hidden = false; yes.focus(); });
+    // the refund is quoted by the server (the rule the bookings worker applies), at the moment of asking
+    ask.addEventListener("click", async () => {
+      ask.disabled = true;
+      say(alertLine, "");
+      try {
+        const quote = await api.get(`/v1/bookings/${bookingId}/refund-quote`);
+        quoteLine.textContent = consequence(quote, config.providerName);
+        ask.hidden = true;
+        confirmBox.hidden = false;
+        yes.focus();
+      } catch (error) {
+        say(alertLine, error.message, "error");
+      } finally {
+        ask.disabled = false;
+      }
+    });
     keep.addEventListener("click", () => { confirmBox.hidden = true; ask.hidden = false; ask.focus(); });
     yes.addEventListener("click", async () => {
       yes.disabled = keep.disabled = true;
