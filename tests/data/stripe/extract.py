@@ -10,8 +10,8 @@ only when asked to (``expand[]``, e.g. ``charge.refunds`` since 2022-11-15) are 
 ``properties`` and named in ``x-includable``. Nested objects are kept to ``DEPTH`` levels, deeper ones are
 any object. The spec is the newest one whose text the fetched snapshot holds (see README.md); the fields
 added or removed since, up to the API version the installed stripe SDK pins (its typed resource classes
-are generated from that version's description), are applied at the top level and listed in
-``x-since-spec``.
+are generated from that version's description), are applied to each object and sub-object the SDK types,
+listed in ``x-since-spec``; enums are the SDK's.
 """
 
 from __future__ import annotations
@@ -44,23 +44,24 @@ def _with_null(schema: dict[str, Any], nullable: bool) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def trim(spec: dict[str, Any], schema: dict[str, Any], depth: int, expandable: bool = False) -> dict[str, Any]:
+def trim(spec: dict[str, Any], schema: dict[str, Any], depth: int, expandable: bool = False,
+         cls: type | None = None) -> dict[str, Any]:
     nullable = bool(schema.get("nullable"))
     if "$ref" in schema:
         target = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
-        return _with_null(trim(spec, target, depth), nullable)
+        return _with_null(trim(spec, target, depth, cls=cls), nullable)
     alternatives = schema.get("anyOf") or schema.get("oneOf")
     if alternatives:
         if expandable and any(alt.get("type") == "string" for alt in alternatives):
             return _with_null({"type": "string", "x-expandable": True}, nullable)
         if len(alternatives) == 1:
-            return _with_null(trim(spec, alternatives[0], depth), nullable)
+            return _with_null(trim(spec, alternatives[0], depth, cls=cls), nullable)
         return _with_null({"anyOf": [trim(spec, alt, depth) for alt in alternatives]}, nullable)
     kind = schema.get("type")
     if kind == "array":
         return _with_null({"type": "array", "items": trim(spec, schema.get("items", {}), depth)}, nullable)
     if kind == "object" or "properties" in schema:
-        return _with_null(_object(spec, schema, depth), nullable)
+        return _with_null(_object(spec, schema, depth, cls), nullable)
     if kind is None:
         return {}
     out: dict[str, Any] = {"type": kind}
@@ -73,7 +74,7 @@ def _is_list(schema: dict[str, Any]) -> bool:
     return schema.get("properties", {}).get("object", {}).get("enum") == ["list"]
 
 
-def _object(spec: dict[str, Any], schema: dict[str, Any], depth: int) -> dict[str, Any]:
+def _object(spec: dict[str, Any], schema: dict[str, Any], depth: int, cls: type | None = None) -> dict[str, Any]:
     props = schema.get("properties")
     if not props:
         extra = schema.get("additionalProperties")
@@ -85,15 +86,45 @@ def _object(spec: dict[str, Any], schema: dict[str, Any], depth: int) -> dict[st
     required = list(schema.get("required", []))
     expandable = set(schema.get("x-expandableFields", []))
     includable = sorted(name for name, prop in props.items() if name not in required and _is_list(prop))
+    sdk = _sdk_fields(cls) if cls is not None else {}
     out: dict[str, Any] = {
         "type": "object",
-        "properties": {name: trim(spec, prop, depth - 1, expandable=name in expandable)
+        "properties": {name: trim(spec, prop, depth - 1, expandable=name in expandable, cls=_nested(sdk.get(name)))
                        for name, prop in sorted(props.items()) if name not in includable},
         "required": required, "additionalProperties": False,
     }
     if includable:
         out["x-includable"] = includable
+    if sdk:
+        _overlay(out, sdk)
     return out
+
+
+def _nested(hint: Any) -> type | None:
+    """The SDK's class for a sub-object field (``Charge.BillingDetails``), if it is one."""
+    for kind in (hint, *typing.get_args(hint)):
+        if isinstance(kind, type) and issubclass(kind, stripe.StripeObject) and kind.__qualname__.count(".") >= 1:
+            return kind
+    return None
+
+
+def _overlay(trimmed: dict[str, Any], sdk: dict[str, Any]) -> None:
+    """The fields added and removed, and enums changed, between the spec and the SDK's version."""
+    props = trimmed["properties"]
+    removed = sorted(set(props) - set(sdk))
+    added = sorted(set(sdk) - set(props) - set(trimmed.get("x-includable", [])))
+    for field in removed:
+        del props[field]
+    trimmed["required"] = [field for field in trimmed["required"] if field not in removed]
+    for field in added:
+        props[field] = _from_annotation(sdk[field])
+    for field, hint in sdk.items():
+        literal = [a for a in (hint, *typing.get_args(hint)) if typing.get_origin(a) is typing.Literal]
+        if literal and "enum" in props[field]:
+            nullable = None in props[field]["enum"]
+            props[field]["enum"] = [*typing.get_args(literal[0]), *([None] if nullable else [])]
+    if added or removed:
+        trimmed["x-since-spec"] = {"added": added, "removed": removed}
 
 
 def _from_annotation(hint: Any) -> dict[str, Any]:
@@ -133,18 +164,7 @@ def main(spec_path: str, commit: str) -> None:
         "objects": {},
     }
     for name, cls in OBJECTS.items():
-        trimmed = _object(spec, schemas[name], DEPTH)
-        sdk = _sdk_fields(cls)
-        props = trimmed["properties"]
-        removed = sorted(set(props) - set(sdk))
-        added = sorted(set(sdk) - set(props) - set(trimmed.get("x-includable", [])))
-        for field in removed:
-            del props[field]
-        trimmed["required"] = [field for field in trimmed["required"] if field not in removed]
-        for field in added:
-            props[field] = _from_annotation(sdk[field])
-        trimmed["x-since-spec"] = {"added": added, "removed": removed}
-        out["objects"][name] = trimmed
+        out["objects"][name] = _object(spec, schemas[name], DEPTH, cls)
     json.dump(out, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
 
