@@ -184,7 +184,7 @@ def test_every_object_the_fake_answers_and_every_event_it_emits_is_as_stripe_pub
 
 def test_a_field_stripe_does_not_have_is_caught() -> None:
     """The check itself: a bogus field, a missing required one, an expanded id, a list sent unasked."""
-    charge = {name: None for name in published()["objects"]["charge"]["properties"]}
+    charge = dict.fromkeys(published()["objects"]["charge"]["properties"])
     assert any("'bogus' was unexpected" in p for p in problems({**charge, "object": "charge", "bogus": 1}))
     assert any("'amount' is a required property" in p
                for p in problems({k: v for k, v in charge.items() if k != "amount"} | {"object": "charge"}))

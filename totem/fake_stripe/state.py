@@ -28,7 +28,6 @@ from totem.fake_stripe.delivery import WebhookEndpoint
 from totem.fake_stripe.faults import Faults
 
 
-
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
