@@ -116,8 +116,8 @@ FROM refunds WHERE booking_id = %(id)s ORDER BY created_at;
 
 -- store_stripe_event --
 -- The webhook ingress in one statement: store the verified event once (UNIQUE event_id); if it is new and
--- of a type we handle, its apply job goes in with it; a type we do not handle is stored as ignored, with
--- the effect row saying so. Returns a row only for a new event.
+-- of a type we handle, its apply job goes in with it; a type we do not handle, or an event rendered in another
+-- API version than ours, is stored as ignored, with the effect row saying why (%(ignored_reason)s). Returns a row only for a new event.
 WITH event AS (
   INSERT INTO stripe_events (event_id, type, object_id, stripe_created, payload, status, job_id, processed_at)
   VALUES (%(event_id)s, %(event_type)s, %(object_id)s, to_timestamp(%(created)s), %(payload)s::jsonb,
@@ -133,7 +133,7 @@ WITH event AS (
   FROM event WHERE job_id IS NOT NULL
 ), ignored AS (
   INSERT INTO stripe_event_effects (event_id, effect, detail)
-  SELECT event_id, 'ignored', jsonb_build_object('reason', 'event type not handled') FROM event
+  SELECT event_id, 'ignored', jsonb_build_object('reason', %(ignored_reason)s::text) FROM event
   WHERE job_id IS NULL
 )
 SELECT event_id, job_id FROM event;

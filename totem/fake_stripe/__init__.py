@@ -1,7 +1,8 @@
 """``totem fake-stripe``: a local stand-in for the few Stripe API endpoints Totem uses, for dev and tests.
 
 Our code talks to it through the real ``stripe`` SDK (``STRIPE_API_BASE`` points the SDK here). It speaks
-Stripe's form-encoded requests and JSON shapes (API version 2025-09-30.clover), honours ``Idempotency-Key``
+Stripe's form-encoded requests and JSON shapes in ONE API version, the one our client pins (``version.py``:
+a request naming another ``Stripe-Version`` gets Stripe's 400), honours ``Idempotency-Key``
 the way Stripe does, and sends events to ``FAKE_STRIPE_WEBHOOK_URL`` signed as Stripe signs them, retrying
 a delivery not answered 2xx. Endpoints: create / retrieve Customer; retrieve PaymentMethod; create (with
 ``confirm``, ``off_session``, ``capture_method``, ``customer``, ``setup_future_usage``) / retrieve / confirm /
@@ -33,6 +34,7 @@ Misbehaviour on demand, for tests (``/_fake/...``, JSON):
   (every event, recorded when emitted, before any delivery), ``GET /_fake/deliveries``.
 
 Where each part lives:
+* ``version.py``: the API version it speaks;
 * ``state.py``: the in-memory account, ``StripeError``, ids, parameters, idempotency replay, events,
   balance transactions;
 * ``customers.py``: Customers and the payment methods they keep (test cards, attachment);

@@ -85,6 +85,8 @@ def create_transfer(fake: FakeStripe, params: dict[str, Any]) -> dict[str, Any]:
         "destination": destination, "transfer_group": params.get("transfer_group"),
         "description": params.get("description"), "metadata": params.get("metadata", {}),
         "reversed": False, "amount_reversed": 0, "created": int(time.time()), "livemode": False,
+        "reversals": {"object": "list", "data": [], "has_more": False,
+                      "url": f"/v1/transfers/{transfer_id}/reversals"},
         "balance_transaction": txn["id"],
     }
     fake.transfers[transfer_id] = transfer

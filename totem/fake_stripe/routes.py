@@ -2,7 +2,8 @@
 
 Handlers only parse, authenticate and answer; the account and its rules live in ``state.py``, the objects
 in ``customers.py``, ``intents.py`` and ``objects.py``. Handlers close over the one ``FakeStripe`` the app
-was built with. Every Stripe answer carries ``Request-Id`` and ``Stripe-Version``, and a replay also
+was built with. Every Stripe answer carries ``Request-Id`` and ``Stripe-Version`` (the one version the fake
+speaks; a request naming another gets Stripe's 400: ``version.py``), and a replay also
 ``Idempotent-Replayed: true``. With an API key configured, a call without ``Authorization: Bearer <key>``
 gets Stripe's 401. A browser confirms a PaymentIntent as Stripe.js does, with a publishable key
 (``key=pk_test_…``) and the intent's ``client_secret`` in the form instead of a secret key (wrong secret:
@@ -23,7 +24,8 @@ from litestar.handlers import HTTPRouteHandler
 
 from totem.fake_stripe import customers, intents, objects
 from totem.fake_stripe.faults import Fault
-from totem.fake_stripe.state import API_VERSION, FakeStripe, StripeError, decode_form, new_id
+from totem.fake_stripe.state import FakeStripe, StripeError, decode_form, new_id
+from totem.fake_stripe.version import API_VERSION, version_refusal
 
 Params = dict[str, Any]
 Answer = Response[dict[str, Any]]
@@ -44,11 +46,13 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
     """The Stripe endpoints Totem calls: Customers, PaymentMethods (read), PaymentIntents, Charges (read),
     Refunds, Transfers, balance transactions."""
 
-    def authorized(request: Request[Any, Any, Any]) -> bool:
-        if api_key is None:
-            return True
-        auth = request.headers.get("authorization", "")
-        return hmac.compare_digest(auth, f"Bearer {api_key}")
+    def refusal(request: Request[Any, Any, Any]) -> Answer | None:
+        """Stripe's 401 without the API key (when one is configured), its 400 for a version not spoken."""
+        if api_key is not None and not hmac.compare_digest(request.headers.get("authorization", ""),
+                                                           f"Bearer {api_key}"):
+            return _unauthorized()
+        wrong_version = version_refusal(request.headers.get("stripe-version"))
+        return None if wrong_version is None else _answer(wrong_version.status, wrong_version.body)
 
     def publishable_refusal(form: Params, intent_id: str) -> StripeError | None:
         """None when ``form`` carries a test publishable key and the intent's own client secret."""
@@ -66,8 +70,9 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
         return None
 
     async def call(request: Request[Any, Any, Any], operation: str, run: Callable[[Params], Params]) -> Answer:
-        if not authorized(request):
-            return _unauthorized()
+        refused = refusal(request)
+        if refused is not None:
+            return refused
         params = decode_form(await request.body())
         await fake.faults.stall(operation)
         status, body, replayed = fake.call(operation, request.headers.get("idempotency-key"), params,
@@ -75,8 +80,9 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
         return _answer(status, body, replayed)
 
     def read(request: Request[Any, Any, Any], operation: str, fetch: Callable[[], Params]) -> Answer:
-        if not authorized(request):
-            return _unauthorized()
+        refused = refusal(request)
+        if refused is not None:
+            return refused
         fault = fake.faults.take(operation)
         if fault is not None:
             return _answer(fault.status, StripeError(fault.status, "api_error", "injected failure").body)
@@ -109,9 +115,10 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
     async def confirm_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
         form = decode_form(await request.body())
         if "key" in form:  # a browser (Stripe.js): a publishable key and the intent's client secret
-            refusal = publishable_refusal(form, intent_id)
-            if refusal is not None:
-                return _answer(refusal.status, refusal.body)
+            wrong_version = version_refusal(request.headers.get("stripe-version"))
+            refused = publishable_refusal(form, intent_id) if wrong_version is None else wrong_version
+            if refused is not None:
+                return _answer(refused.status, refused.body)
             params = {k: v for k, v in form.items() if k not in ("key", "client_secret")}
             await fake.faults.stall("payment_intents.confirm")
             status, body, replayed = fake.call("payment_intents.confirm", request.headers.get("idempotency-key"),
