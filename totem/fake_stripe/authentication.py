@@ -129,7 +129,7 @@ PAGE = """<!doctype html>
 <body style="font-family: sans-serif; max-width: 28rem; margin: 2rem auto; padding: 0 1rem">
 <h1>3D Secure test page</h1>
 <p>Test mode: this page stands in for the card issuer's check.</p>
-<p>{amount} {currency}, payment {intent_id}</p>
+<p>Payment {intent_id}: {amount} in the minor unit of {currency}.</p>
 {body}
 </body>
 </html>
@@ -148,8 +148,7 @@ def page(intent: dict[str, Any]) -> str:
     else:
         body = f'<p id="outcome">{html.escape(_STANDING.get(intent["status"], intent["status"]))}</p>'
         body += "<p>You can close this window.</p>"
-    amount = intent["amount"]
-    return PAGE.format(amount=f"{amount // 100}.{amount % 100:02d}", currency=html.escape(intent["currency"].upper()),
+    return PAGE.format(amount=int(intent["amount"]), currency=html.escape(intent["currency"].upper()),
                        intent_id=html.escape(intent["id"]), body=body)
 
 
