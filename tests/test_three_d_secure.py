@@ -162,3 +162,17 @@ def test_a_stay_paid_with_3ds_cannot_hold_its_deposit_off_session(
                         lambda b: b["status"] == "paid" and b["deposit"]["status"] != "pending")
     assert paid["deposit"]["status"] == "failed"
     assert paid["deposit"]["failure_code"] == "authentication_required"
+
+
+def test_the_page_and_a_browser_read_need_the_intents_own_client_secret(
+        client: httpx.Client, customer: stripe.StripeClient, fake: httpx.Client, catalog: Catalog) -> None:
+    result = book(client, catalog, days=54)
+    intent = confirm_3ds(customer, result["payment_intent_id"])
+    forged = intent.next_action.redirect_to_url.url.replace(result["client_secret"], f"{intent.id}_secret_forged")
+    assert authenticate(forged, "succeed").status_code == 404
+    refused = fake.get(f"/v1/payment_intents/{intent.id}",
+                       params={"key": "pk_test_any", "client_secret": f"{intent.id}_secret_forged"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "client_secret"
+    read = fake.get(f"/v1/payment_intents/{intent.id}",
+                    params={"key": "pk_test_any", "client_secret": result["client_secret"]})
+    assert read.status_code == 200 and read.json()["status"] == "requires_action"
