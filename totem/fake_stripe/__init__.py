@@ -39,6 +39,7 @@ Where each part lives:
   balance transactions;
 * ``customers.py``: Customers and the payment methods they keep (test cards, attachment);
 * ``intents.py``: PaymentIntents and their Charges: confirm, decline, authorise, capture, cancel, lapse;
+* ``authentication.py``: 3-D Secure (``pm_card_authenticationRequired``) and its page ``/3d_secure_2/hosted``;
 * ``objects.py``: Refunds, Transfers and the balance transactions list;
 * ``faults.py``: injected failures (before / after the effect, slow calls);
 * ``delivery.py``: the webhook endpoint: ``sign``, hold / copies / delay / release, retries;

@@ -12,6 +12,7 @@ import os
 
 from litestar import Litestar
 
+from totem.fake_stripe import authentication, intents
 from totem.fake_stripe.cors import cors_middleware
 from totem.fake_stripe.delivery import WebhookEndpoint
 from totem.fake_stripe.routes import fake_controls, stripe_api
@@ -33,7 +34,8 @@ def create_app(env: dict[str, str] | None = None) -> Litestar:
     )
     fake = FakeStripe(webhooks=webhooks)
     return Litestar(
-        route_handlers=[*stripe_api(fake, api_key=env.get("STRIPE_API_KEY") or None), *fake_controls(fake)],
+        route_handlers=[*stripe_api(fake, api_key=env.get("STRIPE_API_KEY") or None), *fake_controls(fake),
+                        *authentication.pages(fake, intents.settle)],
         middleware=[cors_middleware], on_startup=[webhooks.open], on_shutdown=[webhooks.close], openapi_config=None,
         debug=False,
     )

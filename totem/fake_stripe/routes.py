@@ -105,10 +105,16 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     @post("/v1/payment_intents", status_code=200)
     async def create_payment_intent(request: Request[Any, Any, Any]) -> Answer:
-        return await call(request, "payment_intents.create", lambda p: intents.create_payment_intent(fake, p))
+        return await call(request, "payment_intents.create",
+                          lambda p: intents.create_payment_intent(fake, p, str(request.base_url)))
 
     @get("/v1/payment_intents/{intent_id:str}")
     async def retrieve_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
+        if "key" in request.query_params:  # a browser (Stripe.js) reading the outcome, e.g. after 3-D Secure
+            refusal = publishable_refusal(dict(request.query_params), intent_id)
+            if refusal is not None:
+                return _answer(refusal.status, refusal.body)
+            return _answer(200, intents.payment_intent(fake, intent_id))
         return read(request, "payment_intents.retrieve", lambda: intents.payment_intent(fake, intent_id))
 
     @post("/v1/payment_intents/{intent_id:str}/confirm", status_code=200)
@@ -122,11 +128,12 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
             params = {k: v for k, v in form.items() if k not in ("key", "client_secret")}
             await fake.faults.stall("payment_intents.confirm")
             status, body, replayed = fake.call("payment_intents.confirm", request.headers.get("idempotency-key"),
-                                               params, lambda: intents.confirm_payment_intent(fake, intent_id, params),
+                                               params, lambda: intents.confirm_payment_intent(
+                                                   fake, intent_id, params, str(request.base_url)),
                                                path=request.url.path)
             return _answer(status, body, replayed)
         return await call(request, "payment_intents.confirm",
-                          lambda p: intents.confirm_payment_intent(fake, intent_id, p))
+                          lambda p: intents.confirm_payment_intent(fake, intent_id, p, str(request.base_url)))
 
     @post("/v1/payment_intents/{intent_id:str}/cancel", status_code=200)
     async def cancel_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
