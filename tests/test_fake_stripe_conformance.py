@@ -88,6 +88,18 @@ def payment_confirmed(drive: Drive) -> list[Any]:
 
 
 @scenario
+def three_d_secure_then_authenticated(drive: Drive) -> list[Any]:
+    """requires_action with a redirect, then the customer passes the bank's page: the same objects as a
+    payment, plus the waiting intent and its payment_intent.requires_action event."""
+    intent = drive.api.create_payment_intent(booking_id=new_key(), amount=4200, currency="EUR", description=None)
+    waiting = drive.sdk.v1.payment_intents.confirm(intent.id, params={
+        "payment_method": "pm_card_authenticationRequired", "return_url": "https://shop.example/back"})
+    page = httpx.get(f"{waiting.next_action.redirect_to_url.url}&outcome=succeed", timeout=10)
+    assert page.status_code in (200, 303)
+    return [intent, waiting, drive.sdk.v1.payment_intents.retrieve(intent.id)]
+
+
+@scenario
 def payment_declined(drive: Drive) -> list[Any]:
     intent = drive.api.create_payment_intent(booking_id=new_key(), amount=4200, currency="EUR", description=None)
     with pytest.raises(stripe.CardError) as declined:
