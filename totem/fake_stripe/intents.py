@@ -204,9 +204,7 @@ def _charge(fake: FakeStripe, intent: dict[str, Any], method: dict[str, Any], *,
         "livemode": False, "payment_method": method["id"], "disputed": False,
         "billing_details": dict(method["billing_details"]),
         "payment_method_details": {"type": "card", "card": card},
-        "refunds": {"object": "list", "data": [], "has_more": False, "total_count": 0,
-                    "url": f"/v1/charges/{charge_id}/refunds"},
-    }
+    }  # no ``refunds`` list: not expanded by default since API 2022-11-15 (refunds.py)
     if captured:
         charge["balance_transaction"] = fake.add_balance_transaction("charge", amount, intent["currency"],
                                                                      charge_id)["id"]

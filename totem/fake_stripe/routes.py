@@ -22,7 +22,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
-from totem.fake_stripe import customers, intents, objects
+from totem.fake_stripe import customers, intents, objects, refunds
 from totem.fake_stripe.faults import Fault
 from totem.fake_stripe.state import FakeStripe, StripeError, decode_form, new_id
 from totem.fake_stripe.version import API_VERSION, version_refusal
@@ -151,7 +151,11 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     @post("/v1/refunds", status_code=200)
     async def create_refund(request: Request[Any, Any, Any]) -> Answer:
-        return await call(request, "refunds.create", lambda p: objects.create_refund(fake, p))
+        return await call(request, "refunds.create", lambda p: refunds.create_refund(fake, p))
+
+    @get("/v1/refunds/{refund_id:str}")
+    async def retrieve_refund(request: Request[Any, Any, Any], refund_id: str) -> Answer:
+        return read(request, "refunds.retrieve", lambda: refunds.retrieve_refund(fake, refund_id))
 
     @post("/v1/transfers", status_code=200)
     async def create_transfer(request: Request[Any, Any, Any]) -> Answer:
@@ -164,7 +168,7 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     return [create_customer, retrieve_customer, retrieve_payment_method, create_payment_intent,
             retrieve_payment_intent, confirm_payment_intent, cancel_payment_intent, capture_payment_intent,
-            retrieve_charge, create_refund, create_transfer, list_balance_transactions]
+            retrieve_charge, create_refund, retrieve_refund, create_transfer, list_balance_transactions]
 
 
 def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
@@ -198,6 +202,24 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
         except StripeError as exc:
             return _answer(exc.status, exc.body)
 
+    def control(run: Callable[[], Params]) -> Answer:
+        try:
+            return _answer(200, run())
+        except StripeError as exc:
+            return _answer(exc.status, exc.body)
+
+    @post("/_fake/refunds", status_code=200)
+    async def dashboard_refund(data: dict[str, Any]) -> Answer:
+        return control(lambda: refunds.create_dashboard_refund(fake, data))
+
+    @post("/_fake/refunds/{refund_id:str}/succeed", status_code=200)
+    async def succeed_refund(refund_id: str) -> Answer:
+        return control(lambda: refunds.succeed_refund(fake, refund_id))
+
+    @post("/_fake/refunds/{refund_id:str}/fail", status_code=200)
+    async def fail_refund(refund_id: str, data: dict[str, Any] | None = None) -> Answer:
+        return control(lambda: refunds.fail_refund(fake, refund_id, (data or {}).get("failure_reason")))
+
     @get("/_fake/requests")
     async def list_requests() -> list[dict[str, Any]]:
         return fake.requests
@@ -214,5 +236,5 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    return [set_fault, set_webhooks, release_webhooks, expire_authorization, list_requests, list_events,
-            list_deliveries, health]
+    return [set_fault, set_webhooks, release_webhooks, expire_authorization, dashboard_refund, succeed_refund,
+            fail_refund, list_requests, list_events, list_deliveries, health]
