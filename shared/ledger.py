@@ -137,6 +137,12 @@ def post_refund_reversal(conn: psycopg.Connection[Any], *, refund_id: uuid.UUID,
     _, posted = post(conn, key=f"refund_reversal:{refund_id}", kind="refund_reversal", booking_id=booking_id,
                      external_ref=stripe_refund_id, description=f"refund {refund_id} failed: {reason or 'unknown'}",
                      entries=[Entry(r["kind"], r["provider_id"], r["currency"], -int(r["amount"])) for r in rows])
+    if posted:  # the customer and the provider are told (refund_failed); a replay tells nobody
+        cash = next(r for r in rows if r["kind"] == "platform_cash")
+        emit(conn, "refund_failed", booking_id, {
+            "booking_id": str(booking_id), "provider_id": str(_booking(conn, booking_id)["provider_id"]),
+            "refund_id": str(refund_id), "amount": -int(cash["amount"]), "currency": cash["currency"],
+            "reason": reason or "unknown"})
     return posted
 
 

@@ -124,6 +124,10 @@ def test_our_refund_failing_after_it_was_created_shows_failed_on_the_booking_and
     wait_for(lambda: len(postings(db, result["booking_id"])) == 2, 10, "the reversal posted")
     assert postings(db, result["booking_id"]) == [("refund", 2500), ("refund_reversal", -2500)]
     assert balanced(db)
+    # both sides are told, once (the outbox row commits with the reversal)
+    notices = db.execute("SELECT payload FROM outbox WHERE aggregate_id = %s AND topic = 'refund_failed'",
+                         (result["booking_id"],)).fetchall()
+    assert [(n["payload"]["amount"], n["payload"]["reason"]) for n in notices] == [(2500, "expired_or_canceled_card")]
 
 
 @pytest.mark.parametrize("first", ["answer", "event"])
