@@ -31,7 +31,7 @@ import msgspec
 import psycopg
 
 from shared import ledger
-from shared.db import QUERIES
+from shared.db import QUERIES, expect_row
 from shared.notifications import emit
 
 EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.funds_withdrawn",
@@ -83,7 +83,7 @@ def apply(conn: psycopg.Connection[Any], obj: dict[str, Any]) -> tuple[uuid.UUID
         "charge_id": dispute.charge, "amount": dispute.amount, "currency": dispute.currency.upper(),
         "status": dispute.status, "reason": str(obj.get("reason") or "general"), "evidence_due_by": due_by,
     }).fetchone()
-    row = conn.execute(QUERIES["lock_dispute"], {"stripe_dispute_id": dispute.id}).fetchone()
+    row = _lock(conn, dispute.id)
     if inserted is not None:
         changes.append(Change("dispute_opened", {"dispute_id": dispute.id, "status": dispute.status}))
         _tell(conn, "dispute_opened", booking, row)
@@ -92,11 +92,11 @@ def apply(conn: psycopg.Connection[Any], obj: dict[str, Any]) -> tuple[uuid.UUID
             share = _post_withdrawal(conn, booking, row, txn)
             changes.append(Change("dispute_funds_withdrawn", {"dispute_id": dispute.id, "amount": -txn.amount,
                                                               "fee": txn.fee, "provider_share": share}))
-            row = conn.execute(QUERIES["lock_dispute"], {"stripe_dispute_id": dispute.id}).fetchone()
+            row = _lock(conn, dispute.id)
         elif txn.amount > 0 and row["funds_withdrawn_at"] is not None and row["funds_reinstated_at"] is None:
             _post_reinstatement(conn, booking, row, txn)
             changes.append(Change("dispute_funds_reinstated", {"dispute_id": dispute.id, "amount": txn.amount}))
-            row = conn.execute(QUERIES["lock_dispute"], {"stripe_dispute_id": dispute.id}).fetchone()
+            row = _lock(conn, dispute.id)
     if _RANK.get(dispute.status, -1) > _RANK[row["status"]]:
         closed = dispute.status in CLOSED
         conn.execute(QUERIES["advance_dispute_status"], {"id": row["id"], "status": dispute.status,
@@ -111,6 +111,12 @@ def apply(conn: psycopg.Connection[Any], obj: dict[str, Any]) -> tuple[uuid.UUID
                                                          "evidence_due_by": due_by, "closed": False})
         changes.append(Change("dispute_updated", {"dispute_id": dispute.id, "evidence_due_by": due_by.isoformat()}))
     return booking["id"], changes
+
+
+def _lock(conn: psycopg.Connection[Any], stripe_dispute_id: str) -> dict[str, Any]:
+    row: dict[str, Any] = expect_row(conn.execute(QUERIES["lock_dispute"], {"stripe_dispute_id": stripe_dispute_id})
+                                     .fetchone(), "lock_dispute")
+    return row
 
 
 def _tell(conn: psycopg.Connection[Any], topic: str, booking: dict[str, Any], row: dict[str, Any]) -> None:

@@ -25,8 +25,9 @@ from totem.fake_stripe.state import FakeStripe, StripeError, choice_param, int_p
 DISPUTE_FEE = 1500  # 15.00 in the charge's currency (Stripe's fee for the EUR and USD accounts)
 EVIDENCE_WINDOW = 21 * 86_400
 REASONS = ("bank_cannot_process", "check_returned", "credit_not_processed", "customer_initiated",
-           "debit_not_authorized", "duplicate", "fraudulent", "general", "incorrect_account_details", "insufficient_funds", "noncompliant",
-           "product_not_received", "product_unacceptable", "subscription_canceled", "unrecognized")
+           "debit_not_authorized", "duplicate", "fraudulent", "general", "incorrect_account_details",
+           "insufficient_funds", "noncompliant", "product_not_received", "product_unacceptable",
+           "subscription_canceled", "unrecognized")
 OUTCOMES = ("won", "lost")
 OPEN = ("needs_response", "under_review", "warning_needs_response", "warning_under_review")
 _EVIDENCE_FIELDS = (
