@@ -78,10 +78,12 @@ def apply(conn: psycopg.Connection[Any], obj: dict[str, Any]) -> tuple[uuid.UUID
     due = (obj.get("evidence_details") or {}).get("due_by")
     due_by = datetime.fromtimestamp(int(due), UTC) if due else None
     changes: list[Change] = []
+    # known from its first event as open, whichever came first: the status then moves on as any later one does
     inserted = conn.execute(QUERIES["insert_dispute"], {
         "stripe_dispute_id": dispute.id, "booking_id": booking["id"], "payment_intent_id": intent_id,
         "charge_id": dispute.charge, "amount": dispute.amount, "currency": dispute.currency.upper(),
-        "status": dispute.status, "reason": str(obj.get("reason") or "general"), "evidence_due_by": due_by,
+        "status": "warning_needs_response" if dispute.status.startswith("warning_") else "needs_response",
+        "reason": str(obj.get("reason") or "general"), "evidence_due_by": due_by,
     }).fetchone()
     row = _lock(conn, dispute.id)
     if inserted is not None:

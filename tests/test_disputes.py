@@ -170,9 +170,8 @@ def test_with_platform_liability_the_provider_keeps_their_share(
     opened = open_dispute(fake, result["payment_intent_id"], amount=1000)
     shown = dispute_of(client, result["booking_id"], "dispute withdrawn", lambda d: d["funds_withdrawn_at"])
     assert (shown["amount"], shown["provider_share"]) == (1000, 0)
-    assert by_account(conn, result["booking_id"]) == {
-        "platform_cash": PRICE - 1000 - FEE, "provider_pending": -PROVIDER_SHARE, "platform_commission": -COMMISSION,
-        "platform_dispute_costs": 1000 + FEE}
+    assert by_account(conn, result["booking_id"]) == {  # cash: 2,500 in, 1,000 + 1,500 out
+        "provider_pending": -PROVIDER_SHARE, "platform_commission": -COMMISSION, "platform_dispute_costs": 1000 + FEE}
     close_dispute(fake, opened["id"], "lost")
     dispute_of(client, result["booking_id"], "dispute lost", lambda d: d["status"] == "lost")
 
