@@ -79,7 +79,8 @@ def dispute_of(client: httpx.Client, booking_id: str, what: str, predicate: Any)
 
 def by_account(conn: Any, booking_id: str) -> dict[str, int]:
     rows = conn.execute("""SELECT a.kind, sum(e.amount)::bigint AS total FROM ledger_transactions t
-                           JOIN ledger_entries e ON e.transaction_id = t.id JOIN ledger_accounts a ON a.id = e.account_id
+                           JOIN ledger_entries e ON e.transaction_id = t.id
+                           JOIN ledger_accounts a ON a.id = e.account_id
                            WHERE t.booking_id = %s GROUP BY a.kind""", (booking_id,)).fetchall()
     return {row["kind"]: row["total"] for row in rows if row["total"]}
 
