@@ -22,11 +22,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
-<<<<<<< HEAD
-from totem.fake_stripe import customers, intents, objects, refunds
-=======
-from totem.fake_stripe import customers, disputes, intents, objects
->>>>>>> bf35831 (Disputes: migration 0011, shared/disputes applies charge.dispute.* once in any order (ledger withdrawal/reinstatement, liability split, owner notifications), booking view lists disputes, reconciliation of dispute adjustments, fake Stripe opens/closes disputes)
+from totem.fake_stripe import customers, disputes, intents, objects, refunds
 from totem.fake_stripe.faults import Fault
 from totem.fake_stripe.state import FakeStripe, StripeError, decode_form, new_id
 from totem.fake_stripe.version import API_VERSION, version_refusal
@@ -176,11 +172,8 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     return [create_customer, retrieve_customer, retrieve_payment_method, create_payment_intent,
             retrieve_payment_intent, confirm_payment_intent, cancel_payment_intent, capture_payment_intent,
-<<<<<<< HEAD
-            retrieve_charge, create_refund, retrieve_refund, create_transfer, list_balance_transactions]
-=======
-            retrieve_charge, create_refund, create_transfer, list_balance_transactions, retrieve_dispute]
->>>>>>> bf35831 (Disputes: migration 0011, shared/disputes applies charge.dispute.* once in any order (ledger withdrawal/reinstatement, liability split, owner notifications), booking view lists disputes, reconciliation of dispute adjustments, fake Stripe opens/closes disputes)
+            retrieve_charge, create_refund, retrieve_refund, create_transfer, list_balance_transactions,
+            retrieve_dispute]
 
 
 def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
@@ -220,7 +213,6 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
         except StripeError as exc:
             return _answer(exc.status, exc.body)
 
-<<<<<<< HEAD
     @post("/_fake/refunds", status_code=200)
     async def dashboard_refund(data: dict[str, Any]) -> Answer:
         return control(lambda: refunds.create_dashboard_refund(fake, data))
@@ -232,7 +224,7 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     @post("/_fake/refunds/{refund_id:str}/fail", status_code=200)
     async def fail_refund(refund_id: str, data: dict[str, Any] | None = None) -> Answer:
         return control(lambda: refunds.fail_refund(fake, refund_id, (data or {}).get("failure_reason")))
-=======
+
     @post("/_fake/disputes", status_code=200)
     async def open_dispute(data: dict[str, Any]) -> Answer:
         return control(lambda: disputes.open_dispute(fake, data))
@@ -244,7 +236,6 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     @post("/_fake/disputes/{dispute_id:str}/due_by", status_code=200)
     async def move_dispute_due_by(dispute_id: str, data: dict[str, Any]) -> Answer:
         return control(lambda: disputes.move_due_by(fake, dispute_id, data))
->>>>>>> bf35831 (Disputes: migration 0011, shared/disputes applies charge.dispute.* once in any order (ledger withdrawal/reinstatement, liability split, owner notifications), booking view lists disputes, reconciliation of dispute adjustments, fake Stripe opens/closes disputes)
 
     @get("/_fake/requests")
     async def list_requests() -> list[dict[str, Any]]:
@@ -262,10 +253,6 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-<<<<<<< HEAD
     return [set_fault, set_webhooks, release_webhooks, expire_authorization, dashboard_refund, succeed_refund,
-            fail_refund, list_requests, list_events, list_deliveries, health]
-=======
-    return [set_fault, set_webhooks, release_webhooks, expire_authorization, open_dispute, close_dispute,
-            move_dispute_due_by, list_requests, list_events, list_deliveries, health]
->>>>>>> bf35831 (Disputes: migration 0011, shared/disputes applies charge.dispute.* once in any order (ledger withdrawal/reinstatement, liability split, owner notifications), booking view lists disputes, reconciliation of dispute adjustments, fake Stripe opens/closes disputes)
+            fail_refund, open_dispute, close_dispute, move_dispute_due_by, list_requests, list_events,
+            list_deliveries, health]
