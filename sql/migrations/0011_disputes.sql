@@ -1,4 +1,4 @@
--- depends: 0009_rentals
+-- depends: 0010_refund_events
 -- Disputes (chargebacks): what Stripe tells us of each (charge.dispute.*), who bears its cost, and the
 -- ledger accounts and kinds its postings use.
 --
@@ -41,7 +41,7 @@ CREATE INDEX disputes_open_idx ON disputes (booking_id)
 CREATE TRIGGER disputes_touch_updated_at BEFORE UPDATE ON disputes FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
 CREATE TRIGGER disputes_no_delete BEFORE DELETE ON disputes FOR EACH ROW EXECUTE FUNCTION refuse_delete();
 
--- Widened (the lists as of 0009 plus disputes'):
+-- Widened (the lists as of 0010_refund_events plus disputes'):
 ALTER TABLE ledger_accounts DROP CONSTRAINT ledger_accounts_kind_check,
   ADD CONSTRAINT ledger_accounts_kind_check CHECK (kind IN (
     'platform_cash', 'platform_commission', 'provider_pending', 'provider_available', 'payouts_in_transit',
@@ -49,15 +49,15 @@ ALTER TABLE ledger_accounts DROP CONSTRAINT ledger_accounts_kind_check,
 
 ALTER TABLE ledger_transactions DROP CONSTRAINT ledger_transactions_kind_check,
   ADD CONSTRAINT ledger_transactions_kind_check CHECK (kind IN (
-    'capture', 'deposit_capture', 'refund', 'maturity', 'payout_initiated', 'payout_paid', 'payout_returned',
-    'dispute_withdrawal', 'dispute_reinstatement'));
+    'capture', 'deposit_capture', 'refund', 'refund_reversal', 'maturity', 'payout_initiated', 'payout_paid',
+    'payout_returned', 'dispute_withdrawal', 'dispute_reinstatement'));
 
 ALTER TABLE stripe_event_effects DROP CONSTRAINT stripe_event_effects_effect_check,
   ADD CONSTRAINT stripe_event_effects_effect_check CHECK (effect IN (
-    'booking_paid', 'payment_failed', 'late_payment_refund', 'refund_recorded', 'no_change', 'unknown_booking',
-    'amount_mismatch', 'ignored', 'deposit_authorized', 'deposit_claimed', 'deposit_released', 'deposit_lapsed',
-    'deposit_failed', 'dispute_opened', 'dispute_updated', 'dispute_funds_withdrawn', 'dispute_funds_reinstated',
-    'dispute_closed'));
+    'booking_paid', 'payment_failed', 'late_payment_refund', 'refund_recorded', 'refund_failed', 'no_change',
+    'unknown_booking', 'amount_mismatch', 'ignored', 'deposit_authorized', 'deposit_claimed', 'deposit_released',
+    'deposit_lapsed', 'deposit_failed', 'dispute_opened', 'dispute_updated', 'dispute_funds_withdrawn',
+    'dispute_funds_reinstated', 'dispute_closed'));
 
 ALTER TABLE reconciliations DROP CONSTRAINT reconciliations_kind_check,
   ADD CONSTRAINT reconciliations_kind_check CHECK (kind IN ('capture', 'refund', 'payout', 'dispute',
