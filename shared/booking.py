@@ -25,6 +25,7 @@ from shared.schemas import (
     BookingTransitioned,
     BookingView,
     DepositView,
+    DisputeView,
     PaymentView,
     RefundView,
     SlotBookingRequest,
@@ -175,7 +176,7 @@ def expire_overdue_holds(conn: psycopg.Connection[Any], *, max_attempts: int,
 
 async def read_booking(conn: psycopg.AsyncConnection[Any], booking_id: uuid.UUID,
                        visible_to: dict[str, Any]) -> BookingView | None:
-    """The booking with its audit trail, payments and refunds, if ``visible_to`` (``Grant.booking_filter()``:
+    """The booking with its audit trail, payments, refunds and disputes, if ``visible_to`` (``Grant.booking_filter()``:
     scope, only_booking, created_by_token) lets the caller see it."""
     cur = await conn.execute(QUERIES["get_booking"], {"id": booking_id, **visible_to})
     row = await cur.fetchone()
@@ -192,4 +193,6 @@ async def read_booking(conn: psycopg.AsyncConnection[Any], booking_id: uuid.UUID
         cur = await conn.execute(QUERIES["get_booking_deposit"], {"id": booking_id})
         found = await cur.fetchone()
         deposit = DepositView(**found) if found else None
-    return BookingView(**row, audit=audit, payments=payments, refunds=refunds, deposit=deposit)
+    cur = await conn.execute(QUERIES["get_booking_disputes"], {"id": booking_id})
+    disputes = [DisputeView(**dispute) for dispute in await cur.fetchall()]
+    return BookingView(**row, audit=audit, payments=payments, refunds=refunds, deposit=deposit, disputes=disputes)

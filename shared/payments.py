@@ -31,7 +31,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import deposits, ledger, refund_events
+from shared import deposits, disputes, ledger, refund_events
 from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.errors import DomainError, StripeEventMalformed
@@ -42,7 +42,7 @@ from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob,
 
 HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
                             "payment_intent.canceled", "payment_intent.amount_capturable_updated",
-                            "charge.refunded", "refund.created", "refund.updated", "refund.failed"})
+                            "charge.refunded", "refund.created", "refund.updated", "refund.failed"}) | disputes.EVENTS
 
 
 # --- cancellation policy -----------------------------------------------------------------------------
@@ -163,6 +163,7 @@ _REQUIRED_FIELDS: dict[str, type[msgspec.Struct]] = {
     "payment_intent.canceled": _Intent, "payment_intent.amount_capturable_updated": _Intent,
     "charge.refunded": _Charge,
     "refund.created": _Refund, "refund.updated": _Refund, "refund.failed": _Refund,
+    **dict.fromkeys(disputes.EVENTS, disputes.Dispute),
 }
 
 
@@ -395,6 +396,16 @@ def _deposit_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_type: s
     return [Effect(effect, booking["id"], {"payment_intent_id": obj["id"]})]
 
 
+def _dispute_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str, obj: dict[str, Any]) -> list[Effect]:
+    """A chargeback's news (``shared.disputes``): every dispute event is applied the same way, from the
+    Dispute it carries."""
+    booking_id, changes = disputes.apply(conn, obj)
+    if booking_id is None:
+        return [Effect("unknown_booking", detail={"dispute_id": obj["id"], "charge_id": obj.get("charge")})]
+    return [Effect(c.effect, booking_id, c.detail) for c in changes] or [
+        Effect("no_change", booking_id, {"reason": "dispute already up to date", "dispute_id": obj["id"]})]
+
+
 _APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[str, Any]], list[Effect]]] = {
     "payment_intent.succeeded": _payment_succeeded,
     "payment_intent.payment_failed": _payment_failed,
@@ -402,6 +413,7 @@ _APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[st
     "payment_intent.amount_capturable_updated": _capturable,
     "charge.refunded": _charge_refunded,
     "refund.created": _refund_event, "refund.updated": _refund_event, "refund.failed": _refund_event,
+    **dict.fromkeys(disputes.EVENTS, _dispute_event),
 }
 if set(_APPLIERS) != HANDLED_EVENTS or set(_REQUIRED_FIELDS) != HANDLED_EVENTS:
     raise RuntimeError("every handled event type needs an applier and its required fields")

@@ -105,6 +105,24 @@ class RefundView(msgspec.Struct):
     created_at: datetime
 
 
+class DisputeView(msgspec.Struct):
+    """A chargeback on the booking's payment: Stripe's dispute id, status and reason; ``fee`` is Stripe's
+    dispute fee once the funds were withdrawn; ``provider_share`` what the provider bore of amount + fee."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str
+    reason: str
+    fee: int
+    provider_share: int
+    evidence_due_by: datetime | None
+    funds_withdrawn_at: datetime | None
+    funds_reinstated_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+
+
 class BookingSummary(msgspec.Struct):
     id: UUID
     kind: Literal["slot", "stay"]
@@ -124,13 +142,15 @@ class BookingSummary(msgspec.Struct):
 
 
 class BookingView(BookingSummary):
-    """A booking with its audit trail, its payments, its refunds and (a stay's) its security deposit."""
+    """A booking with its audit trail, its payments, its refunds, (a stay's) its security deposit and the
+    disputes (chargebacks) of its payment."""
 
     cancellation_policy: list[dict[str, Any]] = []
     audit: list[AuditEntry] = []
     payments: list[PaymentView] = []
     refunds: list[RefundView] = []
     deposit: DepositView | None = None
+    disputes: list[DisputeView] = []
 
 
 class BookingPage(msgspec.Struct):

@@ -84,11 +84,13 @@ class ReconciliationResult(msgspec.Struct):
 
 
 _STRIPE_KIND = {"charge": "capture", "refund": "refund", "transfer": "payout"}
+_DISPUTE_KIND = {"dispute": "dispute", "dispute_reversal": "dispute_reversal"}
 
 
 def reconcile(conn: psycopg.Connection[Any], stripe_transactions: list[dict[str, Any]]) -> ReconciliationResult:
-    """Compare the ledger's captures, refunds and paid payouts (by Stripe id, cash-account amount) with
-    Stripe's balance transactions; write every difference to ``reconciliations``."""
+    """Compare the ledger's captures, refunds, paid payouts and dispute withdrawals and reinstatements (by
+    Stripe id, cash-account amount) with Stripe's balance transactions; write every difference to
+    ``reconciliations``."""
     ours = {row["reference"]: row for row in conn.execute(QUERIES["ledger_stripe_refs"])}
     theirs = {}
     for txn in stripe_transactions:
@@ -96,6 +98,9 @@ def reconcile(conn: psycopg.Connection[Any], stripe_transactions: list[dict[str,
         if kind is not None:
             theirs[txn["source"]] = {"kind": kind, "amount": int(txn["amount"]),
                                      "currency": str(txn["currency"]).upper()}
+        elif txn.get("reporting_category") in _DISPUTE_KIND:  # an adjustment: by its own id, net of the fee
+            theirs[txn["id"]] = {"kind": _DISPUTE_KIND[txn["reporting_category"]], "amount": int(txn["net"]),
+                                 "currency": str(txn["currency"]).upper()}
     mismatches = []
     for reference in sorted(ours.keys() | theirs.keys()):
         mine, stripe_side = ours.get(reference), theirs.get(reference)

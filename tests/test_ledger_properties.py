@@ -1,11 +1,16 @@
 """Property-based (hypothesis): random sequences of pay / refund / cancel / complete / settle / payout
 outcome, and for stays (seed 004) approve / decline / check-in / check-out with their security deposit held,
-declined, lapsed, claimed (each claim's Stripe event replayed) or released, applied with the same booking,
-deposit, ledger and settlement functions the workers use, on the real database. After every step: every
-journal transaction sums to zero; cash = captured (payments and deposit claims) − refunded − paid out; what
-providers are owed or were paid plus the platform's commission = captured − refunded; no booking is paid
-out twice; no fully refunded booking is paid out; a deposit is captured and posted at most once, for what
-was claimed; every booking and deposit is where the model says."""
+declined, lapsed, claimed (each claim's Stripe event replayed) or released, and disputes (chargebacks) opened
+with their funds withdrawn, won or lost (each Stripe event replayed, and stale copies delivered late), under
+either dispute liability, applied with the same booking, deposit, dispute, ledger and settlement functions the
+workers use, on the real database. After every step: every journal transaction sums to zero; cash = captured
+(payments and deposit claims) − refunded − paid out − disputes' net withdrawals (amount + fee, less what a
+won one reinstated); cash = what providers are owed + commission − dispute costs, exactly; what providers
+are owed or were paid plus the commission less dispute costs = captured − refunded − disputes' net; a
+provider never owes on a booking (a dispute takes at most what the booking still owes them); each dispute's
+withdrawal and reinstatement is posted once; no booking is paid out twice; no fully refunded booking is paid
+out; a deposit is captured and posted at most once, for what was claimed; every booking and deposit is where
+the model says."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from shared import deposits, ledger
+from shared import deposits, disputes, ledger
 from shared.booking import transition_booking
 from shared.db import QUERIES, use_msgspec_json
 from shared.schemas import BookingCommand
@@ -30,6 +35,7 @@ SLOTS = 3
 STAYS = 2
 PRICE = 2501  # odd, with 10 % commission: 250 / 2251, so rounding is exercised
 DEPOSIT = 1999
+DISPUTE_FEE = 1500
 
 booking = st.integers(0, SLOTS + STAYS - 1)  # slots first, then stays
 stay = st.integers(SLOTS, SLOTS + STAYS - 1)
@@ -44,6 +50,9 @@ single = st.one_of(  # paying and completing listed twice: histories reach payou
     st.tuples(st.just("authorize"), stay), st.tuples(st.just("card_declined"), stay),
     st.tuples(st.just("lapse"), stay), st.tuples(st.just("claim"), stay, st.integers(1, 100)),
     st.tuples(st.just("release"), stay),
+    st.tuples(st.just("dispute"), booking, st.integers(1, 100)), st.tuples(st.just("dispute"), booking, st.just(100)),
+    st.tuples(st.just("close_dispute"), st.sampled_from(["won", "lost"])),
+    st.tuples(st.just("liability"), st.sampled_from(["provider", "platform"])),
 )
 # one step in three takes every booking one step along its happy path, so that histories reach completed
 # stays, claimed deposits and payouts often; the other steps are the random ones
@@ -98,12 +107,24 @@ class World:
         self.captured = dict.fromkeys(self.bookings, 0)
         self.claimed = dict.fromkeys(self.bookings, 0)
         self.refunded = dict.fromkeys(self.bookings, 0)
+        self.payment_intent: dict[uuid.UUID, str] = {}
+        self.opened: dict[uuid.UUID, dict[str, Any]] = {}  # the Dispute as Stripe last sent it
+        self.sent: dict[uuid.UUID, list[dict[str, Any]]] = {}  # every dispute event's object, for late copies
         self.days = 0
 
     def apply(self, op: tuple[Any, ...]) -> None:
         kind = op[0]
         if kind == "settle":
             self.settle(op[1])
+            return
+        if kind == "close_dispute":  # the oldest open one
+            opened = [b for b in self.bookings if self.opened.get(b, {}).get("status") == "needs_response"]
+            if opened:
+                with self.conn.transaction():
+                    (self.dispute_won if op[1] == "won" else self.dispute_lost)(opened[0])
+            return
+        if kind == "liability":
+            self.conn.execute("UPDATE providers SET dispute_liability = %s WHERE id = %s", (op[1], self.provider_id))
             return
         if kind == "advance_all":
             for booking_id in self.bookings:
@@ -129,12 +150,14 @@ class World:
                             amount=PRICE, currency="EUR")
         self._move(booking_id, "paid")
         self.captured[booking_id] = PRICE
+        self.payment_intent[booking_id] = intent
 
     def refund(self, booking_id: uuid.UUID, percent: int) -> None:
         remaining = self.captured[booking_id] - self.refunded[booking_id]
         paid_out = self.conn.execute("SELECT 1 FROM payouts WHERE booking_id = %s AND status <> 'failed'",
                                      (booking_id,)).fetchone()
-        if remaining <= 0 or paid_out:  # (refunds after a payout are clawbacks: out of this model)
+        if remaining <= 0 or paid_out or booking_id in self.opened:
+            # (refunds after a payout are clawbacks: out of this model; a disputed charge is not refundable)
             return
         amount = max(1, remaining * percent // 100)
         row = self.conn.execute(
@@ -180,7 +203,10 @@ class World:
 
     def advance(self, booking_id: uuid.UUID) -> None:
         """The next step of the happy path (``advance_all`` takes every booking one step: random histories
-        then reach completed stays, claims and payouts often)."""
+        then reach completed stays, claims and payouts often); an open dispute is decided first."""
+        if self.opened.get(booking_id, {}).get("status") == "needs_response":  # the issuer decides (by booking)
+            (self.dispute_won if self.bookings.index(booking_id) % 2 else self.dispute_lost)(booking_id)
+            return
         status, deposit = self.status[booking_id], self.deposit.get(booking_id)
         step = {"requested": self.approve, "pending_payment": self.pay, "checked_in": self.check_out,
                 "paid": self.complete if self.kind[booking_id] == "slot" else
@@ -274,6 +300,52 @@ class World:
         self.deposit[booking_id] = "released"
         self._completed(booking_id)
 
+    # disputes: Stripe's events, each applied twice, and every earlier one delivered again late
+
+    def _deliver(self, booking_id: uuid.UUID, obj: dict[str, Any]) -> list[str]:
+        self.opened[booking_id] = obj
+        self.sent.setdefault(booking_id, []).append(obj)
+        changes = [c.effect for c in disputes.apply(self.conn, obj)[1]]
+        assert disputes.apply(self.conn, obj)[1] == []  # a copy changes nothing
+        for stale in self.sent[booking_id][:-1]:
+            assert disputes.apply(self.conn, stale)[1] == []  # nor does a late one
+        return changes
+
+    def dispute(self, booking_id: uuid.UUID, percent: int) -> None:
+        """charge.dispute.created, then funds_withdrawn with the amount and Stripe's fee."""
+        remaining = self.captured[booking_id] - self.refunded[booking_id]
+        if remaining <= 0 or booking_id in self.opened:
+            return
+        amount = max(1, remaining * percent // 100)
+        obj: dict[str, Any] = {
+            "id": f"dp_{uuid.uuid4().hex}", "object": "dispute", "amount": amount, "currency": "eur",
+            "charge": f"ch_{self.payment_intent[booking_id]}", "payment_intent": self.payment_intent[booking_id],
+            "status": "needs_response", "reason": "fraudulent", "balance_transactions": [],
+            "evidence_details": {"due_by": 2_000_000_000}}
+        assert self._deliver(booking_id, obj) == ["dispute_opened"]
+        withdrawn = {**obj, "balance_transactions": [
+            {"id": f"txn_{uuid.uuid4().hex}", "amount": -amount, "fee": DISPUTE_FEE, "net": -amount - DISPUTE_FEE}]}
+        assert self._deliver(booking_id, withdrawn) == ["dispute_funds_withdrawn"]
+
+    def dispute_won(self, booking_id: uuid.UUID) -> None:
+        obj = self.opened.get(booking_id)
+        if obj is None or obj["status"] != "needs_response":
+            return
+        reinstated = {"id": f"txn_{uuid.uuid4().hex}", "amount": obj["amount"], "fee": 0, "net": obj["amount"]}
+        obj = {**obj, "status": "won", "balance_transactions": [*obj["balance_transactions"], reinstated]}
+        assert self._deliver(booking_id, obj) == ["dispute_funds_reinstated", "dispute_closed"]
+
+    def dispute_lost(self, booking_id: uuid.UUID) -> None:
+        obj = self.opened.get(booking_id)
+        if obj is None or obj["status"] != "needs_response":
+            return
+        assert self._deliver(booking_id, {**obj, "status": "lost"}) == ["dispute_closed"]
+
+    def disputed_net(self) -> int:
+        """What disputes took from cash: amount + fee, less what a won one reinstated."""
+        return sum(obj["amount"] + DISPUTE_FEE - (obj["amount"] if obj["status"] == "won" else 0)
+                   for obj in self.opened.values())
+
     def settle(self, transfers_succeed: bool) -> None:
         self.days += 1
         closed, _ = close_due_periods(self.conn, now=datetime.now(UTC) + timedelta(days=self.days),
@@ -304,10 +376,25 @@ class World:
                                 "WHERE booking_id = ANY(%s) AND status = 'paid'", (ids,)).fetchone()["n"]
         captured = sum(self.captured.values()) + sum(self.claimed.values())
         refunded = sum(self.refunded.values())
-        assert total.get("platform_cash", 0) == captured - refunded - paid_out
+        disputed = self.disputed_net()
+        assert total.get("platform_cash", 0) == captured - refunded - paid_out - disputed
         owed = -(total.get("provider_pending", 0) + total.get("provider_available", 0)
                  + total.get("payouts_in_transit", 0))
-        assert owed + paid_out - total.get("platform_commission", 0) == captured - refunded
+        commission, costs = -total.get("platform_commission", 0), total.get("platform_dispute_costs", 0)
+        assert total.get("platform_cash", 0) == owed + commission - costs
+        assert owed + paid_out + commission - costs == captured - refunded - disputed
+        unpaid = conn.execute(
+            """SELECT t.booking_id, sum(e.amount)::bigint AS debit FROM ledger_transactions t
+               JOIN ledger_entries e ON e.transaction_id = t.id
+               JOIN ledger_accounts a ON a.id = e.account_id AND a.kind IN ('provider_pending', 'provider_available')
+               WHERE t.booking_id = ANY(%s) GROUP BY t.booking_id""", (ids,)).fetchall()
+        assert all(row["debit"] <= 0 for row in unpaid), unpaid  # a provider never owes on a booking
+        posted = conn.execute(
+            """SELECT booking_id, array_agg(kind ORDER BY id) AS kinds FROM ledger_transactions
+               WHERE booking_id = ANY(%s) AND kind LIKE 'dispute%%' GROUP BY booking_id""", (ids,)).fetchall()
+        assert {row["booking_id"]: row["kinds"] for row in posted} == {
+            b: ["dispute_withdrawal", *(["dispute_reinstatement"] if obj["status"] == "won" else [])]
+            for b, obj in self.opened.items()}
         [balance] = ledger.balances(conn, self.provider_id) or [ledger.Balance("EUR", 0, 0, 0, 0)]
         assert balance.pending + balance.available + balance.in_transit == owed and balance.paid_out == paid_out
         payouts = conn.execute("SELECT booking_id, count(*) AS n, sum(amount) AS amount FROM payouts "
@@ -350,6 +437,7 @@ def test_random_money_histories_keep_the_ledger_whole(conn: Any, isolated_databa
     event(f"payouts: {min(paid, 2)}{'+' if paid > 2 else ''}")
     event(f"refunds: {'some' if any(world.refunded.values()) else 'none'}")
     event(f"deposits claimed: {sum(1 for amount in world.claimed.values() if amount)}")
+    event(f"disputes: {sorted({obj['status'] for obj in world.opened.values()})}")
     event(f"stays completed: {sum(1 for b, s in world.status.items() if world.kind[b] == 'stay' and s == 'completed')}")
 
 

@@ -267,7 +267,7 @@ def _context(**customer: Any) -> dict[str, Any]:
                   "reason": "failing for 5 days", "provider_name": "Salon Ada", "role": "staff",
                   "respond_by": "Tue 02 Jun 2031, 10:00", "approve_link": "http://localhost:8000/console/bookings/x/approve",
                   "decline_link": "http://localhost:8000/console/bookings/x/decline",
-                  "failure_code": "authentication_required", "from_status": "requested"},
+                  "failure_code": "authentication_required", "from_status": "requested", "outcome": "lost"},
     }
 
 

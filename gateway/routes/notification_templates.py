@@ -56,7 +56,7 @@ class TemplateList(msgspec.Struct):
 
 
 # Every key any event's payload carries (booking lifecycle, payment_failed, refund_issued, payout_sent,
-# webhook_endpoint_disabled), so an override may use whichever its event has.
+# webhook_endpoint_disabled, dispute_opened/closed), so an override may use whichever its event has.
 _SAMPLE_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 _SAMPLE_EVENT = {
     "booking_id": str(_SAMPLE_ID), "provider_id": str(_SAMPLE_ID), "resource_id": str(_SAMPLE_ID),
@@ -65,7 +65,7 @@ _SAMPLE_EVENT = {
     "detail": None, "link": f"/booking/{_SAMPLE_ID}", "refund_id": str(_SAMPLE_ID), "payout_id": str(_SAMPLE_ID),
     "failure_code": "card_declined", "endpoint_id": str(_SAMPLE_ID), "url": "https://hooks.example.com/totem",
     "respond_by": "2031-06-02T10:00:00+00:00", "approve_link": f"/console/bookings/{_SAMPLE_ID}/approve",
-    "decline_link": f"/console/bookings/{_SAMPLE_ID}/decline",
+    "decline_link": f"/console/bookings/{_SAMPLE_ID}/decline", "dispute_id": "dp_sample", "outcome": "lost",
 }
 
 

@@ -104,7 +104,7 @@ RETURNING id, provider_id, upper(period) AS period_end;
 
 -- payable_due --
 -- Per booking of a provider: matured payable not yet paid out (credits count once available_at has
--- passed the cutoff, debits at once). Bookings with a refund still pending wait for the next period.
+-- passed the cutoff, debits at once). Bookings with a refund pending or a dispute open wait for the next period.
 SELECT t.booking_id, a.currency, -sum(e.amount)::bigint AS amount
 FROM ledger_accounts a
 JOIN ledger_entries e ON e.account_id = a.id
@@ -113,6 +113,9 @@ WHERE a.provider_id = %(provider_id)s AND a.kind = 'provider_available' AND t.bo
   AND (e.amount > 0 OR e.available_at <= %(cutoff)s)
   AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.booking_id = t.booking_id AND r.status = 'pending')
   AND NOT EXISTS (SELECT 1 FROM payouts o WHERE o.booking_id = t.booking_id AND o.status <> 'failed')
+  -- a disputed booking is paid out once its dispute is closed (a won one returns the provider's share first)
+  AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.booking_id = t.booking_id
+                  AND d.status NOT IN ('won', 'lost', 'warning_closed', 'prevented'))
 GROUP BY t.booking_id, a.currency
 HAVING -sum(e.amount) > 0
 ORDER BY t.booking_id;
@@ -161,14 +164,17 @@ LIMIT %(limit)s;
 
 -- ledger_stripe_refs --
 -- What our ledger says moved through Stripe, by Stripe's id: captures (cash in), refunds and paid
--- payouts (cash out), for reconciliation against Stripe's balance transactions.
+-- payouts (cash out), for reconciliation against Stripe's balance transactions; a dispute's withdrawal and
+-- reinstatement by their balance transaction's id (net of the dispute fee).
 SELECT t.external_ref AS reference,
-       CASE t.kind WHEN 'capture' THEN 'capture' WHEN 'refund' THEN 'refund' ELSE 'payout' END AS kind,
+       CASE t.kind WHEN 'capture' THEN 'capture' WHEN 'refund' THEN 'refund' WHEN 'dispute_withdrawal' THEN 'dispute'
+                   WHEN 'dispute_reinstatement' THEN 'dispute_reversal' ELSE 'payout' END AS kind,
        sum(e.amount)::bigint AS amount, e.currency
 FROM ledger_transactions t
 JOIN ledger_entries e ON e.transaction_id = t.id
 JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'platform_cash'
-WHERE t.kind IN ('capture', 'refund', 'payout_paid') AND t.external_ref IS NOT NULL
+WHERE t.kind IN ('capture', 'refund', 'payout_paid', 'dispute_withdrawal', 'dispute_reinstatement')
+  AND t.external_ref IS NOT NULL
 GROUP BY t.external_ref, t.kind, e.currency;
 
 -- insert_reconciliation_run --

@@ -22,7 +22,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
-from totem.fake_stripe import customers, intents, objects, refunds
+from totem.fake_stripe import customers, disputes, intents, objects, refunds
 from totem.fake_stripe.faults import Fault
 from totem.fake_stripe.state import FakeStripe, StripeError, decode_form, new_id
 from totem.fake_stripe.version import API_VERSION, version_refusal
@@ -44,7 +44,7 @@ def _unauthorized() -> Answer:
 
 def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
     """The Stripe endpoints Totem calls: Customers, PaymentMethods (read), PaymentIntents, Charges (read),
-    Refunds, Transfers, balance transactions."""
+    Refunds, Transfers, balance transactions, Disputes (read)."""
 
     def refusal(request: Request[Any, Any, Any]) -> Answer | None:
         """Stripe's 401 without the API key (when one is configured), its 400 for a version not spoken."""
@@ -166,14 +166,19 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
         query = {k: str(v) for k, v in request.query_params.items()}
         return read(request, "balance_transactions.list", lambda: objects.list_balance_transactions(fake, query))
 
+    @get("/v1/disputes/{dispute_id:str}")
+    async def retrieve_dispute(request: Request[Any, Any, Any], dispute_id: str) -> Answer:
+        return read(request, "disputes.retrieve", lambda: disputes.retrieve_dispute(fake, dispute_id))
+
     return [create_customer, retrieve_customer, retrieve_payment_method, create_payment_intent,
             retrieve_payment_intent, confirm_payment_intent, cancel_payment_intent, capture_payment_intent,
-            retrieve_charge, create_refund, retrieve_refund, create_transfer, list_balance_transactions]
+            retrieve_charge, create_refund, retrieve_refund, create_transfer, list_balance_transactions,
+            retrieve_dispute]
 
 
 def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
-    """``/_fake/...``: arm faults, steer webhook delivery, let an authorisation lapse, and read what happened
-    (JSON, no auth)."""
+    """``/_fake/...``: arm faults, steer webhook delivery, let an authorisation lapse, open and close disputes
+    (and move their evidence deadline), and read what happened (JSON, no auth)."""
 
     @post("/_fake/faults", status_code=200)
     async def set_fault(data: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +225,18 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     async def fail_refund(refund_id: str, data: dict[str, Any] | None = None) -> Answer:
         return control(lambda: refunds.fail_refund(fake, refund_id, (data or {}).get("failure_reason")))
 
+    @post("/_fake/disputes", status_code=200)
+    async def open_dispute(data: dict[str, Any]) -> Answer:
+        return control(lambda: disputes.open_dispute(fake, data))
+
+    @post("/_fake/disputes/{dispute_id:str}/close", status_code=200)
+    async def close_dispute(dispute_id: str, data: dict[str, Any]) -> Answer:
+        return control(lambda: disputes.close_dispute(fake, dispute_id, data))
+
+    @post("/_fake/disputes/{dispute_id:str}/due_by", status_code=200)
+    async def move_dispute_due_by(dispute_id: str, data: dict[str, Any]) -> Answer:
+        return control(lambda: disputes.move_due_by(fake, dispute_id, data))
+
     @get("/_fake/requests")
     async def list_requests() -> list[dict[str, Any]]:
         return fake.requests
@@ -237,4 +254,5 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
         return {"status": "ok"}
 
     return [set_fault, set_webhooks, release_webhooks, expire_authorization, dashboard_refund, succeed_refund,
-            fail_refund, list_requests, list_events, list_deliveries, health]
+            fail_refund, open_dispute, close_dispute, move_dispute_due_by, list_requests, list_events,
+            list_deliveries, health]
