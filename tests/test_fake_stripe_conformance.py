@@ -105,6 +105,21 @@ def refunds_made_in_the_dashboard_and_failed(drive: Drive) -> list[Any]:
 
 
 @scenario
+def dispute_won_and_dispute_lost(drive: Drive) -> list[Any]:
+    """A chargeback: charge.dispute.created / funds_withdrawn / funds_reinstated / closed, both outcomes."""
+    answers = []
+    for outcome in ("won", "lost"):
+        intent, paid = drive.paid_intent()
+        opened = drive.fake.post("/_fake/disputes", json={"payment_intent": intent.id})
+        assert opened.status_code == 200, opened.text
+        closed = drive.fake.post(f"/_fake/disputes/{opened.json()['id']}/close", json={"outcome": outcome})
+        assert closed.status_code == 200, closed.text
+        answers += [drive.sdk.v1.disputes.retrieve(opened.json()["id"]),
+                    drive.sdk.v1.charges.retrieve(paid.latest_charge)]
+    return answers
+
+
+@scenario
 def payment_declined(drive: Drive) -> list[Any]:
     intent = drive.api.create_payment_intent(booking_id=new_key(), amount=4200, currency="EUR", description=None)
     with pytest.raises(stripe.CardError) as declined:
