@@ -30,7 +30,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import deposits, ledger
+from shared import connect, deposits, ledger
 from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.errors import DomainError, StripeEventMalformed
@@ -41,7 +41,7 @@ from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob,
 
 HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
                             "payment_intent.canceled", "payment_intent.amount_capturable_updated",
-                            "charge.refunded"})
+                            "charge.refunded", "account.updated"})
 
 
 # --- cancellation policy -----------------------------------------------------------------------------
@@ -158,10 +158,16 @@ class _Charge(msgspec.Struct):
     refunds: _RefundList | None = None
 
 
+class _Account(msgspec.Struct):
+    id: str
+    charges_enabled: bool
+    payouts_enabled: bool
+
+
 _REQUIRED_FIELDS: dict[str, type[msgspec.Struct]] = {
     "payment_intent.succeeded": _Intent, "payment_intent.payment_failed": _Intent,
     "payment_intent.canceled": _Intent, "payment_intent.amount_capturable_updated": _Intent,
-    "charge.refunded": _Charge,
+    "charge.refunded": _Charge, "account.updated": _Account,
 }
 
 
@@ -399,12 +405,19 @@ def _deposit_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_type: s
     return [Effect(effect, booking["id"], {"payment_intent_id": obj["id"]})]
 
 
+def _account_updated(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str,
+                     obj: dict[str, Any]) -> list[Effect]:
+    effect, detail = connect.apply_account_updated(conn, event_id, obj)
+    return [Effect(effect, detail=detail)]
+
+
 _APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[str, Any]], list[Effect]]] = {
     "payment_intent.succeeded": _payment_succeeded,
     "payment_intent.payment_failed": _payment_failed,
     "payment_intent.canceled": _payment_canceled,
     "payment_intent.amount_capturable_updated": _capturable,
     "charge.refunded": _charge_refunded,
+    "account.updated": _account_updated,
 }
 if set(_APPLIERS) != HANDLED_EVENTS or set(_REQUIRED_FIELDS) != HANDLED_EVENTS:
     raise RuntimeError("every handled event type needs an applier and its required fields")

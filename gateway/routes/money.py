@@ -75,6 +75,7 @@ class PayoutBatch(msgspec.Struct):
     period_end: datetime
     created_at: datetime
     lines: list[PayoutLine]
+    held_reason: str | None = None  # why nothing of it was paid (its money waits for a later period)
 
 
 class PayoutPage(msgspec.Struct):
