@@ -16,10 +16,12 @@ import pytest
 import stripe
 from psycopg.rows import dict_row
 
+from gateway.routes.webhooks import _verify
 from shared.db import use_msgspec_json
 from shared.settlement import close_due_periods
 from tests.support import Catalog, make_catalog, new_key, wait_for, wait_job
 from tests.test_money import balance, complete, paid_booking, trial_balance
+from totem.fake_stripe import sign
 from totem.fleet import Fleet
 
 SYSTEM = {"X-System-Token": "test-system-token"}
@@ -144,6 +146,8 @@ def test_incomplete_onboarding_holds_the_payout_with_why_and_completing_it_pays_
     assert batch["held_reason"] == "payouts not enabled (requirements: external_account; requirements.past_due)"
     assert (batch["destination"], batch["total"], batch["lines"]) == (link["account_id"], 2250, [])
     assert balance(client, catalog.provider_id)["available"] == 2250  # still owed, nothing in transit
+    shown_balance = client.get(f"/v1/providers/{catalog.provider_id}/balance", headers=catalog.owner).json()
+    assert shown_balance["payouts_held"] == batch["held_reason"]
     held = wait_for(lambda: [n for n in client.get(f"/v1/providers/{catalog.provider_id}/notifications",
                                                    headers=catalog.owner).json()["items"]
                              if n["topic"] == "payout_held"], 30, "the owner is told")
@@ -159,6 +163,7 @@ def test_incomplete_onboarding_holds_the_payout_with_why_and_completing_it_pays_
     [closed] = settle(conn, catalog, days=2)  # the next period pays what was held
     assert len(closed.payouts) == 1
     wait_for(lambda: balance(client, catalog.provider_id)["paid_out"] == 2250, 30, "payout paid")
+    assert client.get(f"/v1/providers/{catalog.provider_id}/balance", headers=SYSTEM).json()["payouts_held"] is None
     charge_id = conn.execute("SELECT charge_id FROM payments WHERE booking_id = %s AND status = 'succeeded'",
                              (booking_id,)).fetchone()["charge_id"]
     [transfer] = [e["data"]["object"] for e in fake.get("/_fake/events").json() if e["type"] == "transfer.created"
@@ -199,3 +204,13 @@ def test_a_transfer_whose_source_transaction_is_not_a_platform_charge_is_refused
     with pytest.raises(stripe.InvalidRequestError, match="No such charge"):
         platform.v1.transfers.create(params={"amount": 100, "currency": "eur", "destination": "acct_salon",
                                              "source_transaction": "ch_not_ours"})
+
+
+def test_a_connected_accounts_event_signed_with_the_connect_endpoints_secret_verifies() -> None:
+    payload = b'{"id": "evt_connect", "account": "acct_1"}'
+    header = sign(payload.decode(), "whsec_connect")
+    _verify(payload, header, "whsec_account", "whsec_connect", 300)
+    with pytest.raises(stripe.SignatureVerificationError):
+        _verify(payload, header, "whsec_account", None, 300)
+    with pytest.raises(stripe.SignatureVerificationError):
+        _verify(payload, sign(payload.decode(), "whsec_other"), "whsec_account", "whsec_connect", 300)

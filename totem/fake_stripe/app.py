@@ -1,7 +1,8 @@
 """``create_app``: the fake's one assembly point, configured from the environment it is given.
 
 ``FAKE_STRIPE_WEBHOOK_URL`` (default: Totem's own ``/v1/webhooks/stripe`` on ``PORT``),
-``STRIPE_WEBHOOK_SECRET`` (default ``whsec_totem_dev``), ``STRIPE_API_KEY`` (unset: any caller is let in)
+``STRIPE_WEBHOOK_SECRET`` (default ``whsec_totem_dev``), ``STRIPE_CONNECT_WEBHOOK_SECRET`` (unset: connected
+accounts' events are signed with the same secret), ``STRIPE_API_KEY`` (unset: any caller is let in)
 and ``FAKE_STRIPE_ENABLED_EVENTS`` (comma list, default ``*``). The webhook HTTP client opens at start-up;
 shutdown cancels deliveries still under way.
 """
@@ -29,6 +30,7 @@ def create_app(env: dict[str, str] | None = None) -> Litestar:
     webhooks = WebhookEndpoint(
         url=env.get("FAKE_STRIPE_WEBHOOK_URL") or f"http://127.0.0.1:{port}/v1/webhooks/stripe",
         secret=env.get("STRIPE_WEBHOOK_SECRET") or "whsec_totem_dev",
+        connect_secret=env.get("STRIPE_CONNECT_WEBHOOK_SECRET") or None,
         enabled_events=_enabled(env.get("FAKE_STRIPE_ENABLED_EVENTS", "*")),
     )
     fake = FakeStripe(webhooks=webhooks)
