@@ -8,7 +8,8 @@ a delivery not answered 2xx. Endpoints: create / retrieve Customer; retrieve Pay
 capture / cancel PaymentIntent (confirm also from a browser, with a ``pk_test_…`` key and the intent's
 ``client_secret``, as Stripe.js does); retrieve Charge; create Refund; create Transfer (with
 ``source_transaction``); list balance transactions; Connect: create / retrieve Account (Express), create
-Account Link, and the onboarding page at its URL, which sends ``account.updated`` with ``account`` set. Stripe's test-mode cards: ``pm_card_chargeDeclined`` (any name containing "Declined") declines;
+Account Link, and the onboarding page at its URL, which sends ``account.updated`` with ``account`` set.
+Stripe's test-mode cards: ``pm_card_chargeDeclined`` (any name containing "Declined") declines;
 a name containing
 ``offSessionDeclined`` (``pm_card_visa_offSessionDeclined``) pays on-session and declines off-session with
 ``authentication_required``; a test card makes a new ``pm_…`` each time it is used, as in Stripe.
