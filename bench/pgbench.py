@@ -100,7 +100,7 @@ def _webhook_statement(space: int) -> str:
     event = "('evt_' || :client_id || '_' || :n)"
     return render("store_stripe_event", {
         "event_id": event, "event_type": "'payment_intent.succeeded'", "object_id": "'pi_bench'",
-        "created": "1800000000", "handled": "true", "job_id": _JOB.format(space=space),
+        "created": "1800000000", "handled": "true", "ignored_reason": "NULL", "job_id": _JOB.format(space=space),
         **{k: f"'{v}'" for k, v in job_route(STRIPE_APPLY_EVENT).items()},
         "max_attempts": "5", "request_id": "'bench'",
         "payload": "'{\"id\": \"evt_bench\", \"type\": \"payment_intent.succeeded\", \"data\": "

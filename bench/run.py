@@ -42,6 +42,7 @@ from shared import tokens
 from shared.db import QUERIES
 from shared.payments import HANDLED_EVENTS
 from shared.registry import BOOKING_CREATE, JOB_TYPES, STRIPE_APPLY_EVENT
+from shared.stripe_api import STRIPE_API_VERSION
 from totem.embedded import PrivatePostgres, PrivateRedis, pg_bindir
 from totem.fake_stripe import sign
 from totem.fleet import Fleet, wait_ready
@@ -311,7 +312,7 @@ async def _webhook_ingest(args: argparse.Namespace, port: int, host: str, fleet:
     for i in range(count):
         payload = json.dumps({"id": f"evt_bench_{uuid.uuid4().hex}", "object": "event",
                               "type": "payment_intent.succeeded",
-                              "created": int(time.time()), "api_version": "2025-09-30.clover", "livemode": False,
+                              "created": int(time.time()), "api_version": STRIPE_API_VERSION, "livemode": False,
                               "data": {"object": {"id": f"pi_bench_{i}", "object": "payment_intent", "amount": 2500,
                                                   "amount_received": 2500, "currency": "eur", "status": "succeeded",
                                                   "metadata": {"booking_id": str(uuid.uuid4())}}}})

@@ -7,7 +7,8 @@ Postings (debit +, credit −):
 
 * capture A (payment succeeded):   cash +A | provider_pending −P | platform_commission −C
 * deposit capture A (a claim):     the same, under the deposit's PaymentIntent (posted once: the claim is final)
-* refund R (refund succeeded):     cash −R | <payable> +Rp | platform_commission +Rc
+* refund R (Stripe created it):     cash −R | <payable> +Rp | platform_commission +Rc
+* refund reversal (it failed):     the refund's entries negated (once)
 * maturity (booking completed, or a paid booking cancelled: the share the provider keeps is earned):
                                    provider_pending +X | provider_available −X (available_at = now + window)
 * payout initiated / paid / returned:
@@ -123,6 +124,26 @@ def post_refund(conn: psycopg.Connection[Any], *, refund_id: uuid.UUID, booking_
         emit(conn, "refund_issued", booking_id, {
             "booking_id": str(booking_id), "provider_id": str(booking["provider_id"]), "refund_id": str(refund_id),
             "amount": amount, "currency": currency})
+
+
+def post_refund_reversal(conn: psycopg.Connection[Any], *, refund_id: uuid.UUID, booking_id: uuid.UUID,
+                         stripe_refund_id: str | None, reason: str | None) -> bool:
+    """A refund that failed after it was posted gives the money back: the exact negation of its posting
+    (the same accounts, so the provider's share returns where it was taken from), once. Returns whether
+    this call posted it (not when the refund was never posted, nor on a replay)."""
+    rows = conn.execute(QUERIES["ledger_transaction_entries"], {"key": f"refund:{refund_id}"}).fetchall()
+    if not rows:
+        return False
+    _, posted = post(conn, key=f"refund_reversal:{refund_id}", kind="refund_reversal", booking_id=booking_id,
+                     external_ref=stripe_refund_id, description=f"refund {refund_id} failed: {reason or 'unknown'}",
+                     entries=[Entry(r["kind"], r["provider_id"], r["currency"], -int(r["amount"])) for r in rows])
+    if posted:  # the customer and the provider are told (refund_failed); a replay tells nobody
+        cash = next(r for r in rows if r["kind"] == "platform_cash")
+        emit(conn, "refund_failed", booking_id, {
+            "booking_id": str(booking_id), "provider_id": str(_booking(conn, booking_id)["provider_id"]),
+            "refund_id": str(refund_id), "amount": -int(cash["amount"]), "currency": cash["currency"],
+            "reason": reason or "unknown"})
+    return posted
 
 
 def post_maturity(conn: psycopg.Connection[Any], *, booking_id: uuid.UUID, maturity_seconds: float,

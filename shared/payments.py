@@ -11,7 +11,8 @@ The rules, each enforced where it cannot be bypassed:
   released when the hold ended and may belong to someone else by now, and a customer who saw "expired"
   should not find a booking appear later.
 * We issue at most one refund per booking (``refunds_one_issued_per_booking``); refunds Stripe reports that
-  we did not issue are recorded as ``external``. Stripe's running ``amount_refunded`` only grows.
+  we did not issue are recorded as ``external``. Refunds come from their own events (``refund.*``, applied by
+  ``shared.refund_events``); ``charge.refunded`` only moves the payment's ``amount_refunded``.
 * Every event's application is written to ``stripe_event_effects``, including "no change" and why.
 
 Lock order everywhere: booking, then payment, then refund.
@@ -30,7 +31,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import connect, deposits, ledger
+from shared import connect, deposits, ledger, refund_events
 from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.errors import DomainError, StripeEventMalformed
@@ -41,7 +42,8 @@ from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob,
 
 HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
                             "payment_intent.canceled", "payment_intent.amount_capturable_updated",
-                            "charge.refunded", "account.updated"})
+                            "charge.refunded", "refund.created", "refund.updated", "refund.failed",
+                            "account.updated"})
 
 
 # --- cancellation policy -----------------------------------------------------------------------------
@@ -141,21 +143,20 @@ class _Intent(msgspec.Struct):
     currency: str
 
 
-class _Refund(msgspec.Struct):
-    id: str
-    amount: int
-
-
-class _RefundList(msgspec.Struct):
-    data: list[_Refund] = []
-
-
 class _Charge(msgspec.Struct):
     id: str
     amount: int
     currency: str
     amount_refunded: int
-    refunds: _RefundList | None = None
+
+
+class _Refund(msgspec.Struct):
+    """A Refund (``refund.*``): since API 2022-11-15 the only place a refund's details come from."""
+
+    id: str
+    amount: int
+    status: str
+    payment_intent: str | None = None
 
 
 class _Account(msgspec.Struct):
@@ -167,7 +168,9 @@ class _Account(msgspec.Struct):
 _REQUIRED_FIELDS: dict[str, type[msgspec.Struct]] = {
     "payment_intent.succeeded": _Intent, "payment_intent.payment_failed": _Intent,
     "payment_intent.canceled": _Intent, "payment_intent.amount_capturable_updated": _Intent,
-    "charge.refunded": _Charge, "account.updated": _Account,
+    "charge.refunded": _Charge,
+    "refund.created": _Refund, "refund.updated": _Refund, "refund.failed": _Refund,
+    "account.updated": _Account,
 }
 
 
@@ -265,6 +268,7 @@ def _apply_success(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str
         return [Effect("no_change", booking["id"], {"reason": "payment already recorded as succeeded"})]
     ledger.post_capture(conn, booking_id=booking["id"], payment_intent_id=intent_id, charge_id=charge_id,
                         amount=received, currency=currency)
+    refund_events.post_after_capture(conn, changed["id"])  # refunds whose events came before the capture's
     if (received, currency) != (booking["amount"], booking["currency"]):
         return [Effect("amount_mismatch", booking["id"], {
             "expected": booking["amount"], "received": received, "currency": currency})]
@@ -328,24 +332,18 @@ def _charge_refunded(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: s
                                   currency=str(obj["currency"]).upper(), charge_id=obj["id"],
                                   source="charge.refunded (before its payment_intent.succeeded)",
                                   payment_method=_payment_method(obj))
-    for refund in (obj.get("refunds") or {}).get("data", []):
-        ours = (refund.get("metadata") or {}).get("refund_id")
-        row = conn.execute(QUERIES["record_stripe_refund"], {
-            "refund_id": ours, "stripe_refund_id": refund["id"], "amount": refund["amount"],
-            "payment_intent_id": intent_id}).fetchone()
-        if row is not None:
-            ledger.post_refund(conn, refund_id=row["id"], booking_id=booking["id"],
-                               stripe_refund_id=refund["id"], amount=row["amount"])
-            effects.append(Effect("refund_recorded", booking["id"], {
-                "refund_id": str(row["id"]), "kind": row["kind"], "amount": row["amount"],
-                "stripe_refund_id": refund["id"]}))
-    total = conn.execute(QUERIES["record_amount_refunded"], {
-        "payment_intent_id": intent_id, "amount_refunded": obj["amount_refunded"], "charge_id": obj["id"]}).fetchone()
+    refunded = refund_events.charge_refunded(conn, obj)  # refunds post from their own refund.* events
     if not effects:
-        reason = "refund total updated" if total else "refunds already recorded"
+        reason = "refund total updated" if refunded is not None else "refund total already known"
         effects.append(Effect("no_change", booking["id"],
                               {"reason": reason, "amount_refunded": obj["amount_refunded"]}))
     return effects
+
+
+def _refund_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str,
+                  obj: dict[str, Any]) -> list[Effect]:
+    outcome = refund_events.apply_refund(conn, obj)
+    return [Effect(outcome.effect, outcome.booking_id, outcome.detail)]
 
 
 def _payment_method(obj: dict[str, Any]) -> str | None:
@@ -417,6 +415,7 @@ _APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[st
     "payment_intent.canceled": _payment_canceled,
     "payment_intent.amount_capturable_updated": _capturable,
     "charge.refunded": _charge_refunded,
+    "refund.created": _refund_event, "refund.updated": _refund_event, "refund.failed": _refund_event,
     "account.updated": _account_updated,
 }
 if set(_APPLIERS) != HANDLED_EVENTS or set(_REQUIRED_FIELDS) != HANDLED_EVENTS:

@@ -13,6 +13,11 @@ Security deposits: the customer's first, on-session payment saves their card (``
 ``payment_method`` of the paid intent). Before check-in ``authorize_deposit`` holds the deposit off-session
 (the intent ends ``requires_capture``), then ``capture_deposit`` takes part or all of it, or
 ``release_deposit`` lets it go.
+
+One API version, ``STRIPE_API_VERSION``, set on the client explicitly (not left to the SDK's default, which a
+library upgrade would change under us): every request names it in ``Stripe-Version``, the fake speaks only
+it, and the webhook endpoint must be created with it (README, "The Stripe API version"), since a webhook
+payload is rendered in the endpoint's version, not the request's.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ log = logging.getLogger("totem.stripe")
 logging.getLogger("stripe").setLevel(logging.WARNING)  # the SDK logs every request at INFO: ours say enough
 stripe.enable_telemetry = False  # no request-timing headers to Stripe
 
+STRIPE_API_VERSION = "2026-10-28.endive"
 TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
 
@@ -87,7 +93,7 @@ class StripeApi:
         self.client = stripe.StripeClient(
             # stripe's BaseAddresses TypedDict lives in a private module; this dict is one
             settings.stripe_api_key, base_addresses=base,  # type: ignore[arg-type]
-            max_network_retries=0,
+            max_network_retries=0, stripe_version=STRIPE_API_VERSION,
             http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds, session=_session(api_base)))
         self.retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TRANSIENT),

@@ -185,7 +185,7 @@ Totem is up: {base}
   email:      {mail}   (every message the system sends, as .eml files)
 
 Open it in a browser:
-  booking widget: {public}/widget/{slug}
+  booking widget: {public}/widget/{slug}?token={widget}
   owner console:  {public}/console   sign in as {owner} (the link arrives in the email folder above)
 
 Try it (as the booking widget: its public token, from seed.json):

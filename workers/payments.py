@@ -10,7 +10,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import deposits, ledger, payments
+from shared import deposits, payments, refund_events
 from shared.db import QUERIES
 from shared.errors import DepositNotSettleable, DomainError, NotFound, PaymentProviderRefused
 from shared.jobs import ClaimedJob, Handler
@@ -47,7 +47,7 @@ def prepare_refund(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
     in the work transaction."""
     refund_id = msgspec.convert(job.payload, RefundJob).refund_id
     refund = conn.execute(QUERIES["refund_to_issue"], {"id": refund_id}).fetchone()
-    if refund is None or refund["status"] != "pending":  # already settled (e.g. by its charge.refunded event)
+    if refund is None or refund["status"] != "pending":  # already settled (e.g. by its refund.* events)
         return lambda conn, job: _issued(refund_id, refund)
     try:
         answer = runtime.stripe.create_refund(refund_id=str(refund_id), booking_id=str(refund["booking_id"]),
@@ -58,14 +58,15 @@ def prepare_refund(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
         return lambda conn, job: _refused(conn, refund_id, refund, refused)
 
     def record(conn: psycopg.Connection[Any], job: ClaimedJob) -> RefundIssued:
-        conn.execute(QUERIES["lock_booking"], {"id": refund["booking_id"]})  # booking -> payment -> refund
-        settled = conn.execute(QUERIES["mark_refund_issued"], {"id": refund_id, "stripe_refund_id": answer.id,
-                                                               "succeeded": answer.status == "succeeded"}).fetchone()
-        if settled is not None and settled["status"] == "succeeded":  # we settled it (not its event): post it
-            ledger.post_refund(conn, refund_id=refund_id, booking_id=refund["booking_id"],
-                               stripe_refund_id=answer.id, amount=refund["amount"])
-        return RefundIssued(refund_id=refund_id, status="succeeded" if answer.status == "succeeded" else "pending",
-                            stripe_refund_id=answer.id, amount=refund["amount"])
+        """Stripe's answer is one more snapshot of the refund, applied as its events are (once, forward only,
+        whichever comes first)."""
+        outcome = refund_events.apply_refund(conn, {
+            "id": answer.id, "object": "refund", "amount": int(answer.amount), "status": str(answer.status),
+            "payment_intent": refund["payment_intent_id"], "metadata": {"refund_id": str(refund_id)},
+            "failure_reason": getattr(answer, "failure_reason", None)})
+        status = outcome.detail.get("status") or refund_events.STATUSES.get(str(answer.status), "pending")
+        return msgspec.convert({"refund_id": refund_id, "status": status, "stripe_refund_id": answer.id,
+                                "amount": refund["amount"]}, RefundIssued)
 
     return record
 

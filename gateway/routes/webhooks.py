@@ -5,6 +5,13 @@ The signature is checked with the stripe SDK (``WebhookSignature.verify_header``
 signature is a 400 and nothing is stored. A verified event is stored with its apply job in ONE statement
 (``store_stripe_event``: UNIQUE event_id), so a duplicate delivery answers 200 ``duplicate: true`` and
 changes nothing, and a stored event always has its job. Applying it is the payments worker's business.
+
+An event whose ``api_version`` is not ours (``STRIPE_API_VERSION``: the webhook endpoint was created with
+another version) is stored but not applied: ``ignored``, its effect row naming both versions, a warning
+logged and counted (``outcome="version_mismatch"``), and a 200. Not refused: Stripe would retry the same
+payload, rendered in the same wrong version, for three days, and it would be in no record of ours; stored,
+it is kept for support to read and for re-applying once the endpoint is fixed. Not applied: the appliers
+read the fields of our version, and another version's payload may name or shape them otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
 from shared.payments import HANDLED_EVENTS
 from shared.registry import STRIPE_APPLY_EVENT, job_route
+from shared.stripe_api import STRIPE_API_VERSION
 
 log = logging.getLogger("totem.webhooks")
 
@@ -47,6 +55,7 @@ class StripeEventEnvelope(msgspec.Struct):
     type: str
     created: int
     data: StripeEventData
+    api_version: str | None = None
 
 
 class WebhookReceived(msgspec.Struct):
@@ -69,7 +78,7 @@ class StripeEventView(msgspec.Struct):
 
 # Stripe's events by type (the ones we handle; "other" for the rest, to bound the labels) and outcome: stored
 # (queued for the payments pool), ignored (a type we do not handle), duplicate, signature_invalid,
-# payload_invalid.
+# payload_invalid, version_mismatch (stored, not applied: rendered in another API version than ours).
 STRIPE_EVENTS = Counter("totem_stripe_webhook_events", "Stripe webhook deliveries by event type and outcome",
                         ["type", "outcome"])
 
@@ -96,9 +105,16 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
         STRIPE_EVENTS.labels("unknown", "payload_invalid").inc()
         raise Problem(Code.WEBHOOK_PAYLOAD_INVALID, f"signed payload is not a Stripe event: {exc}") from None
 
-    handled = event.type in HANDLED_EVENTS
+    same_version = event.api_version in (None, STRIPE_API_VERSION)  # none: only events from before 2014
+    handled = event.type in HANDLED_EVENTS and same_version
+    ignored_reason = "event type not handled" if same_version else (
+        f"api_version {event.api_version}: this endpoint applies only {STRIPE_API_VERSION}")
+    if not same_version:
+        log.warning("stripe event in another API version: stored, not applied",
+                    extra={"event_id": event.id, "api_version": event.api_version, "expected": STRIPE_API_VERSION})
     params = {"event_id": event.id, "event_type": event.type, "object_id": event.data.object.id,
-              "created": event.created, "payload": payload.decode(), "handled": handled, "job_id": uuid.uuid4(),
+              "created": event.created, "payload": payload.decode(), "handled": handled,
+              "ignored_reason": ignored_reason, "job_id": uuid.uuid4(),
               **job_route(STRIPE_APPLY_EVENT), "max_attempts": settings.job_max_attempts,
               "request_id": request.scope.get("state", {}).get("request_id")}
 
@@ -110,8 +126,9 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
     stored = await with_reconnect(store)  # safe twice: the event id makes a repeat a duplicate
     if stored is not None and stored["job_id"] is not None:
         state.enqueuer.submit(build_message(STRIPE_APPLY_EVENT, stored["job_id"]))
-    outcome = "duplicate" if stored is None else "stored" if handled else "ignored"
-    STRIPE_EVENTS.labels(event.type if handled else "other", outcome).inc()
+    outcome = "duplicate" if stored is None else "stored" if handled else "ignored" if same_version \
+        else "version_mismatch"
+    STRIPE_EVENTS.labels(event.type if event.type in HANDLED_EVENTS else "other", outcome).inc()
     return WebhookReceived(received=True, duplicate=stored is None)
 
 

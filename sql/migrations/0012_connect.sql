@@ -24,12 +24,12 @@ CREATE TRIGGER stripe_accounts_touch_updated_at BEFORE UPDATE ON stripe_accounts
 -- payouts: the money stays available and a later period pays it once the account is enabled.
 ALTER TABLE payout_batches ADD COLUMN held_reason text CHECK (length(held_reason) <= 1000);
 
--- Widened with account.updated's effects (the list as of 0009 plus ours).
+-- Widened with account.updated's effects (the list as of 0010_refund_events plus ours).
 ALTER TABLE stripe_event_effects DROP CONSTRAINT stripe_event_effects_effect_check,
   ADD CONSTRAINT stripe_event_effects_effect_check CHECK (effect IN (
-    'booking_paid', 'payment_failed', 'late_payment_refund', 'refund_recorded', 'no_change', 'unknown_booking',
-    'amount_mismatch', 'ignored', 'deposit_authorized', 'deposit_claimed', 'deposit_released', 'deposit_lapsed',
-    'deposit_failed', 'stripe_account_updated', 'unknown_account'));
+    'booking_paid', 'payment_failed', 'late_payment_refund', 'refund_recorded', 'refund_failed', 'no_change',
+    'unknown_booking', 'amount_mismatch', 'ignored', 'deposit_authorized', 'deposit_claimed', 'deposit_released',
+    'deposit_lapsed', 'deposit_failed', 'stripe_account_updated', 'unknown_account'));
 
 INSERT INTO notification_templates (event, audience, subject, text_body, html_body) VALUES
 ('payout_held', 'provider', 'Payout on hold: {{ event.amount_display }}',

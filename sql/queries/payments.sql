@@ -52,29 +52,6 @@ UPDATE payments SET status = 'canceled'
 WHERE payment_intent_id = %(payment_intent_id)s AND status IN ('requires_payment', 'failed')
 RETURNING id;
 
--- record_amount_refunded --
--- Stripe's running total of refunds on the charge; it only grows, so an older event changes nothing.
-UPDATE payments SET amount_refunded = %(amount_refunded)s, charge_id = coalesce(charge_id, %(charge_id)s)
-WHERE payment_intent_id = %(payment_intent_id)s AND amount_refunded < %(amount_refunded)s
-RETURNING id;
-
--- record_stripe_refund --
--- A refund Stripe reports: ours (metadata refund_id) becomes succeeded; one we did not issue (e.g. from
--- the dashboard) is recorded as external. Returns the refund row changed, if any.
-WITH ours AS (
-  UPDATE refunds SET status = 'succeeded', stripe_refund_id = %(stripe_refund_id)s, failure_reason = NULL
-  WHERE id = %(refund_id)s::uuid AND status <> 'succeeded'
-  RETURNING id, kind, amount
-), theirs AS (
-  INSERT INTO refunds (booking_id, payment_id, kind, amount, currency, status, stripe_refund_id)
-  SELECT p.booking_id, p.id, 'external', %(amount)s, p.currency, 'succeeded', %(stripe_refund_id)s
-  FROM payments p
-  WHERE p.payment_intent_id = %(payment_intent_id)s AND %(refund_id)s::uuid IS NULL
-  ON CONFLICT (stripe_refund_id) DO NOTHING
-  RETURNING id, kind, amount
-)
-SELECT * FROM ours UNION ALL SELECT * FROM theirs;
-
 -- insert_refund --
 -- A refund we are about to issue (the refund.issue job calls Stripe). At most one per booking: a second
 -- attempt finds the first and inserts nothing.
@@ -87,21 +64,6 @@ RETURNING id;
 SELECT r.id, r.booking_id, r.amount, r.currency, r.status, r.stripe_refund_id, p.payment_intent_id
 FROM refunds r JOIN payments p ON p.id = r.payment_id
 WHERE r.id = %(id)s;
-
--- mark_refund_issued --
--- Stripe accepted the refund. If this is what settles it (its charge.refunded event may have come first
--- and done so already), the payment's refunded total grows by it in the same statement; the event's
--- absolute total then finds nothing left to add.
-WITH issued AS (
-  UPDATE refunds SET status = CASE WHEN %(succeeded)s THEN 'succeeded' ELSE status END,
-                     stripe_refund_id = %(stripe_refund_id)s
-  WHERE id = %(id)s AND status = 'pending'
-  RETURNING payment_id, amount, status
-), counted AS (
-  UPDATE payments p SET amount_refunded = p.amount_refunded + i.amount
-  FROM issued i WHERE p.id = i.payment_id AND i.status = 'succeeded'
-)
-SELECT status FROM issued;
 
 -- mark_refund_failed --
 UPDATE refunds SET status = 'failed', failure_reason = %(reason)s WHERE id = %(id)s AND status = 'pending';
@@ -116,8 +78,8 @@ FROM refunds WHERE booking_id = %(id)s ORDER BY created_at;
 
 -- store_stripe_event --
 -- The webhook ingress in one statement: store the verified event once (UNIQUE event_id); if it is new and
--- of a type we handle, its apply job goes in with it; a type we do not handle is stored as ignored, with
--- the effect row saying so. Returns a row only for a new event.
+-- of a type we handle, its apply job goes in with it; a type we do not handle, or an event rendered in another
+-- API version than ours, is stored as ignored, with the effect row saying why (%(ignored_reason)s). Returns a row only for a new event.
 WITH event AS (
   INSERT INTO stripe_events (event_id, type, object_id, stripe_created, payload, status, job_id, processed_at)
   VALUES (%(event_id)s, %(event_type)s, %(object_id)s, to_timestamp(%(created)s), %(payload)s::jsonb,
@@ -133,7 +95,7 @@ WITH event AS (
   FROM event WHERE job_id IS NOT NULL
 ), ignored AS (
   INSERT INTO stripe_event_effects (event_id, effect, detail)
-  SELECT event_id, 'ignored', jsonb_build_object('reason', 'event type not handled') FROM event
+  SELECT event_id, 'ignored', jsonb_build_object('reason', %(ignored_reason)s::text) FROM event
   WHERE job_id IS NULL
 )
 SELECT event_id, job_id FROM event;

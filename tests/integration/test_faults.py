@@ -263,7 +263,7 @@ def test_a_payments_worker_killed_inside_a_refund_call_refunds_once(
     refunds = [e for e in httpx.get(f"{fault_fleet.stripe_url}/_fake/events", timeout=10).json()
                if e["type"] == "refund.created" and e["data"]["object"]["payment_intent"] == intent]
     assert len(refunds) == 1
-    # the killed call took effect at Stripe (its charge.refunded event settled the refund); the job, handed
+    # the killed call took effect at Stripe (its refund.created event settled the refund); the job, handed
     # out again when its lease ran out, finds the refund settled and asks Stripe nothing more
     job = wait_for(lambda: (rows := _query(url, "SELECT status, attempts FROM jobs WHERE type = 'refund.issue'"))
                    [0]["status"] == "succeeded" and rows, 30, "the refund job rerun")

@@ -72,10 +72,12 @@ def test_up_runs_the_fleet_on_private_servers_stops_cleanly_and_recovers_from_a_
         # the welcome names the pages a newcomer opens: the demo provider's widget, the console, an owner to sign in as
         slug = next(p["slug"] for p in catalog["providers"] if p["id"] == resource["provider_id"])
         owner = next(o["email"] for o in catalog["owners"] if o["provider_id"] == resource["provider_id"])
-        pages = re.search(r"booking widget: (\S+)/widget/(\S+)\n\s+owner console:  (\S+)/console\s+sign in as (\S+)",
-                          log.read_text())
-        assert pages is not None and pages.group(2, 4) == (slug, owner), log.read_text()
-        assert httpx.get(f"{pages.group(3)}/console", timeout=5).status_code == 200
+        pages = re.search(r"booking widget: ((\S+)/widget/([^?\s]+)\?token=(pk_\S+))\n\s+owner console:  (\S+)/console"
+                          r"\s+sign in as (\S+)", log.read_text())
+        assert pages is not None and pages.group(3, 4, 6) == (slug, token, owner), log.read_text()
+        page = httpx.get(pages.group(1), timeout=5)  # the widget opens with the demo's public token
+        assert page.status_code == 200 and f'data-token="{token}"' in page.text
+        assert httpx.get(f"{pages.group(5)}/console", timeout=5).status_code == 200
         # the embedded default includes the fake Stripe: paying the intent makes the booking paid
         stripe_base = re.search(r"fake Stripe on (http://\S+),", log.read_text()).group(1)  # type: ignore[union-attr]
         confirmed = httpx.post(f"{stripe_base}/v1/payment_intents/{job['result']['payment_intent_id']}/confirm",

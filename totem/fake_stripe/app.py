@@ -13,6 +13,7 @@ import os
 
 from litestar import Litestar
 
+from totem.fake_stripe import authentication, intents
 from totem.fake_stripe.cors import cors_middleware
 from totem.fake_stripe.delivery import WebhookEndpoint
 from totem.fake_stripe.routes import fake_controls, hosted_pages, stripe_api
@@ -36,6 +37,7 @@ def create_app(env: dict[str, str] | None = None) -> Litestar:
     fake = FakeStripe(webhooks=webhooks)
     return Litestar(
         route_handlers=[*stripe_api(fake, api_key=env.get("STRIPE_API_KEY") or None), *fake_controls(fake),
+                        *authentication.pages(fake, intents.settle),
                         *hosted_pages(fake)],
         middleware=[cors_middleware], on_startup=[webhooks.open], on_shutdown=[webhooks.close], openapi_config=None,
         debug=False,

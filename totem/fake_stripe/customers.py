@@ -18,6 +18,7 @@ from typing import Any
 from totem.fake_stripe.state import FakeStripe, StripeError, new_id
 
 _MADE_HERE = re.compile(r"pm_[0-9a-f]{24}")  # the shape of new_id("pm"): one this account would have made
+_VISA_LAST4 = {"pm_card_authenticationRequired": "3184"}
 _BRANDS = {"mastercard": ("mastercard", "4444"), "amex": ("amex", "8431"), "discover": ("discover", "1117")}
 
 
@@ -56,7 +57,8 @@ def payment_method_for(fake: FakeStripe, name: str) -> dict[str, Any]:
     """The payment method a request names: one of this account's, or a new one made from a test card."""
     if name in fake.payment_methods or _MADE_HERE.fullmatch(name):
         return payment_method(fake, name, status=400, param="payment_method")
-    brand, last4 = next((b for key, b in _BRANDS.items() if key in name.lower()), ("visa", "4242"))
+    visa = ("visa", _VISA_LAST4.get(name, "4242"))
+    brand, last4 = next((b for key, b in _BRANDS.items() if key in name.lower()), visa)
     method_id = new_id("pm")
     method = {
         "id": method_id, "object": "payment_method", "type": "card", "customer": None,

@@ -10,6 +10,8 @@ with ``automatic_payment_methods[enabled]`` needs a ``return_url`` unless ``allo
 * one whose name contains ``offSessionDeclined`` (``pm_card_visa_offSessionDeclined``) pays on-session
   and declines off-session: 402 ``card_error`` ``authentication_required`` (the bank wants the customer);
 * any other containing ``Declined`` (``pm_card_chargeDeclined``) declines: 402 ``card_declined``;
+* ``pm_card_authenticationRequired`` waits on-session for 3-D Secure (``requires_action``) and declines
+  off-session with ``authentication_required`` (``authentication.py``);
 * anything else pays.
 A decline leaves the intent ``requires_payment_method`` with ``last_payment_error``, sends
 ``payment_intent.payment_failed``, and the 402 carries the intent and the payment method.
@@ -39,7 +41,7 @@ import secrets
 import time
 from typing import Any
 
-from totem.fake_stripe import customers
+from totem.fake_stripe import authentication, customers
 from totem.fake_stripe.state import FakeStripe, StripeError, bool_param, choice_param, int_param, new_id
 
 DECLINED = "Declined"
@@ -52,7 +54,7 @@ HOLD_SECONDS = 7 * 86_400
 VISA_OFF_SESSION_HOLD_SECONDS = 4 * 86_400 + 18 * 3_600  # Visa's window for merchant-initiated payments
 
 
-def create_payment_intent(fake: FakeStripe, params: dict[str, Any]) -> dict[str, Any]:
+def create_payment_intent(fake: FakeStripe, params: dict[str, Any], base_url: str = "") -> dict[str, Any]:
     amount = int_param(params, "amount")
     currency = str(params.get("currency", "")).lower()
     if not amount or amount < 1:
@@ -67,6 +69,7 @@ def create_payment_intent(fake: FakeStripe, params: dict[str, Any]) -> dict[str,
     if customer_id is not None:
         customers.customer(fake, customer_id, status=400, param="customer")
     _check_confirm_params(params, confirm=confirm, off_session=off_session)
+    return_url = authentication.check_return_url(params)
     method = customers.payment_method_for(fake, str(params["payment_method"])) \
         if params.get("payment_method") else None
     if method is not None:
@@ -83,12 +86,12 @@ def create_payment_intent(fake: FakeStripe, params: dict[str, Any]) -> dict[str,
         "setup_future_usage": future_usage, "latest_charge": None, "last_payment_error": None,
         "payment_method": None if method is None else method["id"], "canceled_at": None,
         "payment_method_types": list(types.values()) if isinstance(types, dict) else ["card"],
-        "cancellation_reason": None,
+        "cancellation_reason": None, "next_action": None,
     }
     fake.intents[intent_id] = intent
     fake.emit("payment_intent.created", intent)
     if confirm and method is not None:
-        _pay(fake, intent, method, off_session=off_session)
+        _pay(fake, intent, method, off_session=off_session, return_url=return_url, base_url=base_url)
     return intent
 
 
@@ -125,44 +128,57 @@ def charge(fake: FakeStripe, charge_id: str) -> dict[str, Any]:
     return found
 
 
-def confirm_payment_intent(fake: FakeStripe, intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def confirm_payment_intent(fake: FakeStripe, intent_id: str, params: dict[str, Any],
+                           base_url: str = "") -> dict[str, Any]:
     intent = payment_intent(fake, intent_id)
     if intent["status"] not in ("requires_payment_method", "requires_confirmation", "requires_action"):
         raise StripeError(400, "invalid_request_error",
                           f"This PaymentIntent's status is {intent['status']}; it cannot be confirmed.",
                           "payment_intent_unexpected_state")
     off_session = bool_param(params, "off_session")
+    return_url = authentication.check_return_url(params)
     future_usage = choice_param(params, "setup_future_usage", FUTURE_USAGES, intent["setup_future_usage"])
     method = customers.payment_method_for(
         fake, str(params.get("payment_method") or intent["payment_method"] or "pm_card_visa"))
     customers.check_usable(method, intent["customer"], off_session=off_session)
     intent["setup_future_usage"] = future_usage
-    _pay(fake, intent, method, off_session=off_session)
+    _pay(fake, intent, method, off_session=off_session, return_url=return_url, base_url=base_url)
     return intent
 
 
 def _refusal(card: str, off_session: bool) -> tuple[str, str] | None:
     """(code, message) of a test card's decline, or None."""
-    if OFF_SESSION_DECLINED in card:  # checked first: its name contains "Declined" too
+    if OFF_SESSION_DECLINED in card or authentication.required(card):  # the former contains "Declined" too
         return ("authentication_required", "Your card was declined. This transaction requires "
                 "authentication.") if off_session else None
     return ("card_declined", "Your card was declined.") if DECLINED in card else None
 
 
-def _pay(fake: FakeStripe, intent: dict[str, Any], method: dict[str, Any], *, off_session: bool) -> None:
-    refusal = _refusal(fake.test_cards[method["id"]], off_session)
+def _pay(fake: FakeStripe, intent: dict[str, Any], method: dict[str, Any], *, off_session: bool,
+         return_url: str | None = None, base_url: str = "") -> None:
+    card = fake.test_cards[method["id"]]
+    refusal = _refusal(card, off_session)
     if refusal is not None:
         code, message = refusal
         decline_code = "generic_decline" if code == "card_declined" else code
         error = {"type": "card_error", "code": code, "decline_code": decline_code, "message": message,
                  "payment_method": copy.deepcopy(method)}
-        intent.update(status="requires_payment_method", payment_method=None, last_payment_error=error)
+        intent.update(status="requires_payment_method", payment_method=None, last_payment_error=error,
+                      next_action=None)
         fake.emit("payment_intent.payment_failed", intent)
         raise StripeError(402, "card_error", message, code, decline_code=decline_code,
                           payment_intent=copy.deepcopy(intent), payment_method=copy.deepcopy(method))
+    if authentication.required(card):  # on-session: the customer authenticates on the page first
+        authentication.require_action(fake, intent, method, return_url=return_url, base_url=base_url)
+        return
+    settle(fake, intent, method, off_session=off_session)
+
+
+def settle(fake: FakeStripe, intent: dict[str, Any], method: dict[str, Any], *, off_session: bool = False) -> None:
+    """A payment the bank accepts: charged (or authorised, for manual capture), its events sent."""
     manual = intent["capture_method"] == "manual"
     charge = _charge(fake, intent, method, captured=not manual, off_session=off_session)
-    intent.update(payment_method=method["id"], latest_charge=charge["id"], last_payment_error=None)
+    intent.update(payment_method=method["id"], latest_charge=charge["id"], last_payment_error=None, next_action=None)
     if manual:
         intent.update(status="requires_capture", amount_capturable=intent["amount"])
     else:
@@ -185,11 +201,10 @@ def _charge(fake: FakeStripe, intent: dict[str, Any], method: dict[str, Any], *,
         "amount_refunded": 0, "currency": intent["currency"], "payment_intent": intent["id"],
         "customer": intent["customer"], "metadata": dict(intent["metadata"]), "paid": True, "captured": captured,
         "refunded": False, "status": "succeeded", "balance_transaction": None, "created": now,
-        "livemode": False, "payment_method": method["id"],
+        "livemode": False, "payment_method": method["id"], "disputed": False,
+        "billing_details": dict(method["billing_details"]),
         "payment_method_details": {"type": "card", "card": card},
-        "refunds": {"object": "list", "data": [], "has_more": False, "total_count": 0,
-                    "url": f"/v1/charges/{charge_id}/refunds"},
-    }
+    }  # no ``refunds`` list: not expanded by default since API 2022-11-15 (refunds.py)
     if captured:
         charge["balance_transaction"] = fake.add_balance_transaction("charge", amount, intent["currency"],
                                                                      charge_id)["id"]
@@ -232,7 +247,8 @@ def cancel_payment_intent(fake: FakeStripe, intent_id: str, params: dict[str, An
                           f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}. "
                           f"Only a PaymentIntent with one of the following statuses may be canceled: "
                           f"{', '.join(CANCELLABLE)}.", "payment_intent_unexpected_state")
-    intent.update(status="canceled", cancellation_reason=reason, canceled_at=int(time.time()), amount_capturable=0)
+    intent.update(status="canceled", cancellation_reason=reason, canceled_at=int(time.time()), amount_capturable=0,
+                  next_action=None)
     fake.emit("payment_intent.canceled", intent)
     return intent
 

@@ -2,7 +2,8 @@
 
 Handlers only parse, authenticate and answer; the account and its rules live in ``state.py``, the objects
 in ``customers.py``, ``intents.py`` and ``objects.py``. Handlers close over the one ``FakeStripe`` the app
-was built with. Every Stripe answer carries ``Request-Id`` and ``Stripe-Version``, and a replay also
+was built with. Every Stripe answer carries ``Request-Id`` and ``Stripe-Version`` (the one version the fake
+speaks; a request naming another gets Stripe's 400: ``version.py``), and a replay also
 ``Idempotent-Replayed: true``. With an API key configured, a call without ``Authorization: Bearer <key>``
 gets Stripe's 401. A browser confirms a PaymentIntent as Stripe.js does, with a publishable key
 (``key=pk_test_…``) and the intent's ``client_secret`` in the form instead of a secret key (wrong secret:
@@ -24,9 +25,10 @@ from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Redirect
 
-from totem.fake_stripe import accounts, customers, intents, objects
+from totem.fake_stripe import accounts, customers, intents, objects, refunds
 from totem.fake_stripe.faults import Fault
-from totem.fake_stripe.state import API_VERSION, FakeStripe, StripeError, decode_form, new_id
+from totem.fake_stripe.state import FakeStripe, StripeError, decode_form, new_id
+from totem.fake_stripe.version import API_VERSION, version_refusal
 
 Params = dict[str, Any]
 Answer = Response[dict[str, Any]]
@@ -47,11 +49,13 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
     """The Stripe endpoints Totem calls: Customers, PaymentMethods (read), PaymentIntents, Charges (read),
     Refunds, Transfers, balance transactions."""
 
-    def authorized(request: Request[Any, Any, Any]) -> bool:
-        if api_key is None:
-            return True
-        auth = request.headers.get("authorization", "")
-        return hmac.compare_digest(auth, f"Bearer {api_key}")
+    def refusal(request: Request[Any, Any, Any]) -> Answer | None:
+        """Stripe's 401 without the API key (when one is configured), its 400 for a version not spoken."""
+        if api_key is not None and not hmac.compare_digest(request.headers.get("authorization", ""),
+                                                           f"Bearer {api_key}"):
+            return _unauthorized()
+        wrong_version = version_refusal(request.headers.get("stripe-version"))
+        return None if wrong_version is None else _answer(wrong_version.status, wrong_version.body)
 
     def publishable_refusal(form: Params, intent_id: str) -> StripeError | None:
         """None when ``form`` carries a test publishable key and the intent's own client secret."""
@@ -69,8 +73,9 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
         return None
 
     async def call(request: Request[Any, Any, Any], operation: str, run: Callable[[Params], Params]) -> Answer:
-        if not authorized(request):
-            return _unauthorized()
+        refused = refusal(request)
+        if refused is not None:
+            return refused
         params = decode_form(await request.body())
         await fake.faults.stall(operation)
         status, body, replayed = fake.call(operation, request.headers.get("idempotency-key"), params,
@@ -78,8 +83,9 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
         return _answer(status, body, replayed)
 
     def read(request: Request[Any, Any, Any], operation: str, fetch: Callable[[], Params]) -> Answer:
-        if not authorized(request):
-            return _unauthorized()
+        refused = refusal(request)
+        if refused is not None:
+            return refused
         fault = fake.faults.take(operation)
         if fault is not None:
             return _answer(fault.status, StripeError(fault.status, "api_error", "injected failure").body)
@@ -102,27 +108,35 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     @post("/v1/payment_intents", status_code=200)
     async def create_payment_intent(request: Request[Any, Any, Any]) -> Answer:
-        return await call(request, "payment_intents.create", lambda p: intents.create_payment_intent(fake, p))
+        return await call(request, "payment_intents.create",
+                          lambda p: intents.create_payment_intent(fake, p, str(request.base_url)))
 
     @get("/v1/payment_intents/{intent_id:str}")
     async def retrieve_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
+        if "key" in request.query_params:  # a browser (Stripe.js) reading the outcome, e.g. after 3-D Secure
+            refusal = publishable_refusal(dict(request.query_params), intent_id)
+            if refusal is not None:
+                return _answer(refusal.status, refusal.body)
+            return _answer(200, intents.payment_intent(fake, intent_id))
         return read(request, "payment_intents.retrieve", lambda: intents.payment_intent(fake, intent_id))
 
     @post("/v1/payment_intents/{intent_id:str}/confirm", status_code=200)
     async def confirm_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
         form = decode_form(await request.body())
         if "key" in form:  # a browser (Stripe.js): a publishable key and the intent's client secret
-            refusal = publishable_refusal(form, intent_id)
-            if refusal is not None:
-                return _answer(refusal.status, refusal.body)
+            wrong_version = version_refusal(request.headers.get("stripe-version"))
+            refused = publishable_refusal(form, intent_id) if wrong_version is None else wrong_version
+            if refused is not None:
+                return _answer(refused.status, refused.body)
             params = {k: v for k, v in form.items() if k not in ("key", "client_secret")}
             await fake.faults.stall("payment_intents.confirm")
             status, body, replayed = fake.call("payment_intents.confirm", request.headers.get("idempotency-key"),
-                                               params, lambda: intents.confirm_payment_intent(fake, intent_id, params),
+                                               params, lambda: intents.confirm_payment_intent(
+                                                   fake, intent_id, params, str(request.base_url)),
                                                path=request.url.path)
             return _answer(status, body, replayed)
         return await call(request, "payment_intents.confirm",
-                          lambda p: intents.confirm_payment_intent(fake, intent_id, p))
+                          lambda p: intents.confirm_payment_intent(fake, intent_id, p, str(request.base_url)))
 
     @post("/v1/payment_intents/{intent_id:str}/cancel", status_code=200)
     async def cancel_payment_intent(request: Request[Any, Any, Any], intent_id: str) -> Answer:
@@ -140,7 +154,11 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     @post("/v1/refunds", status_code=200)
     async def create_refund(request: Request[Any, Any, Any]) -> Answer:
-        return await call(request, "refunds.create", lambda p: objects.create_refund(fake, p))
+        return await call(request, "refunds.create", lambda p: refunds.create_refund(fake, p))
+
+    @get("/v1/refunds/{refund_id:str}")
+    async def retrieve_refund(request: Request[Any, Any, Any], refund_id: str) -> Answer:
+        return read(request, "refunds.retrieve", lambda: refunds.retrieve_refund(fake, refund_id))
 
     @post("/v1/transfers", status_code=200)
     async def create_transfer(request: Request[Any, Any, Any]) -> Answer:
@@ -166,7 +184,7 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
 
     return [create_customer, retrieve_customer, retrieve_payment_method, create_payment_intent,
             retrieve_payment_intent, confirm_payment_intent, cancel_payment_intent, capture_payment_intent,
-            retrieve_charge, create_refund, create_transfer, list_balance_transactions, create_account,
+            retrieve_charge, create_refund, retrieve_refund, create_transfer, list_balance_transactions, create_account,
             retrieve_account, create_account_link]
 
 
@@ -217,6 +235,24 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
         except StripeError as exc:
             return _answer(exc.status, exc.body)
 
+    def control(run: Callable[[], Params]) -> Answer:
+        try:
+            return _answer(200, run())
+        except StripeError as exc:
+            return _answer(exc.status, exc.body)
+
+    @post("/_fake/refunds", status_code=200)
+    async def dashboard_refund(data: dict[str, Any]) -> Answer:
+        return control(lambda: refunds.create_dashboard_refund(fake, data))
+
+    @post("/_fake/refunds/{refund_id:str}/succeed", status_code=200)
+    async def succeed_refund(refund_id: str) -> Answer:
+        return control(lambda: refunds.succeed_refund(fake, refund_id))
+
+    @post("/_fake/refunds/{refund_id:str}/fail", status_code=200)
+    async def fail_refund(refund_id: str, data: dict[str, Any] | None = None) -> Answer:
+        return control(lambda: refunds.fail_refund(fake, refund_id, (data or {}).get("failure_reason")))
+
     @get("/_fake/requests")
     async def list_requests() -> list[dict[str, Any]]:
         return fake.requests
@@ -233,5 +269,5 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    return [set_fault, set_webhooks, release_webhooks, expire_authorization, list_requests, list_events,
-            list_deliveries, health]
+    return [set_fault, set_webhooks, release_webhooks, expire_authorization, dashboard_refund, succeed_refund,
+            fail_refund, list_requests, list_events, list_deliveries, health]

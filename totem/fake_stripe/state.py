@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from shared.stripe_api import STRIPE_API_VERSION
 from totem.fake_stripe.delivery import WebhookEndpoint
 from totem.fake_stripe.faults import Faults
-
-API_VERSION = "2025-09-30.clover"
 
 
 def new_id(prefix: str) -> str:
@@ -151,7 +150,7 @@ class FakeStripe:
     def emit(self, type_: str, obj: dict[str, Any], *, account: str | None = None, created: int | None = None) -> None:
         """Log an event carrying a snapshot of ``obj`` and hand it to the webhook endpoint. ``account``: the
         connected account it happened on (a Connect event carries its id)."""
-        event = {"id": new_id("evt"), "object": "event", "api_version": API_VERSION,
+        event = {"id": new_id("evt"), "object": "event", "api_version": STRIPE_API_VERSION,
                  "created": int(time.time()) if created is None else created,
                  "data": {"object": json.loads(json.dumps(obj))}, "livemode": False, "pending_webhooks": 1,
                  "request": {"id": new_id("req"), "idempotency_key": None}, "type": type_,
@@ -163,7 +162,7 @@ class FakeStripe:
         """Money moving through the balance (a capture, a refund, a transfer), listed newest first."""
         now = int(time.time())
         txn = {"id": new_id("txn"), "object": "balance_transaction", "amount": amount, "currency": currency,
-               "fee": 0, "net": amount, "type": type_, "reporting_category": type_, "source": source,
+               "fee": 0, "fee_details": [], "net": amount, "type": type_, "reporting_category": type_, "source": source,
                "status": "available", "created": now, "available_on": now}
         self.balance_transactions.append(txn)
         return txn

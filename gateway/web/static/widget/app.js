@@ -316,7 +316,7 @@ async function held(api, result, summary) {
     payButton.disabled = true;
     say(alertLine, "");
     say(statusLine, "Paying…");
-    const outcome = await adapter.confirm(intent);
+    const outcome = await adapter.confirm(intent, (message) => say(statusLine, message));
     if (!outcome.ok) {
       say(statusLine, "");
       say(alertLine, `${outcome.message} Try another card before your hold ends.`, "error");
