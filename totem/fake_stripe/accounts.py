@@ -75,9 +75,7 @@ def create_account(fake: FakeStripe, params: dict[str, Any]) -> dict[str, Any]:
         "default_currency": str(params.get("default_currency") or "eur"), "details_submitted": False,
         "email": params.get("email"), "metadata": dict(params.get("metadata") or {}), "payouts_enabled": False,
         "requirements": _requirements(OPEN_REQUIREMENTS), "future_requirements": _requirements([]),
-        "external_accounts": {"object": "list", "data": [], "has_more": False, "total_count": 0,
-                              "url": f"/v1/accounts/{account_id}/external_accounts"},
-        "tos_acceptance": {"date": None}, "settings": {"payouts": {"schedule": {"interval": "daily"}}},
+        "tos_acceptance": {"date": None},
     }
     fake.accounts[account_id] = account
     return account
