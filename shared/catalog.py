@@ -11,6 +11,7 @@ from zoneinfo import available_timezones
 import msgspec
 import psycopg
 
+from shared.connect import StripeAccountView
 from shared.db import QUERIES
 from shared.schemas import Email
 
@@ -71,6 +72,7 @@ class ProviderView(msgspec.Struct):
     updated_at: datetime
     deleted_at: datetime | None
     request_cancellation_policy: list[RefundWindow] | None = None
+    stripe_account: StripeAccountView | None = None  # its Connect account, once onboarding began
 
 
 class ProviderPublicView(msgspec.Struct):

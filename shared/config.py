@@ -51,6 +51,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stripe_api_key: str = "sk_test_totem"
     stripe_api_base: str | None = None
     stripe_webhook_secret: str = "whsec_totem_dev"  # noqa: S105 - the fake Stripe's dev secret
+    # Connect: connected accounts' events (account.updated) come through a Connect endpoint with its own secret
+    stripe_connect_webhook_secret: str | None = None
     # The booking widget's card form: with this key (pk_live_… / pk_test_…) and no STRIPE_API_BASE, Stripe.js's
     # Payment Element from js.stripe.com; with STRIPE_API_BASE (the fake), a test-card form confirming there.
     stripe_publishable_key: str | None = None

@@ -94,7 +94,7 @@ def deep_link(booking_id: uuid.UUID | str | None, status: str | None) -> str:
 def event_link(booking_id: uuid.UUID | str | None, event: dict[str, Any], status: str | None = None) -> str:
     """The deep link of an event: a payout's page, the webhook settings, or its booking's by ``status``
     (the booking's status now, when known; else the one the event carries)."""
-    if "payout_id" in event:
+    if "payout_id" in event or "payout_batch_id" in event:
         return "/payouts"
     if "endpoint_id" in event:
         return "/settings/webhooks"

@@ -31,7 +31,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import deposits, disputes, ledger, refund_events
+from shared import connect, deposits, disputes, ledger, refund_events
 from shared.booking import transition_booking
 from shared.db import QUERIES
 from shared.errors import DomainError, StripeEventMalformed
@@ -42,7 +42,8 @@ from shared.schemas import BookingCommand, BookingTransitioned, CancelIntentJob,
 
 HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
                             "payment_intent.canceled", "payment_intent.amount_capturable_updated",
-                            "charge.refunded", "refund.created", "refund.updated", "refund.failed"}) | disputes.EVENTS
+                            "charge.refunded", "refund.created", "refund.updated", "refund.failed",
+                            "account.updated"}) | disputes.EVENTS
 
 
 # --- cancellation policy -----------------------------------------------------------------------------
@@ -158,12 +159,19 @@ class _Refund(msgspec.Struct):
     payment_intent: str | None = None
 
 
+class _Account(msgspec.Struct):
+    id: str
+    charges_enabled: bool
+    payouts_enabled: bool
+
+
 _REQUIRED_FIELDS: dict[str, type[msgspec.Struct]] = {
     "payment_intent.succeeded": _Intent, "payment_intent.payment_failed": _Intent,
     "payment_intent.canceled": _Intent, "payment_intent.amount_capturable_updated": _Intent,
     "charge.refunded": _Charge,
     "refund.created": _Refund, "refund.updated": _Refund, "refund.failed": _Refund,
     **dict.fromkeys(disputes.EVENTS, disputes.Dispute),
+    "account.updated": _Account,
 }
 
 
@@ -406,6 +414,12 @@ def _dispute_event(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str
         Effect("no_change", booking_id, {"reason": "dispute already up to date", "dispute_id": obj["id"]})]
 
 
+def _account_updated(conn: psycopg.Connection[Any], job: ClaimedJob, event_id: str,
+                     obj: dict[str, Any]) -> list[Effect]:
+    effect, detail = connect.apply_account_updated(conn, event_id, obj)
+    return [Effect(effect, detail=detail)]
+
+
 _APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[str, Any]], list[Effect]]] = {
     "payment_intent.succeeded": _payment_succeeded,
     "payment_intent.payment_failed": _payment_failed,
@@ -414,6 +428,9 @@ _APPLIERS: dict[str, Callable[[psycopg.Connection[Any], ClaimedJob, str, dict[st
     "charge.refunded": _charge_refunded,
     "refund.created": _refund_event, "refund.updated": _refund_event, "refund.failed": _refund_event,
     **dict.fromkeys(disputes.EVENTS, _dispute_event),
+
+
+    "account.updated": _account_updated,
 }
 if set(_APPLIERS) != HANDLED_EVENTS or set(_REQUIRED_FIELDS) != HANDLED_EVENTS:
     raise RuntimeError("every handled event type needs an applier and its required fields")

@@ -57,6 +57,7 @@ REFUND_ISSUE = "refund.issue"
 PAYMENT_CANCEL_INTENT = "payment.cancel_intent"
 PAYOUT_SEND = "payout.send"
 LEDGER_RECONCILE = "ledger.reconcile"
+CONNECT_ONBOARD = "connect.onboard"
 NOTIFICATION_DELIVER = "notification.deliver"
 
 POOLS: tuple[PoolSpec, ...] = (
@@ -78,8 +79,10 @@ POOLS: tuple[PoolSpec, ...] = (
         threads=8, cpu_request="250m", max_replicas=10),
     PoolSpec(
         name="payouts", module="workers.payouts", queue="payouts",
-        jobs={PAYOUT_SEND: "send_payout", LEDGER_RECONCILE: "reconcile_ledger"},
-        description="sends payouts (Stripe Transfers) and reconciles the ledger with Stripe",
+        jobs={PAYOUT_SEND: "send_payout", LEDGER_RECONCILE: "reconcile_ledger",
+              CONNECT_ONBOARD: "onboard_stripe_account"},
+        description="sends payouts (Stripe Transfers), reconciles the ledger with Stripe, and creates "
+                    "providers' connected accounts and their onboarding links",
         threads=4, cpu_request="100m", max_replicas=5),
     PoolSpec(
         name="notifications", module="workers.notifications", queue="notifications",

@@ -4,7 +4,11 @@ transfer did, and reconcile the ledger with Stripe's balance transactions.
 Closing a period is one transaction: the period row (an exclusion constraint lets exactly one closer
 insert it, however many schedulers race), the batch, one payout per booking with matured payable (a
 unique index: one payout per booking, a failed one aside), the ``payout_initiated`` postings, and a
-``payout.send`` job per payout. Bookings refunded in full have nothing payable and are skipped; bookings
+``payout.send`` job per payout. A provider onboarded through Connect is paid to its connected account, and
+only while its payouts are enabled: otherwise the batch is recorded held, with the reason (``shared.connect``),
+the owner is told (``payout_held``), and nothing is paid until a later period.
+
+Bookings refunded in full have nothing payable and are skipped; bookings
 with a refund still pending wait for the next period.
 """
 
@@ -18,9 +22,10 @@ from typing import Any
 import msgspec
 import psycopg
 
-from shared import ledger
+from shared import connect, ledger
 from shared.db import QUERIES, expect_row
 from shared.jobs import insert_job
+from shared.notifications import emit
 from shared.registry import PAYOUT_SEND
 from shared.schemas import PayoutJob
 
@@ -55,13 +60,20 @@ def _batch(conn: psycopg.Connection[Any], period: dict[str, Any],
     for row in due:
         by_currency[row["currency"]].append(row)
     batch_id, payouts, jobs = None, [], []
+    destination, held = connect.payout_destination(conn, period["provider_id"])
     for currency, rows in by_currency.items():
+        total = sum(r["amount"] for r in rows)
         batch = conn.execute(QUERIES["insert_payout_batch"], {
             "provider_id": period["provider_id"], "period_id": period["id"], "currency": currency,
-            "total": sum(r["amount"] for r in rows)}).fetchone()
+            "total": total, "destination": destination, "held_reason": held}).fetchone()
         if batch is None or batch["destination"] is None:
             continue
         batch_id = batch["id"]
+        if held:  # the connected account cannot be paid: say why; the money waits for a later period
+            emit(conn, "payout_held", batch_id, {"provider_id": str(period["provider_id"]),
+                                                 "payout_batch_id": str(batch_id), "amount": total,
+                                                 "currency": currency, "reason": held})
+            continue
         for row in rows:
             payout = conn.execute(QUERIES["insert_payout"], {
                 "batch_id": batch_id, "provider_id": period["provider_id"], "booking_id": row["booking_id"],

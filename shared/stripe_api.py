@@ -176,12 +176,39 @@ class StripeApi:
         return self._call(self.client.v1.refunds.create, params, f"totem-refund-{refund_id}")
 
     def create_transfer(self, *, payout_id: str, amount: int, currency: str, destination: str,
-                        metadata: dict[str, str], transfer_group: str | None = None) -> Any:
+                        metadata: dict[str, str], transfer_group: str | None = None,
+                        source_transaction: str | None = None) -> Any:
+        """``source_transaction``: the charge that funded it (the transfer is tied to it, and waits for its
+        funds rather than the platform's available balance)."""
         params: dict[str, Any] = {"amount": amount, "currency": currency.lower(), "destination": destination,
                                   "metadata": {"payout_id": payout_id, **metadata}}
         if transfer_group:
             params["transfer_group"] = transfer_group
+        if source_transaction:
+            params["source_transaction"] = source_transaction
         return self._call(self.client.v1.transfers.create, params, f"totem-payout-{payout_id}")
+
+    def create_connected_account(self, *, provider_id: str, email: str | None, country: str | None = None) -> Any:
+        """A provider's Express connected account (controller properties: the platform pays Stripe's fees
+        and bears losses, Stripe collects the requirements, the Express Dashboard). One per provider: the
+        key is the provider's, so a retry or a racing second request gets the same account."""
+        params: dict[str, Any] = {
+            "controller": {"fees": {"payer": "application"}, "losses": {"payments": "application"},
+                           "requirement_collection": "stripe", "stripe_dashboard": {"type": "express"}},
+            "capabilities": {"transfers": {"requested": True}},
+            "metadata": {"provider_id": provider_id},
+        }
+        if email:
+            params["email"] = email
+        if country:
+            params["country"] = country
+        return self._call(self.client.v1.accounts.create, params, f"totem-provider-{provider_id}-account")
+
+    def create_account_link(self, *, account_id: str, refresh_url: str, return_url: str, key: str) -> Any:
+        """A fresh onboarding link (single-use, minutes long): ``key`` is the request's own."""
+        params = {"account": account_id, "type": "account_onboarding", "refresh_url": refresh_url,
+                  "return_url": return_url}
+        return self._call(self.client.v1.account_links.create, params, f"totem-account-link-{key}")
 
     def list_balance_transactions(self, **params: Any) -> Any:
         return self._call(self.client.v1.balance_transactions.list, params)

@@ -187,6 +187,18 @@ def transfer(drive: Drive) -> list[Any]:
 
 
 @scenario
+def connect_onboarding_and_a_transfer_from_its_charge(drive: Drive) -> list[Any]:
+    account = drive.api.create_connected_account(provider_id=new_key(), email="owner@example.com")
+    link = drive.api.create_account_link(account_id=account.id, refresh_url="https://totem.example/r",
+                                         return_url="https://totem.example/done", key=new_key())
+    assert httpx.get(link.url, params={"outcome": "complete"}, timeout=10).status_code == 303
+    _, paid = drive.paid_intent()
+    sent = drive.api.create_transfer(payout_id=new_key(), amount=3780, currency="EUR", destination=account.id,
+                                     metadata={}, transfer_group="booking-2", source_transaction=paid.latest_charge)
+    return [account, link, drive.sdk.v1.accounts.retrieve(account.id), sent]
+
+
+@scenario
 def balance_transactions(drive: Drive) -> list[Any]:
     drive.paid_intent()
     listed = drive.api.list_balance_transactions(limit=5)

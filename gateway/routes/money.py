@@ -18,6 +18,7 @@ from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from gateway.reads import fetch_rows, require_provider
 from gateway.state import GatewayState
+from shared.connect import hold_reason
 from shared.errors import Code
 from shared.ledger import Balance
 from shared.registry import LEDGER_RECONCILE
@@ -29,6 +30,7 @@ MAX_STATEMENT_ENTRIES = 5000
 class ProviderBalance(msgspec.Struct):
     provider_id: UUID
     balances: list[Balance]
+    payouts_held: str | None = None  # why its connected account cannot be paid now (None: it can)
 
 
 class StatementEntry(msgspec.Struct):
@@ -75,6 +77,7 @@ class PayoutBatch(msgspec.Struct):
     period_end: datetime
     created_at: datetime
     lines: list[PayoutLine]
+    held_reason: str | None = None  # why nothing of it was paid (its money waits for a later period)
 
 
 class PayoutPage(msgspec.Struct):
@@ -88,7 +91,9 @@ class PayoutPage(msgspec.Struct):
 async def provider_balance(state: GatewayState, provider_id: UUID) -> ProviderBalance:
     await require_provider(state, provider_id, lag_ok=True)
     rows = await fetch_rows(state, "provider_balances", {"provider_id": provider_id}, lag_ok=True)
-    return ProviderBalance(provider_id=provider_id, balances=[Balance(**row) for row in rows])
+    account = await fetch_rows(state, "stripe_account_of", {"provider_id": provider_id}, lag_ok=True)
+    return ProviderBalance(provider_id=provider_id, balances=[Balance(**row) for row in rows],
+                           payouts_held=hold_reason(account[0] if account else None))
 
 
 @get("/v1/providers/{provider_id:uuid}/statement", opt=allow(OWNERS),

@@ -92,9 +92,8 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
     settings = state.settings
     payload = await request.body()
     try:
-        stripe.WebhookSignature.verify_header(payload, request.headers.get("stripe-signature"),
-                                              settings.stripe_webhook_secret,
-                                              settings.stripe_webhook_tolerance_seconds)
+        _verify(payload, request.headers.get("stripe-signature"), settings.stripe_webhook_secret,
+                settings.stripe_connect_webhook_secret, settings.stripe_webhook_tolerance_seconds)
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         log.warning("stripe webhook refused", extra={"reason": str(exc)[:120]})
         STRIPE_EVENTS.labels("unknown", "signature_invalid").inc()
@@ -131,6 +130,16 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
         else "version_mismatch"
     STRIPE_EVENTS.labels(event.type if event.type in HANDLED_EVENTS else "other", outcome).inc()
     return WebhookReceived(received=True, duplicate=stored is None)
+
+
+def _verify(payload: bytes, header: str | None, secret: str, connect_secret: str | None, tolerance: int) -> None:
+    """The account endpoint's secret, else the Connect endpoint's (both may point at this URL)."""
+    try:
+        stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+    except stripe.SignatureVerificationError:
+        if not connect_secret:
+            raise
+        stripe.WebhookSignature.verify_header(payload, header, connect_secret, tolerance)
 
 
 @get("/v1/system/stripe-events/{event_id:str}", opt=allow(PLATFORM),

@@ -55,11 +55,11 @@ RETURNING *;
 
 -- get_provider --
 -- One provider (soft-deleted ones too: they stay readable).
-SELECT * FROM providers WHERE id = %(id)s;
+SELECT *, provider_stripe_account(id) AS stripe_account FROM providers WHERE id = %(id)s;
 
 -- list_providers --
 -- Live providers, oldest first, keyset-paginated on (created_at, id).
-SELECT * FROM providers
+SELECT *, provider_stripe_account(id) AS stripe_account FROM providers
 WHERE deleted_at IS NULL AND (%(scope)s::uuid[] IS NULL OR id = ANY (%(scope)s::uuid[]))
   AND (%(after_created_at)s::timestamptz IS NULL
        OR (created_at, id) > (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
@@ -76,11 +76,12 @@ UPDATE providers SET
   payout_account = coalesce(%(payout_account)s, payout_account),
   contact_email = coalesce(%(contact_email)s, contact_email), updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
-RETURNING *;
+RETURNING *, provider_stripe_account(id) AS stripe_account;
 
 -- delete_provider --
 -- Soft-delete a provider: it takes no new bookings; its history stays.
-UPDATE providers SET deleted_at = now(), updated_at = now() WHERE id = %(id)s AND deleted_at IS NULL RETURNING *;
+UPDATE providers SET deleted_at = now(), updated_at = now() WHERE id = %(id)s AND deleted_at IS NULL
+RETURNING *, provider_stripe_account(id) AS stripe_account;
 
 -- create_resource --
 -- A resource of a live provider.
@@ -144,7 +145,7 @@ ORDER BY created_at, id LIMIT %(limit)s;
 UPDATE services SET name = coalesce(%(name)s, name), duration_minutes = coalesce(%(duration_minutes)s, duration_minutes),
                     price = coalesce(%(price)s, price), updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
-RETURNING *;
+RETURNING *, provider_stripe_account(id) AS stripe_account;
 
 -- delete_service --
 -- Soft-delete a service.

@@ -97,7 +97,8 @@ SELECT p.id, p.payout_schedule,
 FROM providers p,
      LATERAL (SELECT date_trunc(CASE p.payout_schedule WHEN 'weekly' THEN 'week' ELSE 'day' END,
                                 %(now)s::timestamptz AT TIME ZONE p.time_zone) AS period_end) b
-WHERE p.payout_account IS NOT NULL AND p.deleted_at IS NULL
+WHERE (p.payout_account IS NOT NULL OR EXISTS (SELECT 1 FROM stripe_accounts a WHERE a.provider_id = p.id))
+  AND p.deleted_at IS NULL
   AND (%(provider_id)s::uuid IS NULL OR p.id = %(provider_id)s::uuid)
 ON CONFLICT DO NOTHING
 RETURNING id, provider_id, upper(period) AS period_end;
@@ -121,9 +122,12 @@ HAVING -sum(e.amount) > 0
 ORDER BY t.booking_id;
 
 -- insert_payout_batch --
-INSERT INTO payout_batches (provider_id, period_id, currency, total, destination)
-SELECT p.id, %(period_id)s, %(currency)s, %(total)s, p.payout_account FROM providers p WHERE p.id = %(provider_id)s
-RETURNING id, destination;
+-- To the provider's connected account (%(destination)s), else the payout account we were given; with
+-- %(held_reason)s the batch is recorded and nothing is paid.
+INSERT INTO payout_batches (provider_id, period_id, currency, total, destination, held_reason)
+SELECT p.id, %(period_id)s, %(currency)s, %(total)s, coalesce(%(destination)s, p.payout_account), %(held_reason)s
+FROM providers p WHERE p.id = %(provider_id)s
+RETURNING id, destination, held_reason;
 
 -- insert_payout --
 -- One payout per booking (payouts_one_per_booking): a racing closer inserts nothing.
@@ -133,9 +137,12 @@ ON CONFLICT (booking_id) WHERE status <> 'failed' DO NOTHING
 RETURNING id;
 
 -- payout_to_send --
+-- With the charge that funded the booking (its succeeded payment's), for the transfer's source_transaction.
 SELECT o.id, o.batch_id, o.provider_id, o.booking_id, o.amount, o.currency, o.status, o.stripe_transfer_id,
-       b.destination
-FROM payouts o JOIN payout_batches b ON b.id = o.batch_id WHERE o.id = %(id)s;
+       b.destination, c.charge_id, c.amount AS charge_amount
+FROM payouts o JOIN payout_batches b ON b.id = o.batch_id
+LEFT JOIN payments c ON c.booking_id = o.booking_id AND c.status = 'succeeded'
+WHERE o.id = %(id)s;
 
 -- mark_payout_paid --
 UPDATE payouts SET status = 'paid', stripe_transfer_id = %(transfer_id)s
@@ -149,7 +156,7 @@ RETURNING id, provider_id, booking_id, amount, currency;
 
 -- list_payout_batches --
 -- A provider's payout batches, newest first, with one line per booking (keyset-paginated).
-SELECT b.id, b.provider_id, b.currency, b.total, b.destination, b.created_at,
+SELECT b.id, b.provider_id, b.currency, b.total, b.destination, b.held_reason, b.created_at,
        lower(s.period) AS period_start, upper(s.period) AS period_end,
        (SELECT jsonb_agg(jsonb_build_object('payout_id', o.id, 'booking_id', o.booking_id, 'amount', o.amount,
                                             'status', o.status, 'stripe_transfer_id', o.stripe_transfer_id,

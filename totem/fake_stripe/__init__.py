@@ -8,7 +8,9 @@ a delivery not answered 2xx. Endpoints: create / retrieve Customer; retrieve Pay
 ``confirm``, ``off_session``, ``capture_method``, ``customer``, ``setup_future_usage``) / retrieve / confirm /
 capture / cancel PaymentIntent (confirm also from a browser, with a ``pk_test_…`` key and the intent's
 ``client_secret``, as Stripe.js does); retrieve Charge; create /
-retrieve Refund (``refunds.py``); create Transfer; list balance transactions. Stripe's test-mode cards:
+retrieve Refund (``refunds.py``); create Transfer (with ``source_transaction``); list balance transactions;
+Connect: create / retrieve Account (Express), create Account Link, and the onboarding page at its URL, which
+sends ``account.updated`` with ``account`` set (``accounts.py``). Stripe's test-mode cards:
 ``pm_card_chargeDeclined`` (any name containing "Declined") declines; a name containing
 ``offSessionDeclined`` (``pm_card_visa_offSessionDeclined``) pays on-session and declines off-session with
 ``authentication_required``; a test card makes a new ``pm_…`` each time it is used, as in Stripe.
@@ -23,7 +25,8 @@ Misbehaviour on demand, for tests (``/_fake/...``, JSON):
   mid-call). Operations: ``customers.create``, ``customers.retrieve``, ``payment_methods.retrieve``,
   ``payment_intents.create`` / ``retrieve`` / ``confirm`` / ``capture`` / ``cancel``, ``charges.retrieve``,
   ``refunds.create``, ``refunds.retrieve``,
-  ``transfers.create``, ``balance_transactions.list`` (a read fails on any armed fault).
+  ``transfers.create``, ``balance_transactions.list``, ``accounts.create`` / ``retrieve``,
+  ``account_links.create`` (a read fails on any armed fault).
 * ``POST /_fake/webhooks {"hold": true, "copies": 1, "delay_seconds": 0}``: hold events instead of sending
   them, send each one ``copies`` times, or send late.
 * ``POST /_fake/webhooks/release {"order": "shuffled"|"reversed"|"in_order", "copies": 3, "seed": 1}``.
@@ -46,6 +49,7 @@ Where each part lives:
 * ``authentication.py``: 3-D Secure (``pm_card_authenticationRequired``) and its page ``/3d_secure_2/hosted``;
 * ``refunds.py``: Refunds: created (API or Dashboard), pending → succeeded, failed after creation;
 * ``objects.py``: Transfers and the balance transactions list;
+* ``accounts.py``: Connect accounts, Account Links, the onboarding page, what a transfer demands of them;
 * ``faults.py``: injected failures (before / after the effect, slow calls);
 * ``delivery.py``: the webhook endpoint: ``sign``, hold / copies / delay / release, retries;
 * ``cors.py``: any site's page may call it, as Stripe's API allows (Stripe.js confirms from the browser);

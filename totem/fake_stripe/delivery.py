@@ -1,7 +1,9 @@
 """Signed event delivery to the one webhook endpoint, as Stripe delivers (and misdelivers) events.
 
 Each event is POSTed as JSON with ``Stripe-Signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<payload>")``,
-signed at send time, and retried with backoff until answered 2xx (six attempts). Only the endpoint's
+signed at send time (a connected account's event, with ``account`` set, with the Connect endpoint's secret
+when one is configured: in Stripe it is a second endpoint, here the same URL),
+and retried with backoff until answered 2xx (six attempts). Only the endpoint's
 enabled event types are sent. For tests the endpoint can hold events instead of sending them, send each
 one ``copies`` times, send late, and release held events in order, reversed or shuffled (seeded).
 Every attempt is recorded in ``deliveries`` (``GET /_fake/deliveries``).
@@ -35,6 +37,7 @@ def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
 class WebhookEndpoint:
     url: str
     secret: str
+    connect_secret: str | None = None  # a Connect endpoint's: signs connected accounts' events (``account`` set)
     enabled_events: frozenset[str] | None = None  # None: every type (a Stripe endpoint's "enabled_events")
     hold: bool = False
     held: list[dict[str, Any]] = field(default_factory=list)
@@ -73,12 +76,13 @@ class WebhookEndpoint:
         if self.http is None:
             raise RuntimeError("the webhook client opens at app start-up")
         payload = json.dumps(event, indent=2)
+        secret = self.connect_secret if event.get("account") and self.connect_secret else self.secret
         for attempt in range(1, attempts + 1):
             status: int | str
             try:
                 response = await self.http.post(self.url, content=payload, headers={
                     "Content-Type": "application/json; charset=utf-8",
-                    "Stripe-Signature": sign(payload, self.secret),
+                    "Stripe-Signature": sign(payload, secret),
                     "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
                 status = response.status_code
             except httpx.HTTPError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from totem.fake_stripe import accounts
 from totem.fake_stripe.state import FakeStripe, StripeError, int_param, new_id
 
 
@@ -27,11 +28,12 @@ def create_transfer(fake: FakeStripe, params: dict[str, Any]) -> dict[str, Any]:
     if not str(destination).startswith("acct_") or "invalid" in str(destination):
         raise StripeError(400, "invalid_request_error", f"No such destination: '{destination}'",
                           "resource_missing", param="destination")
+    source = accounts.check_transfer(fake, params, amount, currency)
     transfer_id = new_id("tr")
     txn = fake.add_balance_transaction("transfer", -amount, currency, transfer_id)
     transfer = {
         "id": transfer_id, "object": "transfer", "amount": amount, "currency": currency,
-        "destination": destination, "transfer_group": params.get("transfer_group"),
+        "destination": destination, "transfer_group": params.get("transfer_group"), "source_transaction": source,
         "description": params.get("description"), "metadata": params.get("metadata", {}),
         "reversed": False, "amount_reversed": 0, "created": int(time.time()), "livemode": False,
         "reversals": {"object": "list", "data": [], "has_more": False,

@@ -16,13 +16,16 @@ slow); a read fails up front on any fault armed for it.
 from __future__ import annotations
 
 import hmac
+import html
 from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
+from litestar.response import Redirect
 
-from totem.fake_stripe import customers, disputes, intents, objects, refunds
+from totem.fake_stripe import accounts, customers, disputes, intents, objects, refunds
 from totem.fake_stripe.faults import Fault
 from totem.fake_stripe.state import FakeStripe, StripeError, decode_form, new_id
 from totem.fake_stripe.version import API_VERSION, version_refusal
@@ -170,10 +173,39 @@ def stripe_api(fake: FakeStripe, api_key: str | None) -> list[HTTPRouteHandler]:
     async def retrieve_dispute(request: Request[Any, Any, Any], dispute_id: str) -> Answer:
         return read(request, "disputes.retrieve", lambda: disputes.retrieve_dispute(fake, dispute_id))
 
+    @post("/v1/accounts", status_code=200)
+    async def create_account(request: Request[Any, Any, Any]) -> Answer:
+        return await call(request, "accounts.create", lambda p: accounts.create_account(fake, p))
+
+    @get("/v1/accounts/{account_id:str}")
+    async def retrieve_account(request: Request[Any, Any, Any], account_id: str) -> Answer:
+        return read(request, "accounts.retrieve", lambda: accounts.public(accounts.account(fake, account_id)))
+
+    @post("/v1/account_links", status_code=200)
+    async def create_account_link(request: Request[Any, Any, Any]) -> Answer:
+        base = str(request.base_url)
+        return await call(request, "account_links.create", lambda p: accounts.create_account_link(fake, p, base))
+
     return [create_customer, retrieve_customer, retrieve_payment_method, create_payment_intent,
             retrieve_payment_intent, confirm_payment_intent, cancel_payment_intent, capture_payment_intent,
             retrieve_charge, create_refund, retrieve_refund, create_transfer, list_balance_transactions,
-            retrieve_dispute]
+            retrieve_dispute, create_account, retrieve_account, create_account_link]
+
+
+def hosted_pages(fake: FakeStripe) -> list[HTTPRouteHandler]:
+    """Pages a browser opens on Stripe's side: Connect onboarding (an Account Link's URL)."""
+
+    @get("/setup/e/{account_id:str}/{token:str}", media_type=MediaType.HTML)
+    async def onboarding(account_id: str, token: str, outcome: str | None = None) -> Response[Any]:
+        try:
+            page, redirect = accounts.onboarding_page(fake, account_id, token, outcome)
+        except StripeError as exc:
+            return Response(html.escape(str(exc)), status_code=exc.status, media_type=MediaType.TEXT)
+        if redirect is not None:
+            return Redirect(redirect, status_code=303)
+        return Response(page, media_type=MediaType.HTML)
+
+    return [onboarding]
 
 
 def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:

@@ -103,6 +103,8 @@ class FakeStripe:
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     payment_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)  # Connect: connected accounts
+    account_links: dict[str, dict[str, Any]] = field(default_factory=dict)  # onboarding link token → its terms
     test_cards: dict[str, str] = field(default_factory=dict)  # payment method id → the test card it was made from
     balance_transactions: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -146,11 +148,14 @@ class FakeStripe:
             return fault.status, StripeError(fault.status, "api_error", "injected failure after commit").body, False
         return status, body, False
 
-    def emit(self, type_: str, obj: dict[str, Any]) -> None:
-        """Log an event carrying a snapshot of ``obj`` and hand it to the webhook endpoint."""
-        event = {"id": new_id("evt"), "object": "event", "api_version": STRIPE_API_VERSION, "created": int(time.time()),
+    def emit(self, type_: str, obj: dict[str, Any], *, account: str | None = None, created: int | None = None) -> None:
+        """Log an event carrying a snapshot of ``obj`` and hand it to the webhook endpoint. ``account``: the
+        connected account it happened on (a Connect event carries its id)."""
+        event = {"id": new_id("evt"), "object": "event", "api_version": STRIPE_API_VERSION,
+                 "created": int(time.time()) if created is None else created,
                  "data": {"object": json.loads(json.dumps(obj))}, "livemode": False, "pending_webhooks": 1,
-                 "request": {"id": new_id("req"), "idempotency_key": None}, "type": type_}
+                 "request": {"id": new_id("req"), "idempotency_key": None}, "type": type_,
+                 **({"account": account} if account else {})}
         self.events.append(event)
         self.webhooks.send(event)
 
