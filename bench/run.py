@@ -183,7 +183,8 @@ def _reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE ledger_entries, ledger_transactions, payouts, payout_batches, settlement_periods, "
                      "idempotency_keys, booking_audit_log, delivery_attempts, deliveries, notifications, outbox, "
-                     "stripe_event_effects, stripe_events, refunds, payments, booking_deposits, bookings, jobs")
+                     "stripe_event_effects, stripe_events, refunds, payments, booking_deposits, disputes, bookings, "
+                     "jobs CASCADE")  # CASCADE: whatever a later migration hangs off these (the bench's own database)
         conn.execute("VACUUM ANALYZE")
 
 
