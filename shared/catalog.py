@@ -32,6 +32,9 @@ class RefundWindow(msgspec.Struct, forbid_unknown_fields=True):
     refund_percent: Annotated[int, msgspec.Meta(ge=0, le=100)]
 
 
+DisputeLiability = Literal["provider", "platform"]
+
+
 class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
     slug: Slug
     name: Name
@@ -44,6 +47,9 @@ class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
     request_cancellation_policy: list[RefundWindow] | None = None
     payout_account: str | None = None
     contact_email: Email | None = None  # where the provider's own notifications are mailed
+    # who bears a lost chargeback and Stripe's dispute fee: the provider (up to what the booking still owes
+    # them; the platform the rest) or the platform alone. Set by the platform, like the commission.
+    dispute_liability: DisputeLiability = "provider"
 
 
 class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -55,6 +61,7 @@ class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
     request_cancellation_policy: list[RefundWindow] | None = None
     payout_account: str | None = None
     contact_email: Email | None = None
+    dispute_liability: DisputeLiability | None = None  # the platform only
 
 
 class ProviderView(msgspec.Struct):
@@ -73,6 +80,7 @@ class ProviderView(msgspec.Struct):
     deleted_at: datetime | None
     request_cancellation_policy: list[RefundWindow] | None = None
     stripe_account: StripeAccountView | None = None  # its Connect account, once onboarding began
+    dispute_liability: str = "provider"
 
 
 class ProviderPublicView(msgspec.Struct):

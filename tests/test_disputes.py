@@ -166,7 +166,12 @@ def test_shuffled_and_repeated_dispute_events_post_once(
 
 def test_with_platform_liability_the_provider_keeps_their_share(
         client: httpx.Client, customer: stripe.StripeClient, fake: httpx.Client, conn: Any, salon: Catalog) -> None:
-    conn.execute("UPDATE providers SET dispute_liability = 'platform' WHERE id = %s", (salon.provider_id,))
+    # the platform sets who bears disputes, as it sets the commission; the provider's owner may not
+    refused = client.patch(f"/v1/providers/{salon.provider_id}", json={"dispute_liability": "platform"},
+                           headers=salon.owner)
+    assert refused.status_code == 403 and refused.json()["code"] == "FORBIDDEN"
+    changed = client.patch(f"/v1/providers/{salon.provider_id}", json={"dispute_liability": "platform"})
+    assert changed.status_code == 200 and changed.json()["dispute_liability"] == "platform"
     result = paid(client, customer, salon, days=94)
     opened = open_dispute(fake, result["payment_intent_id"], amount=1000)
     shown = dispute_of(client, result["booking_id"], "dispute withdrawn", lambda d: d["funds_withdrawn_at"])

@@ -133,13 +133,16 @@ def _as_seen_by(grant: Grant, provider: ProviderView) -> ProviderView | Provider
     return ProviderPublicView(**{f: getattr(provider, f) for f in ProviderPublicView.__struct_fields__})
 
 
-@patch("/providers/{provider_id:uuid}", summary="Change a provider (its commission: the platform only)",
+@patch("/providers/{provider_id:uuid}",
+       summary="Change a provider (its commission and dispute liability: the platform only)",
        opt=allow(OWNERS))
 async def update_provider(request: Req, state: GatewayState, grant: Grant, provider_id: UUID,
                           data: ProviderUpdate) -> ProviderView:
     _zone(data.time_zone)
     if data.commission_bps is not None and grant.scope is not None:
         raise Problem(Code.FORBIDDEN, "the commission is set by the platform, not by the provider")
+    if data.dispute_liability is not None and grant.scope is not None:
+        raise Problem(Code.FORBIDDEN, "who bears disputes is set by the platform, not by the provider")
     params = {**msgspec.structs.asdict(data), **_policies(data), "id": provider_id}
     async with state.pool.connection() as conn, conn.transaction():
         before = await _one_on(conn, "get_provider", {"id": provider_id})

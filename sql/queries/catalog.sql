@@ -48,9 +48,10 @@ VALUES (%(resource_id)s, %(weekday)s, %(opens_at)s, %(closes_at)s);
 -- create_provider --
 -- A provider created through the API, with its cancellation policy.
 INSERT INTO providers (slug, name, time_zone, currency, commission_bps, hold_ttl_seconds, cancellation_policy,
-                       payout_account, contact_email, request_cancellation_policy)
+                       payout_account, contact_email, request_cancellation_policy, dispute_liability)
 VALUES (%(slug)s, %(name)s, %(time_zone)s, %(currency)s, %(commission_bps)s, %(hold_ttl_seconds)s,
-        %(cancellation_policy)s, %(payout_account)s, %(contact_email)s, %(request_cancellation_policy)s)
+        %(cancellation_policy)s, %(payout_account)s, %(contact_email)s, %(request_cancellation_policy)s,
+        %(dispute_liability)s)
 RETURNING *;
 
 -- get_provider --
@@ -74,7 +75,8 @@ UPDATE providers SET
   cancellation_policy = coalesce(%(cancellation_policy)s, cancellation_policy),
   request_cancellation_policy = coalesce(%(request_cancellation_policy)s, request_cancellation_policy),
   payout_account = coalesce(%(payout_account)s, payout_account),
-  contact_email = coalesce(%(contact_email)s, contact_email), updated_at = now()
+  contact_email = coalesce(%(contact_email)s, contact_email),
+  dispute_liability = coalesce(%(dispute_liability)s, dispute_liability), updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
 RETURNING *, provider_stripe_account(id) AS stripe_account;
 

@@ -49,12 +49,21 @@ function payouts(page) {
     table(["Sent", "Period", "Total", "Bookings", "Status"], page.items.map((p) => h("tr", {},
       h("td", {}, when(p.created_at)), h("td", {}, `${when(p.period_start)} – ${when(p.period_end)}`),
       h("td", { class: "num" }, money(p.total, p.currency)), h("td", { class: "num" }, p.lines.length),
-      h("td", {}, [...new Set(p.lines.map((l) => label(l.status)))].join(", ") || "—")))));
+      h("td", {}, p.held_reason ? `held: ${p.held_reason}`
+        : [...new Set(p.lines.map((l) => label(l.status)))].join(", ") || "—")))));
+}
+
+/** Why nothing can be paid out now (the Stripe account's onboarding is not finished), and where to fix it. */
+function held(balance) {
+  if (!balance.payouts_held) return null;
+  return h("p", { class: "notice", id: "payouts-held", role: "status" }, `Payouts are on hold: ${balance.payouts_held}. `,
+    h("a", { href: "/console/settings#stripe" }, "Finish setting up payouts with Stripe"), ".");
 }
 
 export async function moneyPage(ctx) {
   const [balance, payoutPage] = await Promise.all([
     api("GET", `/v1/providers/${ctx.providerId}/balance`),
     api("GET", "/v1/payouts", { query: { provider: ctx.providerId, limit: 50 } })]);
-  return h("section", {}, h("h1", {}, "Money"), balances(balance), statementSection(ctx), payouts(payoutPage));
+  return h("section", {}, h("h1", {}, "Money"), held(balance), balances(balance), statementSection(ctx),
+    payouts(payoutPage));
 }

@@ -1,9 +1,9 @@
 // Settings (owners): public tokens for the widget, webhook endpoints and their deliveries, members, audit log.
-import { all, api, newKey } from "./api.js";
+import { all, api, command, newKey } from "./api.js";
 import { confirmDialog, errorBox, field, h, label, table, toast, when } from "./ui.js";
 
 const EVENTS = ["booking_created", "booking_paid", "booking_expired", "booking_cancelled", "booking_completed",
-  "payment_failed", "refund_issued", "payout_sent"];
+  "payment_failed", "refund_issued", "refund_failed", "payout_sent", "payout_held", "dispute_opened", "dispute_closed"];
 
 function secretShownOnce(title, secret) {
   return h("div", { class: "secret", role: "status" }, h("p", {}, h("b", {}, title),
@@ -30,6 +30,41 @@ function removeButton(text, title, explain, action, refresh) {
     if (await confirmDialog({ title, body: h("p", {}, explain), confirm: text, danger: true,
       action: async () => { await action(); return true; } })) { toast(`${title}: done.`); refresh(); }
   } }, text);
+}
+
+/** Payouts go to the provider's Stripe Express account: onboarding happens on Stripe's pages (an Account Link),
+ * which send the owner back here; Stripe's account.updated events keep what it says current. */
+function stripeAccount(ctx) {
+  return live("stripe", "Payouts with Stripe", async () => {
+    const provider = await api("GET", `/v1/providers/${ctx.providerId}`);
+    const account = provider.stripe_account;
+    const status = h("div", { role: "status", "aria-live": "polite" });
+    const due = account ? [...(account.requirements.currently_due || []), ...(account.requirements.past_due || [])] : [];
+    const facts = account
+      ? h("dl", { class: "facts" }, h("dt", {}, "Account"), h("dd", {}, h("code", {}, account.id)),
+        h("dt", {}, "Payouts"), h("dd", { id: "stripe-payouts" }, account.payouts_enabled ? "enabled" : "not enabled yet"),
+        h("dt", {}, "Card payments"), h("dd", {}, account.charges_enabled ? "enabled" : "not enabled yet"),
+        h("dt", {}, "Stripe still needs"), h("dd", { id: "stripe-due" }, due.length ? due.map(label).join(", ") : "nothing"))
+      : h("p", {}, "Payouts are paid to a Stripe account of yours. Set one up with Stripe to be paid.");
+    let key = null;  // one Idempotency-Key per press, kept if the same press is retried
+    const go = h("button", { type: "button", id: "stripe-onboard", onclick: async () => {
+      go.disabled = true;
+      key = key || newKey();
+      status.replaceChildren(h("p", { class: "muted" }, "Asking Stripe for your onboarding link…"));
+      try {
+        const job = await command(`/v1/providers/${ctx.providerId}/stripe-account`, {}, key);
+        key = null;
+        window.location.assign(job.result.url);  // Stripe's page; it sends you back to these settings
+      } catch (error) {
+        status.replaceChildren(errorBox(error));
+        go.disabled = false;
+      }
+    } }, !account ? "Set up payouts with Stripe" : account.payouts_enabled ? "Update details with Stripe"
+      : "Continue onboarding with Stripe");
+    const back = new URLSearchParams(window.location.search).get("stripe") === "return" && account && !account.payouts_enabled
+      && h("p", { class: "muted" }, "Back from Stripe: it tells us about your account within a few seconds; reload this page to see the latest.");
+    return [facts, back, go, status];
+  });
 }
 
 function tokens(ctx) {
@@ -144,8 +179,9 @@ function auditLog(ctx) {
 
 export async function settingsPage(ctx) {
   return h("section", {}, h("h1", {}, "Settings"),
-    h("nav", { class: "quick", "aria-label": "Settings sections" }, [["tokens", "Public tokens"], ["webhooks", "Webhooks"],
+    h("nav", { class: "quick", "aria-label": "Settings sections" }, [["stripe", "Payouts with Stripe"],
+      ["tokens", "Public tokens"], ["webhooks", "Webhooks"],
       ["deliveries", "Deliveries"], ["members", "Members"], ["audit", "Audit log"]].map(([id, t], i) => [i ? " · " : "",
       h("a", { href: `#${id}` }, t)])),
-    tokens(ctx), endpoints(ctx), deliveries(ctx), members(ctx), auditLog(ctx));
+    stripeAccount(ctx), tokens(ctx), endpoints(ctx), deliveries(ctx), members(ctx), auditLog(ctx));
 }
