@@ -146,11 +146,12 @@ def link_in_mail(fleet: Fleet, address: str, pattern: str, seen: tuple[str, ...]
     return str(wait_for(fresh, 30, f"a mail to {address} with a link {pattern}"))
 
 
-def sign_in_tab(page: Page, fleet: Fleet, shop: Shop, role: str = "owner") -> None:
-    """This tab holds a session of the shop's owner (or staff), as the emailed link's page would have left it."""
+def sign_in_tab(page: Page, fleet: Fleet, shop: Shop, role: str = "owner", base: str | None = None) -> None:
+    """This tab holds a session of the shop's owner (or staff), as the emailed link's page would have left it,
+    on the gateway's origin ``base`` (by default the fleet's address)."""
     token = shop.owner_token if role == "owner" else shop.staff_token
     session = {"token": token, "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
                "user": {"id": str(uuid.uuid4()), "email": f"{role}@salon.example", "platform_role": None},
                "memberships": [{"provider_id": shop.provider_id, "role": role}]}
-    page.goto(f"{fleet.base_url}/static/console/console.css")  # the origin, before any console page runs
+    page.goto(f"{base or fleet.base_url}/static/console/console.css")  # the origin, before any console page runs
     page.evaluate("s => sessionStorage.setItem('totem.console.session', s)", json.dumps(session))

@@ -268,9 +268,12 @@ def test_a_console_path_that_is_no_page_is_a_404_problem(client: httpx.Client) -
 def test_an_owner_sets_up_payouts_with_stripe_and_comes_back_to_see_them_enabled(
         page: Page, fleet: Fleet, shop: Shop, client: httpx.Client, shot: Shot) -> None:
     """Settings → Stripe's onboarding page (the fake's Account Link) → leave requirements open → back: the
-    console says what Stripe still needs → continue → complete → back: payouts enabled (account.updated)."""
-    sign_in_tab(page, fleet, shop)
-    page.goto(f"{fleet.base_url}/console/settings")
+    console says what Stripe still needs → continue → complete → back: payouts enabled (account.updated).
+    Stripe sends the owner back to PUBLIC_URL (unset here: http://localhost:<port>), so the console is used
+    there: its session lives in that origin's sessionStorage."""
+    base = f"http://localhost:{fleet.gateway_port}"
+    sign_in_tab(page, fleet, shop, base=base)
+    page.goto(f"{base}/console/settings")
     section = page.locator("#stripe")
     expect(section.get_by_role("button", name="Set up payouts with Stripe")).to_be_visible()
     shot(page, "not-set-up")

@@ -39,7 +39,8 @@ function stripeAccount(ctx) {
     const provider = await api("GET", `/v1/providers/${ctx.providerId}`);
     const account = provider.stripe_account;
     const status = h("div", { role: "status", "aria-live": "polite" });
-    const due = account ? [...(account.requirements.currently_due || []), ...(account.requirements.past_due || [])] : [];
+    const due = account ? [...new Set([...(account.requirements.past_due || []),
+      ...(account.requirements.currently_due || [])])] : [];
     const facts = account
       ? h("dl", { class: "facts" }, h("dt", {}, "Account"), h("dd", {}, h("code", {}, account.id)),
         h("dt", {}, "Payouts"), h("dd", { id: "stripe-payouts" }, account.payouts_enabled ? "enabled" : "not enabled yet"),
