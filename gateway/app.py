@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge
 from gateway.access import PUBLIC_ROUTE, authorize, current_grant
 from gateway.cors import cors_middleware
 from gateway.idempotency import CommandAcceptor
-from gateway.problems import EXCEPTION_HANDLERS
+from gateway.problems import EXCEPTION_HANDLERS, document_problems
 from gateway.ratelimit import RateLimiter, Verdict
 from gateway.routes import (
     audit_log,
@@ -119,6 +119,7 @@ async def _watch_pools(pools: dict[str, AsyncPool]) -> None:
 
 class MetricsController(PrometheusController):
     opt = PUBLIC_ROUTE  # scraped by Prometheus; keep it off the public internet at the network
+    include_in_schema = False  # Prometheus' text format, not an operation of the API
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -156,7 +157,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
 
     prometheus = PrometheusConfig(app_name="totem_gateway", prefix="totem_http", group_path=True, exclude=["/metrics"])
-    return Litestar(
+    app = Litestar(
         route_handlers=[bookings.create_booking, bookings.list_bookings, bookings.get_booking, bookings.refund_quote,
                         jobs.get_job,
                         lifecycle.cancel_booking, lifecycle.complete_booking, lifecycle.mark_booking_paid,
@@ -178,6 +179,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title="Totem", version="0.1.0",
                                      description="Booking-and-payments backend: thin ingress gateway.",
-                                     openapi_router=Router("/schema", route_handlers=[], opt=PUBLIC_ROUTE)),
+                                     openapi_router=Router("/schema", route_handlers=[], opt=PUBLIC_ROUTE,
+                                                           include_in_schema=False)),
         debug=False,
     )
+    document_problems(app)
+    return app

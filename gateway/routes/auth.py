@@ -151,7 +151,8 @@ def _page(title: str, body: str, status: int = 200) -> Response[str]:
     return Response(document, status_code=status, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
-@get("/auth/magic", opt=PUBLIC, tags=["auth"], summary="The page an emailed link opens (it does not use the link up)")
+@get("/auth/magic", opt=PUBLIC, tags=["auth"], media_type=MediaType.HTML,
+     summary="The page an emailed link opens (it does not use the link up)")
 async def magic_link_page(token: Annotated[str | None, Parameter(max_length=200)] = None) -> Response[str]:
     if not token:
         return _page("This link is incomplete", "<p>Open the whole link from the email, or ask for a new one.</p>",
@@ -166,7 +167,7 @@ async def magic_link_page(token: Annotated[str | None, Parameter(max_length=200)
                  '<script type="module" src="/static/console/magic.js"></script>')
 
 
-@post("/auth/magic", opt=PUBLIC, status_code=200, tags=["auth"],
+@post("/auth/magic", opt=PUBLIC, status_code=200, tags=["auth"], media_type=MediaType.HTML,
       summary="The sign-in page's button: use the link up and show the session token")
 async def magic_link_sign_in(request: Request[Any, Any, Any], state: GatewayState,
                              data: Annotated[MagicForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
