@@ -20,7 +20,8 @@ from prometheus_client import Counter, Gauge
 from gateway.access import PUBLIC_ROUTE, authorize, current_grant
 from gateway.cors import cors_middleware
 from gateway.idempotency import CommandAcceptor
-from gateway.problems import EXCEPTION_HANDLERS, document_problems
+from gateway.openapi_docs import document_problems
+from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import RateLimiter, Verdict
 from gateway.routes import (
     audit_log,

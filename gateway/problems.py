@@ -17,9 +17,8 @@ from typing import Any
 
 import msgspec
 import psycopg
-from litestar import Litestar, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from psycopg_pool import PoolTimeout
 
@@ -65,24 +64,6 @@ def problem_responses(*codes: Code) -> dict[int, ResponseSpec]:
     return {status: ResponseSpec(data_container=ProblemDocument, media_type=PROBLEM_MEDIA_TYPE,
                                  generate_examples=False, description="Problem: " + ", ".join(names))
             for status, names in by_status.items()}
-
-
-def document_problems(app: Litestar) -> None:
-    """Every route's OpenAPI entry lists the problems the app itself can answer on it, beside its own: a
-    malformed parameter or body (400), the rate limit (429), a missing or refused credential (401, 403) on
-    any but public routes, and an unknown id (404) wherever the path names one."""
-    from gateway.access import Access, declared_access, is_automatic_options  # access raises Problems itself
-
-    for route in app.routes:
-        for handler in getattr(route, "route_handlers", []):
-            if not isinstance(handler, HTTPRouteHandler) or is_automatic_options(handler):
-                continue
-            codes = [Code.VALIDATION_FAILED, Code.RATE_LIMITED]
-            if declared_access(handler) != Access.PUBLIC:
-                codes += [Code.UNAUTHORIZED, Code.FORBIDDEN]
-            if "{" in route.path:
-                codes.append(Code.NOT_FOUND)
-            handler.responses = {**problem_responses(*codes), **(handler.responses or {})}
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:
