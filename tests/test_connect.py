@@ -175,28 +175,37 @@ def test_incomplete_onboarding_holds_the_payout_with_why_and_completing_it_pays_
 
 def test_account_updated_applies_once_in_any_order_and_number_of_copies(
         client: httpx.Client, database_url: str, fake: httpx.Client) -> None:
+    """The older account.updated (onboarding left incomplete) is held back until the newer one (completed),
+    sent three times, has been applied; then it arrives three times late and changes nothing. (Released
+    together, the payments pool's threads could apply them in either order; the end state is the same, but
+    only this order proves the late one is refused.)"""
     catalog = make_catalog(database_url)
     first = onboard(client, catalog)
     second = onboard(client, catalog)
-    fake.post("/_fake/webhooks", json={"hold": True})
-    open_link(first["url"], "incomplete")
-    open_link(second["url"], "complete")
-    older, newer = account_events(fake, first["account_id"])
-    assert older["created"] < newer["created"]
-    assert fake.post("/_fake/webhooks/release", json={"order": "reversed", "copies": 3}).json()["released"] == 6
 
     def applied(event_id: str) -> dict[str, Any] | None:
         seen = client.get(f"/v1/system/stripe-events/{event_id}", headers=SYSTEM)
         return seen.json() if seen.status_code == 200 and seen.json()["status"] == "applied" else None
 
-    late = wait_for(lambda: applied(older["id"]), 20, "the older event applied")
+    fake.post("/_fake/webhooks", json={"hold": True})
+    open_link(first["url"], "incomplete")  # the older event waits at the fake
+    fake.post("/_fake/webhooks", json={"hold": False, "copies": 3})
+    open_link(second["url"], "complete")  # the newer one goes out at once, three times
+    older, newer = account_events(fake, first["account_id"])
+    assert older["created"] < newer["created"]
     early = wait_for(lambda: applied(newer["id"]), 20, "the newer event applied")
+    assert fake.post("/_fake/webhooks/release", json={"order": "in_order", "copies": 3}).json()["released"] == 3
+    late = wait_for(lambda: applied(older["id"]), 20, "the older event applied")
     assert [e["effect"] for e in early["effects"]] == ["stripe_account_updated"]
     assert [e["effect"] for e in late["effects"]] == ["no_change"]  # older than the state held
     shown = provider(client, catalog)["stripe_account"]
     assert (shown["payouts_enabled"], shown["requirements"]["currently_due"]) == (True, [])
-    effects = client.get(f"/v1/system/stripe-events/{newer['id']}", headers=SYSTEM).json()["effects"]
-    assert len(effects) == 1  # three copies, applied once
+    def answered(event_id: str) -> int:
+        return sum(1 for d in fake.get("/_fake/deliveries").json() if d["event_id"] == event_id and d["status"] == 200)
+
+    wait_for(lambda: answered(older["id"]) == 3 and answered(newer["id"]) == 3, 20, "every copy answered")
+    for event in (newer, older):  # three copies each, applied once
+        assert len(client.get(f"/v1/system/stripe-events/{event['id']}", headers=SYSTEM).json()["effects"]) == 1
 
 
 def test_a_transfer_whose_source_transaction_is_not_a_platform_charge_is_refused(
