@@ -1,5 +1,6 @@
 """Owner views of money, computed from the ledger: balance, statement (opening balance plus the page's running
-sum), payouts; and the system's reconciliation trigger. The views read the read pool (a replica may trail the primary a moment)."""
+sum), payouts; and the system's reconciliation trigger. The views read the read pool (a replica may trail the
+primary a moment)."""
 
 from __future__ import annotations
 
