@@ -6,7 +6,11 @@ added to a transaction it already checked."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from shared.db import QUERIES, use_msgspec_json
-from tests.support import make_catalog
+from tests.support import ROOT, make_catalog
 
 # provider_balances and statement_opening as they were, computed from entries alone
 REFERENCE_BALANCES = """
@@ -200,3 +204,22 @@ def test_an_entry_in_another_currency_than_its_account_is_refused(conn: Any, iso
                      "(%s, ledger_account('platform_cash', NULL, 'EUR'), 5, 'USD'), "
                      "(%s, ledger_account('provider_pending', %s, 'EUR'), -5, 'USD')",
                      (txn["id"], txn["id"], provider))
+
+
+def test_an_operator_checks_the_ledger_with_one_command(conn: Any, isolated_database_url: str) -> None:
+    provider = _provider(isolated_database_url)
+    _history(conn, provider, random.Random(13), 5)
+    env = {**os.environ, "DATABASE_URL": isolated_database_url}
+    clean = subprocess.run([sys.executable, "-m", "totem.cli", "ledger-check"], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout) == {"unbalanced_transactions": [], "summary_drift": []}
+    conn.execute("UPDATE ledger_account_totals SET paid_out = paid_out + 7 WHERE account_id = "
+                 "(SELECT id FROM ledger_accounts WHERE provider_id = %s AND kind = 'provider_pending')", (provider,))
+    drifted = subprocess.run([sys.executable, "-m", "totem.cli", "ledger-check"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert drifted.returncode == 1
+    assert json.loads(drifted.stdout)["summary_drift"]
+    rebuilt = subprocess.run([sys.executable, "-m", "totem.cli", "ledger-check", "--rebuild"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert rebuilt.returncode == 0, rebuilt.stdout
