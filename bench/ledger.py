@@ -69,7 +69,8 @@ def write_scripts(directory: Path, provider_id: str, accounts: dict[str, int]) -
     """ledger_post.sql: a capture through the named query the workers run; ledger_direct.sql: the same
     transaction and entries inserted by hand (account ids known, no key check, no fingerprint)."""
     directory.mkdir(parents=True, exist_ok=True)
-    key = "('bench:' || CAST(:client_id AS text) || ':' || CAST(:n AS text))"
+    # the backend's pid keeps keys apart between runs (each run's clients count :n from 0 again)
+    key = "('bench:' || pg_backend_pid() || ':' || CAST(:client_id AS text) || ':' || CAST(:n AS text))"
     post = render("ledger_post", {"key": key, "kind": "'capture'", "booking_id": "NULL", "payout_id": "NULL",
                                   "external_ref": "NULL", "description": "NULL", "entries": _entries(provider_id)})
     direct = [
