@@ -281,3 +281,15 @@ def test_a_posting_does_not_wait_for_another_posting_to_the_same_account(
                                "ledger_account('provider_pending', %s, 'EUR')", (provider,)).fetchone()
     assert stripes["n"] == 2
     assert conn.execute(QUERIES["ledger_summary_drift"]).fetchall() == []
+
+
+def test_the_statement_page_columns_are_the_route_entry_fields_in_order(
+        conn: Any, isolated_database_url: str) -> None:
+    # the route builds each StatementEntry from the page's tuple by position (gateway/routes/money.py)
+    from gateway.routes.money import StatementEntry
+
+    provider = _provider(isolated_database_url)
+    cur = conn.execute(QUERIES["provider_statement"], {"provider_id": provider, "from": datetime.now(UTC),
+                                                       "to": datetime.now(UTC), "limit": 1})
+    assert [c.name for c in cur.description or []] == list(StatementEntry.__struct_fields__[:-1])
+    assert StatementEntry.__struct_fields__[-1] == "running_balance"
