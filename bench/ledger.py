@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from bench.pgbench import render
@@ -133,11 +133,15 @@ SELECT 'seed:' || s.kind || ':' || g, s.kind, sha256(('seed:' || s.kind || ':' |
 FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g, {_STAGES} AS s (kind, offset_)
 WHERE %(first)s::timestamptz + g * %(step)s::interval + s.offset_ < now()
 """
-# Entry templates per stage: (stage, account, amount, matures); debits +, credits -.
+# Entry templates per stage: (stage, account, amount, matures); debits +, credits -. Written with their
+# copies of the account's provider and the transaction's fields (the trigger that makes them is skipped).
 _SEED_ENTRIES = """
-INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, available_at, created_at)
+INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, available_at, created_at, provider_id,
+                            transaction_kind, booking_id, payout_id, description)
 SELECT t.id, x.account_id, x.amount, 'EUR',
-       CASE WHEN x.matures THEN t.created_at + %(maturity)s::interval ELSE t.created_at END, t.created_at
+       CASE WHEN x.matures THEN t.created_at + %(maturity)s::interval ELSE t.created_at END, t.created_at,
+       CASE WHEN x.account_id IN (%(pending)s, %(available)s, %(transit)s) THEN %(provider)s::uuid END,
+       t.kind, t.booking_id, t.payout_id, t.description
 FROM ledger_transactions t
 JOIN (VALUES ('capture', %(cash)s::bigint, %(price)s::bigint, false),
              ('capture', %(pending)s, -%(share)s, false),
@@ -176,6 +180,7 @@ def seed(url: str, provider_id: str, entries: int) -> int:
                                          "cash": ids["platform_cash"], "commission": ids["platform_commission"],
                                          "pending": ids["provider_pending"], "available": ids["provider_available"],
                                          "transit": ids["payouts_in_transit"], "first_id": first_id,
+                                         "provider": provider_id,
                                          "last_id": last_id})
         say(f"ledger: history {hi * PROVIDER_ENTRIES_PER_BOOKING:,} / {bookings * PROVIDER_ENTRIES_PER_BOOKING:,} "
             f"provider entries ({time.perf_counter() - started:.0f}s)")
@@ -235,14 +240,16 @@ def read_times(url: str, provider_id: str, runs: int = 200, seed_: int = 16) -> 
     """p50/p99 of the balance and of a statement page (opening + page, as the route runs them): one-day
     windows at random over the history, and the first page of the whole history."""
     rng = random.Random(seed_)
-    with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
+    # a session as the gateway's pool opens it (UTC: a named zone's conversion per timestamp cost the client
+    # 3-4 ms a full page), reading as the route reads (gateway/routes/money.py: the page as tuples, in binary)
+    with psycopg.connect(url, row_factory=dict_row, autocommit=True, options="-c TimeZone=UTC") as conn:
         span = one_row(conn, "SELECT min(created_at) AS lo, max(created_at) AS hi FROM ledger_entries")
         lo, hi = span["lo"], span["hi"]
 
         def statement(start: datetime, end: datetime) -> None:
             params = {"provider_id": provider_id, "from": start, "to": end, "limit": 5001}
             conn.execute(QUERIES["statement_opening"], params).fetchall()
-            conn.execute(QUERIES["provider_statement"], params).fetchall()
+            conn.cursor(row_factory=tuple_row, binary=True).execute(QUERIES["provider_statement"], params).fetchall()
 
         def day_window() -> None:
             start = lo + (hi - lo) * rng.random()

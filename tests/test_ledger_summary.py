@@ -2,7 +2,9 @@
 statement read from them give exactly what the entries alone give (the queries they replaced are kept here
 as the reference), under concurrent postings too; the drift check finds any difference and the rebuild
 removes it; and the balance check at commit, now once per ledger transaction, still refuses an entry
-added to a transaction it already checked."""
+added to a transaction it already checked. The entries' copies of their account's provider and their
+transaction's fields (migration 0015) are made on every insert path and checked by the same drift check;
+postings for one account never wait on each other's derived balances."""
 
 from __future__ import annotations
 
@@ -52,8 +54,12 @@ FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id
 WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
   AND e.created_at < %(from)s
 GROUP BY e.currency"""
+# the page as it was before the entries carried copies (migration 0015): each row's transaction looked up
 REFERENCE_PAGE = """
-SELECT e.id FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id
+SELECT e.id, e.created_at, e.available_at, -e.amount AS amount, e.currency, a.kind AS account, e.transaction_id,
+       t.kind, t.booking_id, t.payout_id, t.description
+FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id
+JOIN ledger_transactions t ON t.id = e.transaction_id
 WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
   AND e.created_at >= %(from)s AND e.created_at < %(to)s
 ORDER BY e.created_at, e.id LIMIT %(limit)s"""
@@ -136,8 +142,8 @@ def test_a_statement_opens_with_the_sum_of_the_entries_before_it_and_pages_them_
                   "limit": rng.choice([3, 50, 5001])}
         assert conn.execute(QUERIES["statement_opening"], params).fetchall() == \
             conn.execute(REFERENCE_OPENING, params).fetchall()
-        assert [r["id"] for r in conn.execute(QUERIES["provider_statement"], params)] == \
-            [r["id"] for r in conn.execute(REFERENCE_PAGE, params)]
+        assert conn.execute(QUERIES["provider_statement"], params).fetchall() == \
+            conn.execute(REFERENCE_PAGE, params).fetchall()
     assert conn.execute(QUERIES["ledger_summary_drift"]).fetchall() == []
 
 
@@ -223,3 +229,67 @@ def test_an_operator_checks_the_ledger_with_one_command(conn: Any, isolated_data
     rebuilt = subprocess.run([sys.executable, "-m", "totem.cli", "ledger-check", "--rebuild"], env=env, cwd=ROOT,
                              capture_output=True, text=True, timeout=60, check=False)
     assert rebuilt.returncode == 0, rebuilt.stdout
+
+
+def test_an_entry_inserted_any_way_carries_its_account_and_transaction_and_the_check_finds_a_wrong_copy(
+        conn: Any, isolated_database_url: str) -> None:
+    provider = _provider(isolated_database_url)
+    booking = None
+    with conn.transaction():  # by hand, not through ledger_post: the copies come from the rows themselves
+        txn = conn.execute("INSERT INTO ledger_transactions (idempotency_key, kind, fingerprint, booking_id, "
+                           "description) VALUES (%s, 'capture', sha256('y'::bytea), %s, 'by hand') RETURNING id",
+                           (f"copy:{uuid.uuid4()}", booking)).fetchone()
+        conn.execute("INSERT INTO ledger_entries (transaction_id, account_id, amount, currency, transaction_kind) "
+                     "VALUES "
+                     "(%s, ledger_account('platform_cash', NULL, 'EUR'), 5, 'EUR', 'refund'), "
+                     "(%s, ledger_account('provider_pending', %s, 'EUR'), -5, 'EUR', NULL)",
+                     (txn["id"], txn["id"], provider))
+    rows = conn.execute("SELECT provider_id, transaction_kind, description FROM ledger_entries "
+                        "WHERE transaction_id = %s ORDER BY id", (txn["id"],)).fetchall()
+    assert rows == [{"provider_id": None, "transaction_kind": "capture", "description": "by hand"},
+                    {"provider_id": uuid.UUID(provider), "transaction_kind": "capture", "description": "by hand"}]
+    assert conn.execute(QUERIES["ledger_summary_drift"]).fetchall() == []
+    # a copy changed behind the append-only trigger's back (a restore gone wrong) is found
+    with psycopg.connect(isolated_database_url, autocommit=True) as own, own.transaction():
+        own.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only")
+        own.execute("UPDATE ledger_entries SET description = 'changed' WHERE transaction_id = %s AND amount < 0",
+                    (txn["id"],))
+        own.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only")
+    drift = conn.execute(QUERIES["ledger_summary_drift"]).fetchall()
+    assert [(row["scope"], row["entries_count"]) for row in drift] == [("entry_copy", 1)]
+    with psycopg.connect(isolated_database_url, autocommit=True) as own, own.transaction():
+        own.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only")
+        own.execute("UPDATE ledger_entries SET description = 'by hand' WHERE transaction_id = %s", (txn["id"],))
+        own.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only")
+    assert conn.execute(QUERIES["ledger_summary_drift"]).fetchall() == []
+
+
+def test_a_posting_does_not_wait_for_another_posting_to_the_same_account(
+        conn: Any, isolated_database_url: str) -> None:
+    provider = _provider(isolated_database_url)
+    capture = [("platform_cash", None, 700, None), ("provider_pending", provider, -700, None)]
+    _post(conn, f"first:{uuid.uuid4()}", "capture", capture)  # the accounts and their first stripe exist
+    with psycopg.connect(isolated_database_url, row_factory=dict_row, autocommit=True) as first, \
+            psycopg.connect(isolated_database_url, row_factory=dict_row, autocommit=True) as second:
+        with first.transaction():
+            _post(first, f"hold:{uuid.uuid4()}", "capture", capture)  # holds a stripe of the account until commit
+            # a wait on the first's summary row would fail here instead of hanging
+            second.execute("SET lock_timeout = '2s'")
+            with second.transaction():
+                _post(second, f"pass:{uuid.uuid4()}", "capture", capture)
+        stripes = conn.execute("SELECT count(*) AS n FROM ledger_account_totals WHERE account_id = "
+                               "ledger_account('provider_pending', %s, 'EUR')", (provider,)).fetchone()
+    assert stripes["n"] == 2
+    assert conn.execute(QUERIES["ledger_summary_drift"]).fetchall() == []
+
+
+def test_the_statement_page_columns_are_the_route_entry_fields_in_order(
+        conn: Any, isolated_database_url: str) -> None:
+    # the route builds each StatementEntry from the page's tuple by position (gateway/routes/money.py)
+    from gateway.routes.money import StatementEntry
+
+    provider = _provider(isolated_database_url)
+    cur = conn.execute(QUERIES["provider_statement"], {"provider_id": provider, "from": datetime.now(UTC),
+                                                       "to": datetime.now(UTC), "limit": 1})
+    assert [c.name for c in cur.description or []] == list(StatementEntry.__struct_fields__[:-1])
+    assert StatementEntry.__struct_fields__[-1] == "running_balance"

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import Parameter
+from psycopg.rows import tuple_row
 
 from gateway.access import OWNERS, PLATFORM, Grant, allow
 from gateway.idempotency import keyed_command
@@ -20,6 +21,7 @@ from gateway.problems import Problem, problem_responses
 from gateway.reads import fetch_rows, require_provider
 from gateway.state import GatewayState
 from shared.connect import hold_reason
+from shared.db import QUERIES, with_reconnect
 from shared.errors import Code
 from shared.ledger import Balance
 from shared.registry import LEDGER_RECONCILE
@@ -116,16 +118,32 @@ async def provider_statement(
         raise Problem(Code.VALIDATION_FAILED, "from must be before to",
                       errors=[{"field": "to", "message": "after from"}])
     params = {"provider_id": provider_id, "from": start, "to": end, "limit": MAX_STATEMENT_ENTRIES + 1}
-    opening = {row["currency"]: row["balance"]
-               for row in await fetch_rows(state, "statement_opening", params, lag_ok=True)}
-    rows = await fetch_rows(state, "provider_statement", params, lag_ok=True)
+    opening_rows, page = await with_reconnect(lambda: _statement_rows(state, params))
+    opening = {row["currency"]: row["balance"] for row in opening_rows}
     closing = dict(opening)
     entries = []
-    for row in rows[:MAX_STATEMENT_ENTRIES]:  # the running balance of what we owe, per currency
-        closing[row["currency"]] = closing.get(row["currency"], 0) + row["amount"]
-        entries.append(StatementEntry(**row, running_balance=closing[row["currency"]]))
+    for row in page[:MAX_STATEMENT_ENTRIES]:  # the running balance of what we owe, per currency
+        currency = row[_CURRENCY]
+        closing[currency] = closing.get(currency, 0) + row[_AMOUNT]
+        entries.append(StatementEntry(*(*row, closing[currency])))  # the page's columns, then running_balance
     return Statement(provider_id=provider_id, from_=start, to=end, opening_balances=opening,
-                     closing_balances=closing, entries=entries, truncated=len(rows) > MAX_STATEMENT_ENTRIES)
+                     closing_balances=closing, entries=entries, truncated=len(page) > MAX_STATEMENT_ENTRIES)
+
+
+# provider_statement's columns are StatementEntry's fields in order (all but running_balance)
+_AMOUNT, _CURRENCY = 3, 4
+
+
+async def _statement_rows(state: GatewayState, params: dict[str, Any]) -> tuple[list[dict[str, Any]],
+                                                                               list[tuple[Any, ...]]]:
+    """The opening balances and the page, on one connection. The page (up to 5,001 rows) comes as tuples in
+    binary: a dict per row and text parsing were half of the client's time for a full page (measured at 1M
+    entries: 5,001 rows decoded in 8.6 ms as dicts from binary, 4.4 ms as tuples; bench/ledger.py)."""
+    async with state.read_pool.connection() as conn:
+        opening = await (await conn.execute(QUERIES["statement_opening"], params)).fetchall()
+        page = conn.cursor(row_factory=tuple_row, binary=True)
+        await page.execute(QUERIES["provider_statement"], params)
+        return opening, await page.fetchall()
 
 
 @get("/v1/payouts", opt=allow(OWNERS), summary="A provider's payout batches with their booking lines",

@@ -51,26 +51,14 @@ ORDER BY s.currency;
 
 -- provider_statement --
 -- A provider's entries between two instants, the first %(limit)s of them in time order (the route adds the
--- running balance to statement_opening). Each account's index yields its first %(limit)s in order, so a page
--- of a long history reads a page per account, not the history.
-SELECT x.id, x.created_at, x.available_at, -x.amount AS amount, x.currency, x.account, x.transaction_id, t.kind,
-       t.booking_id, t.payout_id, t.description
-FROM (
-  SELECT p.*
-  FROM ledger_accounts a,
-       LATERAL (SELECT e.id, e.created_at, e.available_at, e.amount, e.currency, a.kind AS account, e.transaction_id
-                FROM ledger_entries e
-                WHERE e.account_id = a.id AND e.created_at >= %(from)s AND e.created_at < %(to)s
-                ORDER BY e.created_at, e.id
-                LIMIT %(limit)s) p
-  WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
-  ORDER BY p.created_at, p.id
-  LIMIT %(limit)s
-) x
--- one primary-key look-up per row of the page (LIMIT 1 keeps it so: a hash join would read every transaction)
-CROSS JOIN LATERAL (SELECT t.kind, t.booking_id, t.payout_id, t.description
-                    FROM ledger_transactions t WHERE t.id = x.transaction_id LIMIT 1) t
-ORDER BY x.created_at, x.id;
+-- running balance to statement_opening): one range of the provider's index, in order, each row carrying
+-- its transaction's kind, booking, payout and description (copied at insert, migration 0015).
+SELECT e.id, e.created_at, e.available_at, -e.amount AS amount, e.currency, a.kind AS account, e.transaction_id,
+       e.transaction_kind AS kind, e.booking_id, e.payout_id, e.description
+FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+WHERE e.provider_id = %(provider_id)s AND e.created_at >= %(from)s AND e.created_at < %(to)s
+ORDER BY e.created_at, e.id
+LIMIT %(limit)s;
 
 -- statement_opening --
 -- What we owed a provider per currency just before a statement's start: the derived day sums before its
@@ -87,15 +75,26 @@ WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provid
 GROUP BY a.currency;
 
 -- ledger_summary_drift --
--- Where the derived balances (migration 0014) differ from the entries they sum: per provider account
--- (sum, paid-out part, count) and per account and UTC day (sum, count). Always none; run by the tests and by
--- `totem ledger-check`. A pass over every provider entry: an operator's check, not a request's.
+-- Where the derived data differ from what they derive from: per provider account (sum, paid-out part,
+-- count) and per account and UTC day (sum, count) the balances of migration 0014; per account, how many
+-- entries' copies of their account's provider and their transaction's kind, booking, payout and
+-- description (migration 0015) differ from those rows (scope 'entry_copy', the count in entries_count).
+-- Always none; run by the tests and by `totem ledger-check`. A pass over every entry: an operator's check,
+-- not a request's.
 WITH by_account AS (
   SELECT e.account_id, sum(e.amount) AS amount,
          coalesce(sum(e.amount) FILTER (WHERE t.kind = 'payout_paid'), 0) AS paid_out, count(*) AS entries
   FROM ledger_entries e
   JOIN ledger_accounts a ON a.id = e.account_id AND a.provider_id IS NOT NULL
   JOIN ledger_transactions t ON t.id = e.transaction_id
+  GROUP BY e.account_id
+), copies AS (
+  SELECT e.account_id, count(*) AS entries
+  FROM ledger_entries e
+  JOIN ledger_accounts a ON a.id = e.account_id
+  JOIN ledger_transactions t ON t.id = e.transaction_id
+  WHERE (e.provider_id, e.transaction_kind, e.booking_id, e.payout_id, e.description)
+        IS DISTINCT FROM (a.provider_id, t.kind, t.booking_id, t.payout_id, t.description)
   GROUP BY e.account_id
 ), totals AS (
   SELECT account_id, sum(amount) AS amount, sum(paid_out) AS paid_out, sum(entries) AS entries
@@ -117,6 +116,8 @@ UNION ALL
 SELECT 'day', account_id, day, x.amount::bigint, y.amount::bigint, NULL, NULL, x.entries::bigint, y.entries::bigint
 FROM by_day x FULL JOIN days y USING (account_id, day)
 WHERE (x.amount, x.entries) IS DISTINCT FROM (y.amount, y.entries)
+UNION ALL
+SELECT 'entry_copy', account_id, NULL, NULL, NULL, NULL, NULL, entries::bigint, NULL FROM copies
 ORDER BY 1, 2, 3;
 
 -- ledger_rebuild_summary --
