@@ -59,7 +59,12 @@ class Injector:
         getattr(self, f"_{kind}")()
 
     def arm_stripe(self) -> None:
-        operation, when = self.rng.choice(STRIPE_OPERATIONS), self.rng.choice(("before", "after"))
+        """Fail the next one or two calls of one operation. The first two armed are on the call every booking
+        makes, one before and one after it takes effect, so even a short run sees both kinds fire."""
+        first = (("payment_intents.create", "before"), ("payment_intents.create", "after"))
+        armed = self.counts["stripe_armed"]
+        operation, when = first[armed] if armed < len(first) else (
+            self.rng.choice(STRIPE_OPERATIONS), self.rng.choice(("before", "after")))
         self._fake("/_fake/faults", {"operation": operation, "times": self.rng.randint(1, 2), "when": when})
         self.counts["stripe_armed"] += 1
 

@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -59,6 +60,7 @@ TIMINGS = {
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT_SECONDS),
     "RELAY_POLL_SECONDS": "0.2", "RATE_LIMIT_TOKEN_RPS": "0", "RATE_LIMIT_IP_RPS": "0", "LOG_LEVEL": "INFO",
     "STRIPE_MAX_ATTEMPTS": "4", "JOB_MAX_ATTEMPTS": "8",
+    "BOOKING_HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),  # holds run out within the run (a provider's own is >= 30 s)
 }
 FAULT_NAMES = ("worker_kill9", "relay_kill9", "leader_kill9", "gateway_kill9", "redis_restart", "postgres_restart",
                "webhook_duplicate", "webhook_delay", "webhook_reorder", "stripe_fault_before", "stripe_fault_after",
@@ -103,7 +105,10 @@ def run(options: Options, say: Callable[[str], None] = print) -> Result:
     work = root / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-seed{options.seed}-{uuid.uuid4().hex[:4]}"
     work.mkdir(parents=True)
     say(f"chaos: seed {options.seed}, {options.duration:g} s of load, broker {options.broker}; work in {work}")
-    postgres, redis = PrivatePostgres(work / "pg").start(), PrivateRedis(work).start()
+    # the servers' files in a short path of their own: Postgres puts its socket in its data folder, and a
+    # socket path may not exceed 107 bytes
+    servers = Path(tempfile.mkdtemp(prefix="totem-chaos-"))
+    postgres, redis = PrivatePostgres(servers).start(), PrivateRedis(servers).start()
     vhost = _rabbit_vhost() if options.broker == "rabbitmq" else None
     receiver = FlakyReceiver(options.seed, timeout_seconds=WEBHOOK_TIMEOUT_SECONDS)
     fleet: Fleet | None = None
@@ -125,7 +130,7 @@ def run(options: Options, say: Callable[[str], None] = print) -> Result:
         redis.stop()
         if vhost is not None:
             _rabbitmqctl("delete_vhost", vhost)
-        shutil.rmtree(work / "pg", ignore_errors=True)  # the logs stay; the database's files need not
+        shutil.rmtree(servers, ignore_errors=True)  # the logs stay (in ``work``); the servers' files need not
 
 
 def _drive(options: Options, say: Callable[[str], None], url: str, fleet: Fleet, postgres: PrivatePostgres,
@@ -240,7 +245,7 @@ def _catalog(url: str, fleet: Fleet, receiver: FlakyReceiver) -> Catalog:
     with psycopg.connect(url, row_factory=dict_row) as conn:
         provider = expect_row(conn.execute(QUERIES["insert_provider"], {
             "slug": f"chaos-{uuid.uuid4().hex[:8]}", "name": "Chaos Salon", "time_zone": zone, "currency": "EUR",
-            "commission_bps": 1000, "hold_ttl_seconds": HOLD_TTL_SECONDS,
+            "commission_bps": 1000, "hold_ttl_seconds": None,  # the fleet's short default
             "cancellation_policy": Jsonb([{"min_hours_before_start": 24, "refund_percent": 100},
                                           {"min_hours_before_start": 0, "refund_percent": 50}])}).fetchone(),
             "insert_provider")
