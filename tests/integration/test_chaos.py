@@ -23,7 +23,7 @@ INJECTED_IN_EVERY_RUN = (*PROCESS_FAULTS, *WEBHOOK_FAULTS, "stripe_fault_before"
 
 def _chaos(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, Any], str]:
     report = tmp_path / "chaos-report.json"
-    done = subprocess.run(  # noqa: S603 - our own CLI
+    done = subprocess.run(
         [sys.executable, "-m", "totem.cli", "chaos", "--report", str(report), "--data-dir", str(tmp_path / "runs"),
          *args], capture_output=True, text=True, timeout=timeout)
     output = done.stdout + done.stderr
