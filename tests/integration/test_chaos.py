@@ -8,12 +8,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from tests.support import make_catalog
 from totem.chaos.faults import PROCESS_FAULTS, WEBHOOK_FAULTS
+from totem.chaos.invariants import check
+from totem.chaos.load import Ledger
 
 pytestmark = pytest.mark.fault
 
@@ -54,3 +59,30 @@ def test_every_guarantee_holds_with_rabbitmq_as_the_broker(tmp_path: Path) -> No
     _assert_held(result, output)
     assert result["broker"] == "rabbitmq"
     assert result["faults"]["worker_kill9"] >= 1 and result["faults"]["postgres_restart"] >= 1
+
+
+def test_the_checks_find_each_kind_of_violation(isolated_database_url: str) -> None:
+    """A checker that always says 0 proves nothing: plant one of each violation the database lets us plant
+    (the rest it refuses itself) and one on Stripe's and the receiver's side, and each is counted."""
+    url = isolated_database_url
+    catalog = make_catalog(url)
+    booking_id, job_id = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("""INSERT INTO bookings (id, kind, status, resource_id, provider_id, period, amount, currency,
+                                              service_snapshot, customer, hold_expires_at, created_by_job)
+                        VALUES (%s, 'slot', 'pending_payment', %s, %s, tstzrange(now(), now() + interval '1 hour'),
+                                2500, 'EUR', '{}', '{}', now() + interval '1 hour', %s)""",
+                     (booking_id, catalog.resource_id, catalog.provider_id, job_id))
+        conn.execute("INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status) VALUES "
+                     "(%s, 'test', NULL, 'pending_payment'), (%s, 'test', 'completed', 'paid')",
+                     (booking_id, booking_id))
+    ledger = Ledger()
+    ledger.accepted[str(uuid.uuid4())] = "booking.create"  # a 202 whose job the database never had
+    intent = {"id": "pi_1", "amount_received": 5000, "metadata": {"booking_id": str(booking_id)}}
+    stripe = {"objects": {"payment_intents": [intent], "refunds": [],
+                          "transfers": [{"metadata": {"booking_id": str(booking_id)}}] * 2},
+              "events": [{"id": "evt_never_arrived", "type": "payment_intent.succeeded"}]}
+    violations, _ = check(url, ledger, stripe, {"msg_unknown": {}}, reconciliation_mismatches=1)
+    assert {name: n for name, n in violations.items() if n} == {
+        "accepted_requests_lost": 1, "invalid_transitions": 1, "double_payments": 1, "double_payouts": 1,
+        "ledger_stripe_mismatches": 1, "webhooks_lost": 1, "duplicate_notifications": 1}
