@@ -73,17 +73,17 @@ class Injector:
         pool = self.rng.choice(KILLABLE_POOLS)
         self.fleet.restart(pool)
         self.counts["worker_kill9"] += 1
-        self.say(f"fault: SIGKILL worker pool {pool} (restarted)")
+        self.say(f"chaos: fault: SIGKILL worker pool {pool} (restarted)")
 
     def _relay_kill9(self) -> None:
         self.fleet.restart("relay")
         self.counts["relay_kill9"] += 1
-        self.say("fault: SIGKILL the outbox relay (restarted)")
+        self.say("chaos: fault: SIGKILL the outbox relay (restarted)")
 
     def _gateway_kill9(self) -> None:
         self.fleet.restart("web")
         self.counts["gateway_kill9"] += 1
-        self.say("fault: SIGKILL the gateway (restarted)")
+        self.say("chaos: fault: SIGKILL the gateway (restarted)")
         wait_ready(self.fleet.base_url + "/healthz", 60)
 
     def _leader_kill9(self) -> None:
@@ -95,10 +95,10 @@ class Injector:
             if leader is not None:
                 self.fleet.restart(leader)
                 self.counts["leader_kill9"] += 1
-                self.say(f"fault: SIGKILL the scheduler leader {leader} (restarted as a follower)")
+                self.say(f"chaos: fault: SIGKILL the scheduler leader {leader} (restarted as a follower)")
                 return
             time.sleep(0.5)
-        self.say("fault: no scheduler led for 20 s; leader kill skipped")
+        self.say("chaos: fault: no scheduler led for 20 s; leader kill skipped")
 
     def _leads(self, name: str) -> bool:
         try:
@@ -115,7 +115,7 @@ class Injector:
         time.sleep(self.rng.uniform(0.5, 2.0))
         self.redis.start(port=port)
         self.counts["redis_restart"] += 1
-        self.say(f"fault: Redis killed and restarted empty on :{port}")
+        self.say(f"chaos: fault: Redis killed and restarted empty on :{port}")
 
     def _postgres_restart(self) -> None:
         port = self.postgres.port
@@ -123,7 +123,7 @@ class Injector:
         time.sleep(self.rng.uniform(0.5, 2.0))
         self.postgres.start(port=port)
         self.counts["postgres_restart"] += 1
-        self.say(f"fault: Postgres restarted on :{port}")
+        self.say(f"chaos: fault: Postgres restarted on :{port}")
 
     # --- the fake Stripe's webhooks ------------------------------------------------------------------
     def _webhook_duplicate(self) -> None:
@@ -131,14 +131,14 @@ class Injector:
         time.sleep(self.rng.uniform(2, 4))
         self._fake("/_fake/webhooks", {"copies": 1})
         self.counts["webhook_duplicate"] += 1
-        self.say("fault: Stripe webhooks sent several times each for a while")
+        self.say("chaos: fault: Stripe webhooks sent several times each for a while")
 
     def _webhook_delay(self) -> None:
         self._fake("/_fake/webhooks", {"delay_seconds": self.rng.uniform(2, 6)})
         time.sleep(self.rng.uniform(2, 4))
         self._fake("/_fake/webhooks", {"delay_seconds": 0})
         self.counts["webhook_delay"] += 1
-        self.say("fault: Stripe webhooks delivered late for a while")
+        self.say("chaos: fault: Stripe webhooks delivered late for a while")
 
     def _webhook_reorder(self) -> None:
         self._fake("/_fake/webhooks", {"hold": True})
@@ -148,7 +148,7 @@ class Injector:
         self._fake("/_fake/webhooks/release", {"order": order, "copies": self.rng.randint(1, 2),
                                                "seed": self.rng.randint(0, 1_000_000)})
         self.counts["webhook_reorder"] += 1
-        self.say(f"fault: Stripe webhooks held back, then released {order}")
+        self.say(f"chaos: fault: Stripe webhooks held back, then released {order}")
 
     def calm(self) -> None:
         """Back to a well-behaved Stripe: nothing armed, nothing held, one copy each, on time."""

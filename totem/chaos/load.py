@@ -60,6 +60,7 @@ class Client:
         self.rng = random.Random(seed * 1_000 + n)  # noqa: S311 - a repeatable load, not a secret
         self.n, self.catalog, self.ledger, self.deadline = n, catalog, ledger, deadline
         self.hold_ttl = hold_ttl_seconds
+        self.days = max(3, int(deadline - time.monotonic()) // 20)
         self.http = httpx.Client(base_url=base_url, timeout=5)
         self.stripe = httpx.Client(base_url=stripe_url, timeout=5)
         self.system = {"X-System-Token": catalog.system_token}
@@ -108,14 +109,16 @@ class Client:
                     break
 
     def _slot_body(self) -> dict[str, Any]:
-        # few resources and few start times: clients collide on the same slots on purpose
-        start = self._local_midnight(self.rng.randint(1, 3)) + timedelta(hours=9, minutes=30 * self.rng.randint(0, 15))
+        # few resources and few start times: clients collide on the same slots on purpose; a day more per
+        # ~20 s of run, so a long run does not book everything out and end up refused
+        start = self._local_midnight(self.rng.randint(1, self.days)) + timedelta(
+            hours=9, minutes=30 * self.rng.randint(0, 15))
         return {"kind": "slot", "resource_id": self.rng.choice(self.catalog.slot_resources),
                 "service_id": self.catalog.service_id, "start_at": start.isoformat(),
                 "customer": {"name": f"Chaos {self.n}", "email": f"client{self.n}@chaos.example"}}
 
     def _stay_body(self) -> dict[str, Any]:
-        check_in = self._today() + timedelta(days=self.rng.choice((0, 0, 0, 1, 2)))
+        check_in = self._today() + timedelta(days=0 if self.rng.random() < 0.4 else self.rng.randint(1, self.days))
         return {"kind": "stay", "resource_id": self.rng.choice(self.catalog.listings),
                 "check_in": check_in.isoformat(),
                 "check_out": (check_in + timedelta(days=self.rng.randint(1, 2))).isoformat(), "guests": 2,

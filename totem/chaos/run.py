@@ -208,7 +208,7 @@ def _progress(elapsed: float, ledger: Ledger, faults: Counter[str]) -> str:
     broken = sum(faults.values())
     return (f"chaos: {elapsed:5.1f} s  accepted {accepted}  held {counts.get('booking_held', 0)}  "
             f"paid {counts.get('booking_paid', 0)}  client timeouts {counts.get('client_timeouts', 0)}  "
-            f"faults {broken}")
+            f"faults injected {broken}")
 
 
 # --- setting up -----------------------------------------------------------------------------------------
