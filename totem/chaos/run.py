@@ -240,7 +240,7 @@ def _start(fleet: Fleet) -> None:
 
 def _catalog(url: str, fleet: Fleet, receiver: FlakyReceiver) -> Catalog:
     """One provider (paid out daily, mailed at its contact address) with three masters offering one
-    30-minute service and two listings, a public token, and the flaky receiver as its webhook endpoint."""
+    30-minute service and four listings, a public token, and the flaky receiver as its webhook endpoint."""
     zone = "Europe/Berlin"
     with psycopg.connect(url, row_factory=dict_row) as conn:
         provider = expect_row(conn.execute(QUERIES["insert_provider"], {
@@ -264,7 +264,7 @@ def _catalog(url: str, fleet: Fleet, receiver: FlakyReceiver) -> Catalog:
                 conn.execute(QUERIES["insert_resource_hours"], {"resource_id": resource["id"], "weekday": weekday,
                                                                 "opens_at": "08:00", "closes_at": "20:00"})
             masters.append(str(resource["id"]))
-        for n in range(2):
+        for n in range(4):
             listing = expect_row(conn.execute(QUERIES["insert_resource"], {
                 "provider_id": provider["id"], "kind": "stay", "name": f"Loft {n}", "nightly_price": 9001}
             ).fetchone(), "insert_resource")
