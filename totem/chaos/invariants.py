@@ -68,7 +68,7 @@ def _count(conn: psycopg.Connection[Any], sql: str, *params: Any) -> int:
 
 
 def check(database_url: str, ledger: Ledger, stripe: dict[str, Any], receiver_messages: dict[str, dict[str, Any]],
-          reconciliation_mismatches: int) -> tuple[dict[str, int], dict[str, Any]]:
+          reconciliation_mismatches: int, mail_ids: set[str] | None = None) -> tuple[dict[str, int], dict[str, Any]]:
     """(violations, figures): each violation a count that must be 0; figures say how much was exercised."""
     violations: dict[str, int] = {}
     figures: dict[str, Any] = {}
@@ -96,6 +96,7 @@ def check(database_url: str, ledger: Ledger, stripe: dict[str, Any], receiver_me
         violations["invalid_transitions"] = _count(conn, INVALID_TRANSITIONS)
         amounts = {str(r["id"]): int(r["amount"]) for r in conn.execute("SELECT id, amount FROM bookings")}
         violations["double_payments"] = _count(conn, DOUBLE_PAYMENTS_DB) + _overpaid_at_stripe(stripe, amounts)
+        violations["payments_not_at_stripe"] = _succeeded_without_stripe(conn, stripe)
         violations["double_payouts"] = _count(conn, DOUBLE_PAYOUTS_DB) + _transferred_twice(stripe)
         violations["unbalanced_journals"] = len(conn.execute(QUERIES["ledger_trial_balance"]).fetchall())
         violations["ledger_stripe_mismatches"] = reconciliation_mismatches
@@ -104,6 +105,7 @@ def check(database_url: str, ledger: Ledger, stripe: dict[str, Any], receiver_me
         violations["webhooks_applied_twice"] = _count(conn, DOUBLY_APPLIED) + _count(conn, PAID_TWICE)
         violations["duplicate_notifications"] = _count(conn, DUPLICATE_DELIVERIES) + _duplicates_received(
             conn, receiver_messages)
+        violations["notifications_lost"] = _delivered_but_not_received(conn, receiver_messages, mail_ids)
         figures["stripe_events_stored"] = stored
         figures["bookings_by_status"] = dict(Counter(
             r["status"] for r in conn.execute("SELECT status FROM bookings")))
@@ -126,6 +128,29 @@ def _overpaid_at_stripe(stripe: dict[str, Any], amounts: dict[str, int]) -> int:
         if booking_id:
             net[booking_id] += int(intent["amount_received"]) - refunded[intent["id"]]
     return sum(1 for booking_id, kept in net.items() if kept > amounts.get(booking_id, 0))
+
+
+def _succeeded_without_stripe(conn: psycopg.Connection[Any], stripe: dict[str, Any]) -> int:
+    """Payments we hold as succeeded whose PaymentIntent Stripe does not (a booking paid without money)."""
+    succeeded = {i["id"] for i in stripe["objects"]["payment_intents"] if i["status"] == "succeeded"}
+    ours = [r["payment_intent_id"] for r in conn.execute("SELECT payment_intent_id FROM payments "
+                                                        "WHERE status = 'succeeded'")]
+    return sum(1 for intent in ours if intent not in succeeded)
+
+
+def _delivered_but_not_received(conn: psycopg.Connection[Any], messages: dict[str, dict[str, Any]],
+                                mail_ids: set[str] | None) -> int:
+    """Deliveries recorded as delivered that never reached their receiver: a webhook the receiver never
+    answered 2xx under that id, an email the SMTP sink never kept under that Message-ID."""
+    lost = 0
+    for row in conn.execute("SELECT id::text AS id, channel FROM deliveries WHERE status = 'delivered' "
+                            "AND channel IN ('webhook', 'email')"):
+        if row["channel"] == "webhook":
+            arrivals = messages.get(row["id"], {}).get("arrivals", [])
+            lost += not any(200 <= a["answered"] < 300 for a in arrivals)
+        elif mail_ids is not None:
+            lost += row["id"] not in mail_ids
+    return lost
 
 
 def _transferred_twice(stripe: dict[str, Any]) -> int:

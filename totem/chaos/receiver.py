@@ -73,9 +73,12 @@ class FlakyReceiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 
     def events_by_id(self) -> dict[str, dict[str, Any]]:
-        """Each message id with the event it carried (its body's ``type`` and ``data``)."""
+        """Each message id with the event it carried (its body: ``type``, ``data``) and every arrival of it
+        (``answered``: what the receiver said)."""
         with self.lock:
-            return {msg_id: json.loads(arrivals[0]["body"]) for msg_id, arrivals in self.messages.items() if msg_id}
+            return {msg_id: {**json.loads(arrivals[0]["body"]), "arrivals": [
+                {"answered": a["answered"], "late": a["late"]} for a in arrivals]}
+                for msg_id, arrivals in self.messages.items() if msg_id}
 
     def close(self) -> None:
         self.server.shutdown()

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -180,12 +181,23 @@ def _drive(options: Options, say: Callable[[str], None], url: str, fleet: Fleet,
     problems += [reconcile_problem] if reconcile_problem else []
     stripe = {name: httpx.get(f"{fleet.stripe_url}/_fake/{name}", timeout=30).json()
               for name in ("objects", "events", "requests", "deliveries")}
-    violations, figures = check(url, ledger, stripe, receiver.events_by_id(), mismatches)
+    violations, figures = check(url, ledger, stripe, receiver.events_by_id(), mismatches, _mail_ids(fleet))
     faults = _faults(injector.counts, receiver.faults, ledger.counts, stripe)
     figures.update(settlement_days_closed=day, client=dict(ledger.counts),
                    stripe_deliveries=len(stripe["deliveries"]), stripe_events=len(stripe["events"]))
     return Result(violations=violations, faults=faults, figures=figures, seed=options.seed,
                   duration=options.duration, broker=options.broker, logs=str(work / "logs"), problems=problems)
+
+
+def _mail_ids(fleet: Fleet) -> set[str] | None:
+    """The delivery ids of every email the SMTP sink kept (its Message-ID is ``<delivery id@totem>``)."""
+    if fleet.mail_dir is None:
+        return None
+    ids = set()
+    for path in fleet.mail_dir.glob("*.eml"):
+        message_id = BytesHeaderParser().parsebytes(path.read_bytes()).get("Message-ID", "")
+        ids.add(str(message_id).strip("<>").split("@", 1)[0])
+    return ids
 
 
 def _faults(injected: Counter[str], receiver: Counter[str], client: Counter[str],
