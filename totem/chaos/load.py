@@ -86,7 +86,11 @@ class Client:
         booking_id, intent = job["result"]["booking_id"], job["result"].get("payment_intent_id")
         roll = self.rng.random()
         if roll < 0.12:
-            self._command(booking_id, "cancel", {"reason": "changed my mind"})
+            cancel = self._post(f"/v1/bookings/{booking_id}/cancel", {"reason": "changed my mind"},
+                                COMMAND_TYPES["cancel"], self.system)
+            if intent is not None and self.rng.random() < 0.5:
+                self._pay(intent, "pm_card_visa")  # paid in another tab while cancelling: a race, refunded if lost
+            self._finished("cancel", cancel)
             return
         if roll < 0.2 or intent is None:
             return  # never paid: the hold expires (the scheduler)
@@ -98,7 +102,13 @@ class Client:
             return
         self.ledger.count("booking_paid")
         roll = self.rng.random()
-        if roll < 0.25:
+        if roll < 0.1:  # the customer cancels as the owner completes: exactly one of them may win
+            commands = ("cancel", "cancel" if stay else "complete")  # both queued before either runs
+            racing = [(command, self._post(f"/v1/bookings/{booking_id}/{command}", {}, COMMAND_TYPES[command],
+                                           self.system)) for command in commands]
+            for command, job_id in racing:
+                self._finished(command, job_id)
+        elif roll < 0.3:
             self._command(booking_id, "cancel", {"reason": "cannot come"})
         elif not stay:
             self._command(booking_id, "complete", {})
@@ -192,6 +202,9 @@ class Client:
 
     def _command(self, booking_id: str, command: str, body: dict[str, Any]) -> dict[str, Any] | None:
         job_id = self._post(f"/v1/bookings/{booking_id}/{command}", body, COMMAND_TYPES[command], self.system)
+        return self._finished(command, job_id)
+
+    def _finished(self, command: str, job_id: str | None) -> dict[str, Any] | None:
         job = self._accepted_job(job_id, self.system)
         self.ledger.count(f"{command}_{job['status'] if job else 'unfinished'}")
         return job
