@@ -174,7 +174,9 @@ def _drive(options: Options, say: Callable[[str], None], url: str, fleet: Fleet,
     injector.close()
     receiver.flaky = False
     _revive(fleet, say)
+    settling = time.monotonic()
     problems += _settle(url, fleet, options.settle_timeout, say)
+    settled_after = time.monotonic() - settling
     day += _settlement_round(url, day + 1)
     problems += _settle(url, fleet, options.settle_timeout, say)
     mismatches, reconcile_problem = _reconcile(fleet, catalog)
@@ -183,7 +185,7 @@ def _drive(options: Options, say: Callable[[str], None], url: str, fleet: Fleet,
               for name in ("objects", "events", "requests", "deliveries")}
     violations, figures = check(url, ledger, stripe, receiver.events_by_id(), mismatches, _mail_ids(fleet))
     faults = _faults(injector.counts, receiver.faults, ledger.counts, stripe)
-    figures.update(settlement_days_closed=day, client=dict(ledger.counts),
+    figures.update(settle_seconds=round(settled_after, 1), settlement_days_closed=day, client=dict(ledger.counts),
                    stripe_deliveries=len(stripe["deliveries"]), stripe_events=len(stripe["events"]))
     return Result(violations=violations, faults=faults, figures=figures, seed=options.seed,
                   duration=options.duration, broker=options.broker, logs=str(work / "logs"), problems=problems)
@@ -386,7 +388,8 @@ def table(result: Result) -> str:
     lines.append("-" * 81)
     lines.append(f"requests accepted {result.figures.get('requests_accepted')}, jobs terminal "
                  f"{result.figures.get('jobs_terminal')}, bookings {result.figures.get('bookings_by_status')}, "
-                 f"payouts paid {result.figures.get('payouts_paid')}, refunds {result.figures.get('refunds')}")
+                 f"payouts paid {result.figures.get('payouts_paid')}, refunds {result.figures.get('refunds')}; "
+                 f"settled {result.figures.get('settle_seconds')} s after the load")
     lines += [f"problem: {p}" for p in result.problems]
     lines.append(f"{'PASS' if result.ok else 'FAIL'}: seed {result.seed}, {result.duration:g} s, broker "
                  f"{result.broker}; logs in {result.logs}")
