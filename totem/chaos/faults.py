@@ -55,8 +55,15 @@ class Injector:
         step = duration * 0.85 / (len(kinds) + 1)
         return [(step * (i + 1) + self.rng.uniform(-0.3, 0.3) * step, kind) for i, kind in enumerate(kinds)]
 
-    def inject(self, kind: str) -> None:
-        getattr(self, f"_{kind}")()
+    def inject(self, kind: str) -> list[str]:
+        """Break one thing; what went wrong doing so (a server that would not start again is a finding, and
+        the run goes on to settle and check what it can)."""
+        try:
+            getattr(self, f"_{kind}")()
+        except Exception as exc:  # noqa: BLE001 - reported in the run's problems, never swallowed
+            self.say(f"chaos: fault {kind} failed: {exc!r}")
+            return [f"fault {kind} failed: {exc!r}"]
+        return []
 
     def arm_stripe(self) -> None:
         """Fail the next one or two calls of one operation. The first two armed are on the call every booking

@@ -109,11 +109,14 @@ def run(options: Options, say: Callable[[str], None] = print) -> Result:
     # the servers' files in a short path of their own: Postgres puts its socket in its data folder, and a
     # socket path may not exceed 107 bytes
     servers = Path(tempfile.mkdtemp(prefix="totem-chaos-"))
-    postgres, redis = PrivatePostgres(servers).start(), PrivateRedis(servers).start()
-    vhost = _rabbit_vhost() if options.broker == "rabbitmq" else None
+    postgres, redis = PrivatePostgres(servers), PrivateRedis(servers)
     receiver = FlakyReceiver(options.seed, timeout_seconds=WEBHOOK_TIMEOUT_SECONDS)
     fleet: Fleet | None = None
+    vhost: str | None = None
     try:
+        postgres.start()
+        redis.start()
+        vhost = _rabbit_vhost() if options.broker == "rabbitmq" else None
         create_database(postgres.url(), "totem")
         url = postgres.url("totem")
         migrate(url)
@@ -148,10 +151,11 @@ def _drive(options: Options, say: Callable[[str], None], url: str, fleet: Fleet,
     schedule = injector.schedule(options.duration)
     say(f"chaos: {len(schedule)} faults scheduled: {', '.join(kind for _, kind in schedule)}")
     day, next_arm, next_settle, next_progress = 0, started + 1, started + 10, started + 5
+    problems: list[str] = []
     while time.monotonic() < deadline:
         now = time.monotonic()
         if schedule and now - started >= schedule[0][0]:
-            injector.inject(schedule.pop(0)[1])
+            problems += injector.inject(schedule.pop(0)[1])
         elif now >= next_arm:
             injector.arm_stripe()
             next_arm = now + 2
@@ -164,12 +168,11 @@ def _drive(options: Options, say: Callable[[str], None], url: str, fleet: Fleet,
         else:
             time.sleep(0.1)
     for kind in (kind for _, kind in schedule):  # a fault late in a slow run still happens once
-        injector.inject(kind)
+        problems += injector.inject(kind)
     for thread in threads:
         thread.join(30)
     say(_progress(time.monotonic() - started, ledger, injector.counts) + "; load over, settling")
 
-    problems: list[str] = []
     injector.calm()
     injector.close()
     receiver.flaky = False
@@ -402,7 +405,14 @@ def write_report(result: Result, path: Path) -> None:
 
 
 def main(options: Options) -> int:
-    result = run(options, say=lambda line: print(line, flush=True))
+    try:
+        result = run(options, say=lambda line: print(line, flush=True))
+    except Exception as exc:
+        # the run itself broke (a server that would not come back, the database unreadable): still a report
+        options.report.parent.mkdir(parents=True, exist_ok=True)
+        options.report.write_text(json.dumps({"ok": False, "seed": options.seed, "error": repr(exc),
+                                              "violations": {}, "faults": {}}, indent=2))
+        raise
     print(table(result), flush=True)
     write_report(result, options.report)
     print(f"chaos: report written to {options.report}", flush=True)
