@@ -39,6 +39,7 @@ def _chaos(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, Any], 
 
 
 def _assert_held(result: dict[str, Any], output: str) -> None:
+    assert "error" not in result, output[-5000:]  # the run itself broke
     assert result["problems"] == [], output[-5000:]
     assert {name: n for name, n in result["violations"].items() if n} == {}, output[-5000:]
     assert result["ok"], output[-5000:]
