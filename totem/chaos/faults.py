@@ -43,7 +43,9 @@ class Injector:
     counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
+        # two streams, so how the Stripe faults interleave with the others in time cannot change either sequence
         self.rng = random.Random(self.seed)  # noqa: S311 - a repeatable fault schedule, not a secret
+        self.stripe_rng = random.Random(self.seed + 1)  # noqa: S311
         self.stripe = httpx.Client(base_url=self.fleet.stripe_url, timeout=10)
 
     def schedule(self, duration: float) -> list[tuple[float, str]]:
@@ -71,8 +73,8 @@ class Injector:
         first = (("payment_intents.create", "before"), ("payment_intents.create", "after"))
         armed = self.counts["stripe_armed"]
         operation, when = first[armed] if armed < len(first) else (
-            self.rng.choice(STRIPE_OPERATIONS), self.rng.choice(("before", "after")))
-        self._fake("/_fake/faults", {"operation": operation, "times": self.rng.randint(1, 2), "when": when})
+            self.stripe_rng.choice(STRIPE_OPERATIONS), self.stripe_rng.choice(("before", "after")))
+        self._fake("/_fake/faults", {"operation": operation, "times": self.stripe_rng.randint(1, 2), "when": when})
         self.counts["stripe_armed"] += 1
 
     # --- processes ---------------------------------------------------------------------------------
