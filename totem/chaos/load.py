@@ -173,7 +173,7 @@ class Client:
                 with self.ledger.lock:
                     self.ledger.http_500 += 1
             if response.status_code in RETRY_STATUSES or response.status_code >= 500:
-                self.ledger.count("retried_after_refusal")
+                self.ledger.count(f"retried_after_{response.status_code}")
                 self._sleep(0.2)
                 continue
             self.ledger.count(f"refused_{response.status_code}")
