@@ -20,8 +20,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from shared.errors import Code
+
 TERMINAL = ("succeeded", "failed")
-RETRY_STATUSES = (409, 429, 502, 503, 504)  # in flight, rate limited, the gateway or the database restarting
+RETRY_STATUSES = (429, 502, 503, 504)  # rate limited, the gateway or the database restarting
+IN_FLIGHT = Code.IDEMPOTENCY_KEY_IN_FLIGHT.value  # the one 409 to retry: others (an invalid transition) are final
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ class Client:
             if response.status_code >= 500 and response.status_code != 503:
                 with self.ledger.lock:
                     self.ledger.http_500 += 1
-            if response.status_code in RETRY_STATUSES or response.status_code >= 500:
+            if response.status_code in RETRY_STATUSES or response.status_code >= 500 or self._in_flight(response):
                 self.ledger.count(f"retried_after_{response.status_code}")
                 self._sleep(0.2)
                 continue
@@ -180,6 +183,15 @@ class Client:
             return None
         self.ledger.count("gave_up")
         return None
+
+    @staticmethod
+    def _in_flight(response: httpx.Response) -> bool:
+        if response.status_code != 409:
+            return False
+        try:
+            return bool(response.json().get("code") == IN_FLIGHT)
+        except ValueError:
+            return False
 
     def _get(self, path: str, headers: dict[str, str]) -> dict[str, Any] | None:
         try:
