@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from shared import ledger as ledger_books
 from shared.db import QUERIES
 from shared.payments import HANDLED_EVENTS
 from totem.chaos.load import Ledger
@@ -99,6 +100,7 @@ def check(database_url: str, ledger: Ledger, stripe: dict[str, Any], receiver_me
         violations["payments_not_at_stripe"] = _succeeded_without_stripe(conn, stripe)
         violations["double_payouts"] = _count(conn, DOUBLE_PAYOUTS_DB) + _transferred_twice(stripe)
         violations["unbalanced_journals"] = len(conn.execute(QUERIES["ledger_trial_balance"]).fetchall())
+        violations["ledger_summary_drift"] = len(ledger_books.summary_drift(conn))  # balances read = entries
         violations["ledger_stripe_mismatches"] = reconciliation_mismatches
         lost_events, stored = _lost_webhooks(conn, stripe["events"])
         violations["webhooks_lost"] = lost_events
