@@ -141,3 +141,19 @@ def test_the_sweeper_requeues_lost_enqueues_and_expired_leases(pool: Pool, db: A
     with pool.connection() as conn:  # just re-enqueued: not picked again on the next pass
         again = {row["id"] for row in requeue_stale_jobs(conn, after_seconds=60)}
     assert not {lost, dead} & again
+
+
+def test_the_sweeper_backs_off_a_job_that_may_only_be_waiting_in_a_long_queue(pool: Pool, db: Any) -> None:
+    """Each re-enqueue of a job still queued waits as long as the job had already waited (doubling, capped at
+    16 x after): a backlog is not re-sent whole on every pass (issue 16, found by `totem chaos`)."""
+    first, twice, patient, capped = new_job(db), new_job(db), new_job(db), new_job(db)
+    ages = {first: ("3 seconds", "3 seconds"),  # never re-enqueued: after_seconds is enough
+            twice: ("10 seconds", "6 seconds"),  # had waited 4 s before its last re-enqueue, waited 6 since
+            patient: ("100 seconds", "5 seconds"),  # had waited 95 s: the next one waits 32 s (the cap)
+            capped: ("1000 seconds", "40 seconds")}  # past the cap
+    for job, (created, enqueued) in ages.items():
+        db.execute("UPDATE jobs SET created_at = now() - %s::interval, enqueued_at = now() - %s::interval "
+                   "WHERE id = %s", (created, enqueued, job))
+    with pool.connection() as conn:
+        requeued = {row["id"] for row in requeue_stale_jobs(conn, after_seconds=2)}
+    assert {first, twice, capped} <= requeued and patient not in requeued

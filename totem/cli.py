@@ -133,6 +133,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from totem.chaos.run import Options, main
+
+    return main(Options(duration=args.duration, seed=args.seed, report=Path(args.report), broker=args.broker,
+                        clients=args.clients, settle_timeout=args.settle_timeout,
+                        data_dir=Path(args.data_dir) if args.data_dir else None))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from totem.up import up
 
@@ -211,6 +221,25 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--worker-threads", type=int, default=8)
     bn.add_argument("--out", default="bench/results/latest.json")
     bn.set_defaults(func=cmd_bench)
+
+    ch = sub.add_parser(
+        "chaos", help="try to break every guarantee at once: load + kills + restarts + Stripe faults, then check",
+        description="Start the fleet on private Postgres and Redis, drive a mixed booking load while killing "
+                    "workers, the relay, the scheduler leader and the gateway, restarting Redis and Postgres, "
+                    "failing Stripe calls and misdelivering its webhooks and failing provider webhooks; then let "
+                    "it settle and check every invariant. Prints a table and writes it as JSON; exits 1 on any "
+                    "violation.")
+    ch.add_argument("--duration", type=float, default=60.0, help="seconds of load and faults (default 60)")
+    ch.add_argument("--seed", type=int, default=1, help="fixes the fault schedule and the load's choices")
+    ch.add_argument("--report", default="chaos-report.json", help="where the JSON report goes")
+    ch.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                    help="the job broker (rabbitmq: amqp://guest:guest@127.0.0.1:5672, a vhost of its own)")
+    ch.add_argument("--clients", type=int, default=6, help="concurrent clients (default 6)")
+    ch.add_argument("--settle-timeout", type=float, default=120.0,
+                    help="how long the system may take to finish everything after the load (default 120)")
+    ch.add_argument("--data-dir", default=None, help="where runs keep servers and logs "
+                                                     "(default $TOTEM_DATA_DIR/chaos)")
+    ch.set_defaults(func=cmd_chaos)
     return parser
 
 

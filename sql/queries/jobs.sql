@@ -42,11 +42,15 @@ WHERE id = %(id)s AND claim_token = %(token)s;
 
 -- requeue_stale_jobs --
 -- Jobs queued too long (enqueue lost: Redis down, gateway died) or whose worker lease ran out
--- (worker killed): put them back to queued and hand them to the caller to enqueue again.
+-- (worker killed): put them back to queued and hand them to the caller to enqueue again. A queued job's
+-- message may only be waiting behind a long queue, so each re-enqueue waits as long as the job had waited
+-- before it (doubling, up to 16 x after_seconds): re-sending every job of a backlog on every pass multiplied
+-- the backlog (`totem chaos` saw 40,000 duplicate messages ahead of 8 real ones, delivered minutes late).
 UPDATE jobs
 SET status = 'queued', claim_token = NULL, claimed_until = NULL, enqueued_at = now(), updated_at = now()
 WHERE id IN (
   SELECT id FROM jobs WHERE status = 'queued' AND enqueued_at < now() - make_interval(secs => %(after_seconds)s)
+    AND now() - enqueued_at >= least(enqueued_at - created_at, make_interval(secs => 16 * %(after_seconds)s))
   UNION ALL
   SELECT id FROM jobs WHERE status = 'running' AND claimed_until < now()
   LIMIT %(limit)s

@@ -27,8 +27,9 @@ Misbehaviour on demand, for tests (``/_fake/...``, JSON):
   ``refunds.create``, ``refunds.retrieve``,
   ``transfers.create``, ``balance_transactions.list``, ``accounts.create`` / ``retrieve``,
   ``account_links.create`` (a read fails on any armed fault).
-* ``POST /_fake/webhooks {"hold": true, "copies": 1, "delay_seconds": 0}``: hold events instead of sending
-  them, send each one ``copies`` times, or send late.
+* ``POST /_fake/webhooks {"hold": true, "copies": 1, "delay_seconds": 0, "attempts": 6}``: hold events instead
+  of sending them, send each one ``copies`` times, send late, or retry an unanswered one more times;
+  ``GET /_fake/webhooks`` reads these with ``held`` and ``in_flight`` (deliveries not finished).
 * ``POST /_fake/webhooks/release {"order": "shuffled"|"reversed"|"in_order", "copies": 3, "seed": 1}``.
 * ``POST /_fake/payment_intents/{id}/expire_authorization``: an authorisation (``requires_capture``) lapses
   now, as it would after its days: cancelled with ``cancellation_reason: "expired"``, ``charge.expired``
@@ -38,7 +39,8 @@ Misbehaviour on demand, for tests (``/_fake/...``, JSON):
   ``POST /_fake/refunds/{id}/fail {"failure_reason": "expired_or_canceled_card"}``: a created refund fails
   (``refund.updated``, ``refund.failed``; the money is back in the balance and off the charge).
 * ``GET /_fake/requests`` (every API call with its idempotency key and outcome), ``GET /_fake/events``
-  (every event, recorded when emitted, before any delivery), ``GET /_fake/deliveries``.
+  (every event, recorded when emitted, before any delivery), ``GET /_fake/deliveries``, ``GET /_fake/objects``
+  (every PaymentIntent, Charge, Refund and Transfer as it stands now: what a checker compares the ledger with).
 
 Where each part lives:
 * ``version.py``: the API version it speaks;

@@ -3,7 +3,8 @@
 Each event is POSTed as JSON with ``Stripe-Signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<payload>")``,
 signed at send time (a connected account's event, with ``account`` set, with the Connect endpoint's secret
 when one is configured: in Stripe it is a second endpoint, here the same URL),
-and retried with backoff until answered 2xx (six attempts). Only the endpoint's
+and retried with backoff until answered 2xx (six attempts unless told: Stripe itself retries for three days,
+so a test that keeps our side down longer than the six attempts' ~15 s raises ``attempts``). Only the endpoint's
 enabled event types are sent. For tests the endpoint can hold events instead of sending them, send each
 one ``copies`` times, send late, and release held events in order, reversed or shuffled (seeded).
 Every attempt is recorded in ``deliveries`` (``GET /_fake/deliveries``).
@@ -43,6 +44,7 @@ class WebhookEndpoint:
     held: list[dict[str, Any]] = field(default_factory=list)
     copies: int = 1
     delay_seconds: float = 0.0
+    attempts: int = 6
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     http: httpx.AsyncClient | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -69,8 +71,14 @@ class WebhookEndpoint:
     def schedule(self, event: dict[str, Any], delay: float = 0.0) -> None:
         self._run_in_background(self.deliver(event, delay))
 
-    async def deliver(self, event: dict[str, Any], delay: float = 0.0, attempts: int = 6) -> None:
+    @property
+    def in_flight(self) -> int:
+        """Deliveries still under way (waiting to send, sending or waiting to retry)."""
+        return len(self.tasks)
+
+    async def deliver(self, event: dict[str, Any], delay: float = 0.0, attempts: int | None = None) -> None:
         """POST one event, signed at send time; retry (backoff) until a 2xx, as Stripe does."""
+        attempts = self.attempts if attempts is None else attempts
         if delay:
             await asyncio.sleep(delay)
         if self.http is None:

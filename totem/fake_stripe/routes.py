@@ -217,14 +217,23 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
         fake.faults.arm(str(data["operation"]), Fault.from_request(data))
         return {"ok": True}
 
+    def webhook_settings() -> dict[str, Any]:
+        webhooks = fake.webhooks
+        return {"hold": webhooks.hold, "copies": webhooks.copies, "delay_seconds": webhooks.delay_seconds,
+                "attempts": webhooks.attempts, "held": len(webhooks.held), "in_flight": webhooks.in_flight}
+
     @post("/_fake/webhooks", status_code=200)
     async def set_webhooks(data: dict[str, Any]) -> dict[str, Any]:
         webhooks = fake.webhooks
         webhooks.hold = bool(data.get("hold", webhooks.hold))
         webhooks.copies = int(data.get("copies", webhooks.copies))
         webhooks.delay_seconds = float(data.get("delay_seconds", webhooks.delay_seconds))
-        return {"hold": webhooks.hold, "copies": webhooks.copies, "delay_seconds": webhooks.delay_seconds,
-                "held": len(webhooks.held)}
+        webhooks.attempts = max(1, int(data.get("attempts", webhooks.attempts)))
+        return webhook_settings()
+
+    @get("/_fake/webhooks")
+    async def get_webhooks() -> dict[str, Any]:
+        return webhook_settings()
 
     @post("/_fake/webhooks/release", status_code=200)
     async def release_webhooks(data: dict[str, Any]) -> dict[str, Any]:
@@ -281,10 +290,15 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     async def list_deliveries() -> list[dict[str, Any]]:
         return fake.webhooks.deliveries
 
+    @get("/_fake/objects")
+    async def list_objects() -> dict[str, list[dict[str, Any]]]:
+        return {"payment_intents": list(fake.intents.values()), "charges": list(fake.charges.values()),
+                "refunds": list(fake.refunds.values()), "transfers": list(fake.transfers.values())}
+
     @get("/_fake/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    return [set_fault, set_webhooks, release_webhooks, expire_authorization, dashboard_refund, succeed_refund,
-            fail_refund, open_dispute, close_dispute, move_dispute_due_by, list_requests, list_events,
-            list_deliveries, health]
+    return [set_fault, set_webhooks, get_webhooks, release_webhooks, expire_authorization, dashboard_refund,
+            succeed_refund, fail_refund, open_dispute, close_dispute, move_dispute_due_by, list_requests, list_events,
+            list_deliveries, list_objects, health]
