@@ -104,3 +104,30 @@ def read_times(url: str, provider_id: str, runs: int = 20) -> dict[str, Any]:
 
 def _day() -> timedelta:
     return timedelta(days=1)
+
+
+def run(url: str, work: Path, seconds: int, resources: list[dict[str, str]], *, entries: int) -> dict[str, Any]:
+    """The ledger figures behind the agreed interface (bench/run.py calls this): ledger_post against direct
+    inserts (pgbench), then balance and statement reads with ``entries`` entries on one provider. A thin
+    wrapper over the functions above; a statement's figures are the slower of its two pages."""
+    from bench.bookings import say
+    from bench.run import _pgbench  # here, not at the top: bench.run imports this module
+
+    global STATEMENT_ENTRIES
+    with psycopg.connect(url, autocommit=True) as conn:
+        provider_id = str(one_row(conn, "SELECT id FROM providers WHERE slug = 'bench-salon'")[0])
+    scripts = write_scripts(work / "pgbench", provider_id, accounts(url, provider_id))
+    post = _pgbench(url, scripts["ledger_post"], seconds, resources)
+    direct = _pgbench(url, scripts["ledger_direct"], seconds, resources)
+    kept, STATEMENT_ENTRIES = STATEMENT_ENTRIES, entries
+    try:
+        have = fill(url, provider_id, say)
+    finally:
+        STATEMENT_ENTRIES = kept
+    reads = read_times(url, provider_id)
+    pages = (reads["statement_last_day"], reads["statement_all_first_page"])
+    return {"entries": have, "post_tps": post["tps"], "direct_tps": direct["tps"],
+            "post_over_direct": post["tps"] / direct["tps"],
+            "balance_p50_ms": reads["balance"]["p50_ms"], "balance_p99_ms": reads["balance"]["p99_ms"],
+            "statement_p50_ms": max(page["p50_ms"] for page in pages),
+            "statement_p99_ms": max(page["p99_ms"] for page in pages)}
