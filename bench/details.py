@@ -108,7 +108,7 @@ def _new_phase_lines(report: dict[str, Any]) -> list[str]:
         out.append(f"  open loop {point['fraction']:.0%} of capacity ({point['rate_per_s']:.0f}/s)  accept p50 "
                    f"{point['accept_p50_ms']:.1f} ms  p99 {point['accept_p99_ms']:.1f} ms  max "
                    f"{point['accept_max_ms']:.1f} ms   completed {point['bookings_per_s']:.0f}/s   "
-                   f"{point['cores_busy']:.2f} cores busy")
+                   f"cores busy: system {point['cores_busy']:.2f}, machine {point['machine_cores_busy']:.2f}")
     for run in e2e.get("scaling", {}).get("runs", []):
         out.append(f"  bookings pool x{run['processes']} ({run['threads']} threads)  {run['bookings_per_s']:.0f} "
                    f"bookings/s = {run['over_one_process']:.2f} x one process   system CPU "

@@ -59,8 +59,8 @@ PGBENCH_CLIENTS = 16
 PIPELINE_BUDGET_SECONDS = 60  # (c') runs only when (c) had all its mail out within this, to bound the run
 
 
-QUICK = {"requests": 600, "pgbench_seconds": 2, "ledger_entries": 20_000, "open_loop_seconds": 3.0,
-         "scaling_requests": 300}  # `--quick`: a smoke run of every phase within 3 minutes
+QUICK = {"requests": 400, "pgbench_seconds": 2, "ledger_entries": 20_000, "open_loop_seconds": 2.5,
+         "scaling_requests": 200}  # `--quick`: a smoke run of every phase within 3 minutes
 
 
 def main(args: argparse.Namespace) -> int:
