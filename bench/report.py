@@ -45,6 +45,10 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             "e2e_over_all_sql": _ratio(e2e["bookings_per_s"], raw["pgbench_full"]["tps"]),
             "e2e_over_job_sql": _ratio(e2e["bookings_per_s"], raw["pgbench_job"]["tps"]),
             "e2e_over_in_request_baseline": _ratio(e2e["bookings_per_s"], peer["bookings_per_s"]) if peer else None,
+            # the same comparison by CPU per booking (the peer's over ours): what the two cost on a CPU-bound box,
+            # less sensitive than bookings/s to what else ran on the machine during each phase
+            "e2e_over_in_request_baseline_by_cpu": _ratio(peer["system_cpu_ms_per_booking"],
+                                                          e2e["system_cpu_ms_per_booking"]) if peer else None,
             "totem_cpu_over_postgres_cpu": _ratio(ours, cpu.get("postgres", 0.0)),
             "ledger_post_over_direct": led["post_over_direct"],
             "webhook_ingest_over_accept_only": _ratio(e2e["webhooks"]["ingested_per_s"],
@@ -89,6 +93,10 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             {k: r[k] for k in ("processes", "threads", "bookings_per_s", "over_one_process",
                                "system_cpu_ms_per_booking")} for r in e2e.get("scaling", {}).get("runs", [])]},
     }
+    prof = e2e.get("profile", {"skipped": "not run"})
+    summary["profile"] = prof if "skipped" in prof else {
+        name: {"samples": prof[name]["samples"], "by_area": dict(list(prof[name]["by_area"].items())[:10]),
+               "top_self": prof[name]["top_self"][:10], "file": prof[name]["file"]} for name in OURS if name in prof}
     summary["targets"] = _targets(summary, raw)
     return summary
 
@@ -126,6 +134,18 @@ def _targets(s: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _profile_line(s: dict[str, Any]) -> str:
+    """The profile's biggest areas per process, for a limit's text."""
+    prof = s.get("profile", {})
+    if "skipped" in prof or not prof:
+        return f"(no profile: {prof.get('skipped', 'not run')})"
+    parts = []
+    for name, p in prof.items():
+        areas = ", ".join(f"{area} {share:.0%}" for area, share in list(p["by_area"].items())[:5])
+        parts.append(f"py-spy, {name}: {areas}")
+    return "; ".join(parts) + " (see Profile below)."
+
+
 def _cpu_line(cpu: dict[str, float], top: int = 5) -> str:
     parts = sorted(((k, v) for k, v in cpu.items() if k != "other"), key=lambda kv: -kv[1])[:top]
     return ", ".join(f"{k} {v:.2f}" for k, v in parts)
@@ -145,19 +165,20 @@ def _limit(name: str, s: dict[str, Any], raw: dict[str, Any]) -> str:
     if name.startswith("end-to-end bookings/s"):
         pg = cpu.get("postgres", 0.0)
         return (f"{cpu_bound}; Postgres alone needs {pg:.2f} ms per booking, the rest is our Python and the fake "
-                "Stripe, on the same two cores as Postgres (pgbench has the cores to itself).")
+                f"Stripe, on the same two cores as Postgres (pgbench has the cores to itself). {_profile_line(s)}")
     if name.startswith("our CPU"):
         ours = {k: cpu.get(k, 0.0) for k in OURS}
         return (f"per booking: {', '.join(f'{k} {v:.2f}' for k, v in ours.items())} ms against Postgres "
-                f"{cpu.get('postgres', 0.0):.2f} ms; the bookings worker's share is the Dramatiq consumer, the job "
-                "protocol's round trips and the Stripe client (see the CPU table).")
+                f"{cpu.get('postgres', 0.0):.2f} ms. {_profile_line(s)}")
     if name.startswith("end-to-end over"):
         if not peer:
             return "the peer baseline did not run"
         spent = peer["system_cpu_ms_per_booking"]
         return (f"{cpu_bound}; the in-request peer spent {spent:.2f}"
                 f" ms per booking ({_cpu_line(peer['cpu_ms_per_booking'])} ms): the difference is what the "
-                "queue costs (enqueue, Dramatiq's consumer, a second process reading the job).")
+                "queue costs (enqueue, Dramatiq's consumer, a second process reading the job). By CPU per "
+                f"booking the queued path is at {_fmt(s['ratios']['e2e_over_in_request_baseline_by_cpu'])} "
+                "of the peer.")
     if name.startswith("accept p99"):
         half = next((p for p in e2e.get("open_loop", {}).get("points", []) if p["fraction"] == 0.5), None)
         if half is None:
@@ -233,6 +254,9 @@ def markdown(s: dict[str, Any], details: list[str]) -> str:
               "| processes | bookings/s | × one process | system CPU ms/booking |", "|---|---|---|---|"]
     lines += [f"| {r['processes']} × {r['threads']} threads | {r['bookings_per_s']:.0f} | "
               f"{r['over_one_process']:.2f} | {r['system_cpu_ms_per_booking']:.2f} |" for r in s["scaling"]["runs"]]
+    lines += ["", "## Profile (py-spy during (b) run again; threads running or waiting for a core, idle excluded)",
+              ""]
+    lines += _profile_md(s["profile"])
     led = s["ledger"]
     lines += ["", "## Ledger", "",
               f"{led['entries']:,} entries on one provider"
@@ -242,6 +266,19 @@ def markdown(s: dict[str, Any], details: list[str]) -> str:
               f"{led['post_over_direct']:.0%} of plain inserts.",
               "", "## Every figure", "", "```", *details, "```", ""]
     return "\n".join(lines)
+
+
+def _profile_md(prof: dict[str, Any]) -> list[str]:
+    if "skipped" in prof:
+        return [f"Not run: {prof['skipped']}."]
+    lines = []
+    for name, p in prof.items():
+        lines += [f"**{name}** ({p['samples']} samples; collapsed stacks in `{p['file']}`): by library "
+                  + ", ".join(f"{area} {share:.0%}" for area, share in p["by_area"].items()) + ".", "",
+                  "| on top of the stack | share |", "|---|---|"]
+        lines += [f"| `{row['function']}` | {row['share']:.1%} |" for row in p["top_self"]]
+        lines.append("")
+    return lines
 
 
 def _cpu_table(cpu: dict[str, Any]) -> list[str]:

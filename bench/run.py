@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from bench import ledger as ledger_bench
-from bench import notify, openloop, peer, pipeline, scaling
+from bench import notify, openloop, peer, pipeline, profile, scaling
 from bench import report as bench_report
 from bench.bookings import booking_requests, db_now, measure, say, wait_terminal
 from bench.details import figure_lines
@@ -55,12 +55,13 @@ from totem.migrate import create_database, drop_database, migrate
 RESOURCES = 64
 # the pools a booking and its payment run on
 BOOKINGS_POOL, PAYMENTS_POOL = JOB_TYPES[BOOKING_CREATE].pool, JOB_TYPES[STRIPE_APPLY_EVENT].pool
+GATEWAY = "web"  # the gateway's name in the fleet
 PGBENCH_CLIENTS = 16
 PIPELINE_BUDGET_SECONDS = 60  # (c') runs only when (c) had all its mail out within this, to bound the run
 
 
-QUICK = {"requests": 400, "pgbench_seconds": 2, "ledger_entries": 20_000, "open_loop_seconds": 2.5,
-         "scaling_requests": 200}  # `--quick`: a smoke run of every phase within 3 minutes
+QUICK = {"requests": 300, "pgbench_seconds": 2, "ledger_entries": 20_000, "open_loop_seconds": 2.0,
+         "scaling_requests": 150}  # `--quick`: a smoke run of every phase within 3 minutes
 
 
 def main(args: argparse.Namespace) -> int:
@@ -267,9 +268,10 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
     warm_day = datetime(2031, 1, 1, 8, tzinfo=UTC)
     say(f"fleet up: gateway x{args.web_workers}, bookings worker {args.worker_processes}x{args.worker_threads};"
         " warming up")
-    await run_load("127.0.0.1", port, booking_requests(resources, 500, warm_day, host), args.concurrency)
+    warm = min(500, args.requests)
+    await run_load("127.0.0.1", port, booking_requests(resources, warm, warm_day, host), args.concurrency)
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
-        await wait_terminal(conn, "1970-01-01", 500, quiet=True)
+        await wait_terminal(conn, "1970-01-01", warm, quiet=True)
         with phases(f"(b) end to end: {args.requests} bookings at c={args.concurrency}"):
             result = await measure(conn, fleet, servers, resources, args.requests, args.concurrency,
                                    datetime(2032, 1, 1, 8, tzinfo=UTC))
@@ -289,11 +291,26 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
                                                        args.open_loop_seconds, datetime(2039, 1, 1, 8, tzinfo=UTC))
         with phases("availability"):
             result["availability"] = await _availability(port, resources[-1], conn)
+        with phases("profile: (b) again, py-spy sampling the gateway and the bookings pool"):
+            result["profile"] = await _profiled(args, conn, fleet, servers, resources)
         with phases("bookings pool scaling: 1, 2, 4 processes"):
             result["scaling"] = await scaling.pool_scaling(conn, fleet, servers, resources, args.scaling_requests,
                                                            args.concurrency, args.worker_threads,
                                                            datetime(2041, 1, 1, 8, tzinfo=UTC))
     return result
+
+
+async def _profiled(args: argparse.Namespace, conn: psycopg.AsyncConnection[Any], fleet: Fleet,
+                    servers: dict[str, int], resources: list[dict[str, str]]) -> dict[str, Any]:
+    """(b) once more, apart from the measured runs (sampling costs CPU on these cores), under py-spy."""
+    if profile.binary() is None:
+        return {"skipped": "py-spy is not installed"}
+    pids = {name: fleet.procs[name].pid for name in (GATEWAY, BOOKINGS_POOL)}
+    with profile.sampling(pids, Path(args.out_dir)) as files:
+        run = await measure(conn, fleet, servers, resources, max(100, args.requests // 2), args.concurrency,
+                            datetime(2040, 1, 1, 8, tzinfo=UTC))
+    return {"bookings_per_s": run["bookings_per_s"], "cpu_ms_per_booking": run["cpu_ms_per_booking"],
+            **{name: {**profile.summarize(path), "file": path.name} for name, path in files.items()}}
 
 
 async def _with_pipeline(args: argparse.Namespace, url: str, resources: list[dict[str, str]], fleet: Fleet,

@@ -14,7 +14,7 @@ from totem.fleet import Fleet
 
 BOOKINGS_POOL = JOB_TYPES[BOOKING_CREATE].pool
 PROCESSES = (1, 2, 4)
-WARM = 200
+WARM = 100
 
 
 async def pool_scaling(conn: Conn, fleet: Fleet, servers: dict[str, int], resources: list[dict[str, str]],

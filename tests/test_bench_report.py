@@ -61,6 +61,7 @@ def test_the_report_has_every_stable_key_a_markdown_report_and_three_charts(raw:
     assert document["raw"] == json.loads(json.dumps(raw, default=str))
 
     report = (tmp_path / "report.md").read_text()
+    assert "py-spy, bookings" in report and "`profile-bookings.txt`" in report  # the profile an unmet target cites
     for target in document["targets"]:
         assert target["name"] in report
     for chart in CHARTS:
