@@ -160,7 +160,8 @@ def _limit(name: str, s: dict[str, Any], raw: dict[str, Any]) -> str:
     busy = system * rate / 1000
     cpu_bound = (f"CPU: the system spent {system:.2f} ms of CPU per booking ({_cpu_line(cpu)} ms), at "
                  f"{rate:.0f} bookings/s that is {busy:.2f} of {cpus} cores; at that cost the cores carry at most "
-                 f"{cpus * 1000 / system:.0f} bookings/s" if system else "no CPU figures")
+                 f"{cpus * 1000 / system:.0f} bookings/s (the rest of the machine took "
+                 f"{s['noise']['other_cores_during_e2e']} cores meanwhile)" if system else "no CPU figures")
     peer = e2e.get("peer")
     if name.startswith("end-to-end bookings/s"):
         pg = cpu.get("postgres", 0.0)
