@@ -96,8 +96,15 @@ async def run_open_loop(host: str, port: int, requests: Sequence[bytes], rate: f
     async def send(index: int, raw: bytes, due: float) -> None:
         async with slots:
             reader, writer = idle.pop() if idle else await connect()
-            writer.write(raw)
-            status, body = await _read_response(reader)
+            try:
+                writer.write(raw)
+                status, body = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # the server closed this connection while it sat idle (uvicorn's keep-alive timeout) before
+                # reading the request: as an HTTP client does, send it again on a fresh one (late: it counts)
+                reader, writer = await connect()
+                writer.write(raw)
+                status, body = await _read_response(reader)
             result.latencies.append(time.perf_counter() - due)
             result.statuses[status] = result.statuses.get(status, 0) + 1
             result.bodies[index] = body

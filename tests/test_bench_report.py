@@ -143,6 +143,28 @@ def test_open_loop_latency_runs_from_each_due_time_so_a_stall_counts_in_every_re
     assert closed_latencies[9] < 0.08 <= closed_latencies[-1]
 
 
+async def _closing_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers one request per connection, then closes it (as uvicorn does to a connection idle too long)."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    await writer.drain()
+    writer.close()
+
+
+def test_open_loop_sends_a_request_again_on_a_fresh_connection_when_the_server_closed_an_idle_one() -> None:
+    async def scenario() -> dict[int, int]:
+        listener = await asyncio.start_server(_closing_server, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        try:
+            requests = [b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"] * 5
+            return (await run_open_loop("127.0.0.1", port, requests, rate=200, max_connections=1,
+                                        warm_connections=1)).statuses
+        finally:
+            listener.close()
+
+    assert asyncio.run(scenario()) == {200: 5}
+
+
 def test_the_peer_baseline_books_a_slot_inside_one_request_through_the_workers_code(
         isolated_database_url: str, fleet: Fleet, fleet_env: dict[str, str], tmp_path: Path) -> None:
     catalog = make_catalog(isolated_database_url)
