@@ -257,6 +257,10 @@ def markdown(s: dict[str, Any], details: list[str]) -> str:
               f"{r['over_one_process']:.2f} | {r['system_cpu_ms_per_booking']:.2f} |" for r in s["scaling"]["runs"]]
     lines += ["", "## Profile (py-spy during (b) run again; threads running or waiting for a core, idle excluded)",
               ""]
+    lines += ["py-spy counts a thread unless the OS shows it sleeping: functions that wait on a socket "
+              "(psycopg's `Connection.wait`, `SocketIO.readinto`, the Redis consumer) show the threads woken from a "
+              "round trip and waiting for a core on a busy box, so they measure round trips more than computing.",
+              ""]
     lines += _profile_md(s["profile"])
     led = s["ledger"]
     lines += ["", "## Ledger", "",
