@@ -1,11 +1,13 @@
-"""`totem bench`: in one run on one Postgres, measure
+"""`totem bench`: every benchmark in one run on one Postgres, one report (bench/report.py):
   (a)  pgbench TPS for the SQL one booking job commits (claim + booking/audit/outbox + finish): the ceiling;
   (a') pgbench TPS for ALL the SQL one booking costs end to end (the gateway's accept transaction too);
-  (b)  our end-to-end bookings/s: N requests posted at concurrency C through the gateway, until every job
-       is terminal;
-and print b/a and b/a', with p50/p99 of accept latency and of accept-to-terminal time. Then what the outbox
-pipeline costs: pgbench of (a)'s SQL with the NOTIFY trigger on vs off (bench/notify.py), and (b) again with
-the relay, the notifications pool and the SMTP sink running, with NOTIFY and without (bench/pipeline.py).
+  (b)  our end-to-end bookings/s: N requests posted at concurrency C through the gateway, until every job is
+       terminal, with CPU per part;
+then the in-request peer baseline (bench/peer.py), what the outbox pipeline costs (pgbench with the NOTIFY
+trigger on and off, bench/notify.py; (b) with the relay, notifications and SMTP sink, bench/pipeline.py),
+accept-only and webhook ingest, the open-loop accept latency curve (bench/openloop.py), availability, a
+py-spy profile (bench/profile.py), bookings pool scaling (bench/scaling.py) and the ledger (bench/ledger.py).
+Each phase is announced as it starts; a run that fails writes what it measured to partial.json.
 """
 
 from __future__ import annotations
@@ -87,12 +89,12 @@ def main(args: argparse.Namespace) -> int:
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     fleet = _fleet(args, url, redis_url, work)
     phases = Phases()
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                              "params": {k: v for k, v in vars(args).items() if k != "func"},
+                              "phase_seconds": phases.seconds}
     try:
         migrate(url)
         resources = _catalog(url)
-        report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                                  "params": {k: v for k, v in vars(args).items() if k != "func"},
-                                  "phase_seconds": phases.seconds}
         scripts = write_scripts(work / "pgbench", resources[0]["service_id"])
         with psycopg.connect(url, autocommit=True) as conn:  # the queued job rows job.sql claims
             conn.execute(PRESEED_JOBS, {"space": 0, "clients": PGBENCH_CLIENTS,
@@ -105,7 +107,8 @@ def main(args: argparse.Namespace) -> int:
             report["notify_pgbench"] = _notify_pgbench(url, scripts, args.pgbench_seconds, resources,
                                                        report["pgbench_job"]["tps"])
         _reset(url)
-        report["e2e"] = asyncio.run(_end_to_end(args, url, resources, fleet, _leaders(servers), phases))
+        report["e2e"] = {}  # filled phase by phase: a run that fails keeps what it measured (partial.json)
+        asyncio.run(_end_to_end(args, url, resources, fleet, _leaders(servers), phases, report["e2e"]))
         fleet.stop()  # the ledger phase is pgbench and reads: nothing else on the cores
         with phases(f"ledger: posting, then reads at {args.ledger_entries:,} entries"):
             report["ledger"] = ledger_bench.run(url, work, args.pgbench_seconds, resources,
@@ -121,6 +124,12 @@ def main(args: argparse.Namespace) -> int:
         say(f"results written to {out_dir}/latest.json, report.md and PNG charts (fleet logs: {fleet.log_dir}); "
             f"{phases.total():.0f}s in all")
         return 0
+    except BaseException as exc:
+        partial = Path(args.out_dir) / "partial.json"
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({**report, "failed": repr(exc)}, indent=2, default=str))
+        say(f"the run stopped ({exc!r}); what it measured is in {partial}")
+        raise
     finally:
         fleet.stop()
         drop_database(admin_url, name)
@@ -256,7 +265,7 @@ def _leaders(servers: list[PrivatePostgres | PrivateRedis]) -> dict[str, int]:
 
 
 async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[str, str]], fleet: Fleet,
-                      servers: dict[str, int], phases: Phases) -> dict[str, Any]:
+                      servers: dict[str, int], phases: Phases, result: dict[str, Any]) -> None:
     fleet.start_gateway(args.web_workers)
     fleet.start_worker(BOOKINGS_POOL, processes=args.worker_processes, threads=args.worker_threads)
     fleet.start_worker(PAYMENTS_POOL)
@@ -273,8 +282,8 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
         await wait_terminal(conn, "1970-01-01", warm, quiet=True)
         with phases(f"(b) end to end: {args.requests} bookings at c={args.concurrency}"):
-            result = await measure(conn, fleet, servers, resources, args.requests, args.concurrency,
-                                   datetime(2032, 1, 1, 8, tzinfo=UTC))
+            result.update(await measure(conn, fleet, servers, resources, args.requests, args.concurrency,
+                                        datetime(2032, 1, 1, 8, tzinfo=UTC)))
         with phases("peer baseline: the same booking inside one request"):
             # as many Python processes as our gateway and bookings pool together, as many threads as a worker's
             result["peer"] = await peer.measure(conn, fleet, servers, resources, args.requests, args.concurrency,
@@ -297,7 +306,6 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
             result["scaling"] = await scaling.pool_scaling(conn, fleet, servers, resources, args.scaling_requests,
                                                            args.concurrency, args.worker_threads,
                                                            datetime(2041, 1, 1, 8, tzinfo=UTC))
-    return result
 
 
 async def _profiled(args: argparse.Namespace, conn: psycopg.AsyncConnection[Any], fleet: Fleet,
