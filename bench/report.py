@@ -97,6 +97,8 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     summary["profile"] = prof if "skipped" in prof else {
         name: {"samples": prof[name]["samples"], "by_area": dict(list(prof[name]["by_area"].items())[:10]),
                "top_self": prof[name]["top_self"][:10], "file": prof[name]["file"]} for name in OURS if name in prof}
+    summary["postgres_statements"] = e2e.get("pg_statements") or {
+        "skipped": raw.get("pg_statements_unavailable") or "not measured in this run"}
     summary["targets"] = _targets(summary, raw)
     return summary
 
@@ -165,8 +167,11 @@ def _limit(name: str, s: dict[str, Any], raw: dict[str, Any]) -> str:
     peer = e2e.get("peer")
     if name.startswith("end-to-end bookings/s"):
         pg = cpu.get("postgres", 0.0)
-        return (f"{cpu_bound}; Postgres alone needs {pg:.2f} ms per booking, the rest is our Python and the fake "
-                f"Stripe, on the same two cores as Postgres (pgbench has the cores to itself). {_profile_line(s)}")
+        stmts = s["postgres_statements"]
+        trips = ("" if "skipped" in stmts else f"; it ran {stmts['statements_per_booking']} statements per booking "
+                 f"({stmts['exec_ms_per_booking']} ms executing them, pg_stat_statements)")
+        return (f"{cpu_bound}; Postgres alone needs {pg:.2f} ms per booking{trips}, the rest is our Python and the "
+                f"fake Stripe, on the same two cores as Postgres (pgbench has the cores to itself). {_profile_line(s)}")
     if name.startswith("our CPU"):
         ours = {k: cpu.get(k, 0.0) for k in OURS}
         return (f"per booking: {', '.join(f'{k} {v:.2f}' for k, v in ours.items())} ms against Postgres "
@@ -262,6 +267,8 @@ def markdown(s: dict[str, Any], details: list[str]) -> str:
               "round trip and waiting for a core on a busy box, so they measure round trips more than computing.",
               ""]
     lines += _profile_md(s["profile"])
+    lines += ["", "## Postgres during (b) (pg_stat_statements)", ""]
+    lines += _statements_md(s["postgres_statements"])
     led = s["ledger"]
     lines += ["", "## Ledger", "",
               f"{led['entries']:,} entries on one provider"
@@ -271,6 +278,17 @@ def markdown(s: dict[str, Any], details: list[str]) -> str:
               f"{led['post_over_direct']:.0%} of plain inserts.",
               "", "## Every figure", "", "```", *details, "```", ""]
     return "\n".join(lines)
+
+
+def _statements_md(stmts: dict[str, Any]) -> list[str]:
+    if "skipped" in stmts:
+        return [f"Not measured: {stmts['skipped']}."]
+    lines = [f"{stmts['statements_per_booking']} statements per booking (round trips, the gateway's and the "
+             f"workers' together), {stmts['exec_ms_per_booking']} ms executing them per booking.", "",
+             "| statement | calls per booking | mean ms | share of execution time |", "|---|---|---|---|"]
+    lines += [f"| `{r['statement']}` | {r['calls_per_booking']} | {r['mean_ms']} | {r['share']:.1%} |"
+              for r in stmts["top"]]
+    return lines
 
 
 def _profile_md(prof: dict[str, Any]) -> list[str]:

@@ -37,7 +37,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from bench import ledger as ledger_bench
-from bench import notify, openloop, peer, pipeline, profile, scaling
+from bench import notify, openloop, peer, pgstat, pipeline, profile, scaling
 from bench import report as bench_report
 from bench.bookings import booking_requests, db_now, measure, say, wait_terminal
 from bench.details import figure_lines
@@ -78,6 +78,7 @@ def main(args: argparse.Namespace) -> int:
     if not admin_url:
         say(f"no DATABASE_URL: private PostgreSQL under {work}")
         pg = PrivatePostgres(work).start()
+        pgstat.preload(pg)
         servers.append(pg)
         admin_url = pg.url()
     if not redis_url:
@@ -94,6 +95,7 @@ def main(args: argparse.Namespace) -> int:
                               "phase_seconds": phases.seconds}
     try:
         migrate(url)
+        report["pg_statements_unavailable"] = pgstat.install(url)
         resources = _catalog(url)
         scripts = write_scripts(work / "pgbench", resources[0]["service_id"])
         with psycopg.connect(url, autocommit=True) as conn:  # the queued job rows job.sql claims
@@ -108,7 +110,8 @@ def main(args: argparse.Namespace) -> int:
                                                        report["pgbench_job"]["tps"])
         _reset(url)
         report["e2e"] = {}  # filled phase by phase: a run that fails keeps what it measured (partial.json)
-        asyncio.run(_end_to_end(args, url, resources, fleet, _leaders(servers), phases, report["e2e"]))
+        asyncio.run(_end_to_end(args, url, resources, fleet, _leaders(servers), phases, report["e2e"],
+                                pg_statements=report["pg_statements_unavailable"] is None))
         fleet.stop()  # the ledger phase is pgbench and reads: nothing else on the cores
         with phases(f"ledger: posting, then reads at {args.ledger_entries:,} entries"):
             report["ledger"] = ledger_bench.run(url, work, args.pgbench_seconds, resources,
@@ -265,7 +268,7 @@ def _leaders(servers: list[PrivatePostgres | PrivateRedis]) -> dict[str, int]:
 
 
 async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[str, str]], fleet: Fleet,
-                      servers: dict[str, int], phases: Phases, result: dict[str, Any]) -> None:
+                      servers: dict[str, int], phases: Phases, result: dict[str, Any], pg_statements: bool) -> None:
     fleet.start_gateway(args.web_workers)
     fleet.start_worker(BOOKINGS_POOL, processes=args.worker_processes, threads=args.worker_threads)
     fleet.start_worker(PAYMENTS_POOL)
@@ -282,8 +285,12 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
         await wait_terminal(conn, "1970-01-01", warm, quiet=True)
         with phases(f"(b) end to end: {args.requests} bookings at c={args.concurrency}"):
+            if pg_statements:
+                await conn.execute("SELECT pg_stat_statements_reset()")
             result.update(await measure(conn, fleet, servers, resources, args.requests, args.concurrency,
                                         datetime(2032, 1, 1, 8, tzinfo=UTC)))
+            if pg_statements:
+                result["pg_statements"] = pgstat.top(url, result["succeeded"])
         with phases("peer baseline: the same booking inside one request"):
             # as many Python processes as our gateway and bookings pool together, as many threads as a worker's
             result["peer"] = await peer.measure(conn, fleet, servers, resources, args.requests, args.concurrency,
