@@ -46,8 +46,9 @@ def reset(conn: psycopg.Connection[Any]) -> None:
 
 
 def _shape(text: str) -> str:
-    """A statement with its parameters and whitespace made uniform, to match psycopg's text to QUERIES'."""
-    text = re.sub(r"%\(\w+\)s|\$\d+", "?", text)
+    """A statement with its parameters, constants and whitespace made uniform (pg_stat_statements shows
+    constants as $n too), to match the text it recorded to the query of QUERIES it came from."""
+    text = re.sub(r"%\(\w+\)s|\$\d+|E?'(?:[^']|'')*'|\b\d+\b", "?", text)
     return re.sub(r"\s+", " ", text).strip().lower()[:120]
 
 
@@ -63,10 +64,14 @@ def top(url: str, bookings: int, limit: int = 12) -> dict[str, Any]:
             "ORDER BY total_exec_time DESC").fetchall()
     total_ms = sum(float(r["total_ms"]) for r in rows) or 1.0
     calls = sum(int(r["calls"]) for r in rows)
+    named: dict[str, list[float]] = {}  # one statement may be recorded as several (plans by parameter types)
+    for r in rows:
+        entry = named.setdefault(_NAMES.get(_shape(r["query"])) or _shape(r["query"])[:70], [0, 0.0])
+        entry[0] += int(r["calls"])
+        entry[1] += float(r["total_ms"])
     statements = [{
-        "statement": _NAMES.get(_shape(r["query"])) or _shape(r["query"])[:70],
-        "calls_per_booking": round(int(r["calls"]) / max(1, bookings), 2),
-        "mean_ms": round(float(r["mean_ms"]), 3), "share": round(float(r["total_ms"]) / total_ms, 3),
-    } for r in rows[:limit]]
+        "statement": name, "calls_per_booking": round(n / max(1, bookings), 2),
+        "mean_ms": round(ms / max(1, n), 3), "share": round(ms / total_ms, 3),
+    } for name, (n, ms) in sorted(named.items(), key=lambda kv: -kv[1][1])[:limit]]
     return {"bookings": bookings, "statements_per_booking": round(calls / max(1, bookings), 2),
             "exec_ms_per_booking": round(total_ms / max(1, bookings), 3), "top": statements}
