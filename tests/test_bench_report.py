@@ -62,6 +62,7 @@ def test_the_report_has_every_stable_key_a_markdown_report_and_three_charts(raw:
 
     report = (tmp_path / "report.md").read_text()
     assert "py-spy, bookings" in report and "`profile-bookings.txt`" in report  # the profile an unmet target cites
+    assert "| `accept_command` | 1.0 |" in report  # pg_stat_statements, by the name of the query in sql/queries
     for target in document["targets"]:
         assert target["name"] in report
     for chart in CHARTS:
