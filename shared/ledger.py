@@ -194,3 +194,15 @@ class Balance(msgspec.Struct):
 
 def balances(conn: psycopg.Connection[Any], provider_id: uuid.UUID) -> list[Balance]:
     return [Balance(**row) for row in conn.execute(QUERIES["provider_balances"], {"provider_id": provider_id})]
+
+
+def summary_drift(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Where the derived balances (migration 0014) differ from the entries they sum: always none. A pass
+    over every provider entry: for operators and tests, not for requests."""
+    return list(conn.execute(QUERIES["ledger_summary_drift"]).fetchall())
+
+
+def rebuild_summary(conn: psycopg.Connection[Any]) -> int:
+    """Rebuild the derived balances from the entries (postings wait meanwhile); returns how many accounts."""
+    row = expect_row(conn.execute(QUERIES["ledger_rebuild_summary"]).fetchone(), "ledger_rebuild_summary")
+    return int(row["accounts"])

@@ -25,12 +25,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import requests
 import stripe
 import tenacity
 
 from shared.config import Settings
 from shared.errors import PaymentProviderRefused
+from shared.stripe_http import Urllib3Client
 
 log = logging.getLogger("totem.stripe")
 logging.getLogger("stripe").setLevel(logging.WARNING)  # the SDK logs every request at INFO: ours say enough
@@ -76,16 +76,6 @@ def _card_declined(detail: str, stripe_code: str | None, decline_code: str | Non
                         payment_intent_id=payment_intent_id)
 
 
-def _session(api_base: str) -> requests.Session:
-    """One keep-alive session for this process's worker threads. Proxy settings (HTTPS_PROXY, NO_PROXY) are
-    read once for the API's address instead of on every request: with ``trust_env`` requests rescans the
-    environment and looks for ~/.netrc per call, ~12 % of a bookings worker's CPU under load (py-spy)."""
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = requests.utils.get_environ_proxies(api_base)
-    return session
-
-
 class StripeApi:
     def __init__(self, settings: Settings) -> None:
         api_base = settings.stripe_api_base or stripe.DEFAULT_API_BASE
@@ -94,11 +84,11 @@ class StripeApi:
             # stripe's BaseAddresses TypedDict lives in a private module; this dict is one
             settings.stripe_api_key, base_addresses=base,  # type: ignore[arg-type]
             max_network_retries=0, stripe_version=STRIPE_API_VERSION,
-            http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds, session=_session(api_base)))
+            http_client=Urllib3Client(timeout=settings.stripe_timeout_seconds, api_base=api_base))
         self.retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TRANSIENT),
             stop=tenacity.stop_after_attempt(settings.stripe_max_attempts),
-            wait=tenacity.wait_exponential_jitter(initial=0.05, max=2.0),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
             before_sleep=_log_retry, reraise=True)
 
     def _call(self, method: Any, params: dict[str, Any], idempotency_key: str | None = None) -> Any:

@@ -21,6 +21,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_check(args: argparse.Namespace) -> int:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from shared import ledger
+    from shared.db import QUERIES
+
+    with psycopg.connect(_require("DATABASE_URL"), row_factory=dict_row, autocommit=True) as conn:
+        if args.rebuild:
+            say(f"derived balances rebuilt from the entries: {ledger.rebuild_summary(conn)} accounts")
+        unbalanced = conn.execute(QUERIES["ledger_trial_balance"]).fetchall()
+        drift = ledger.summary_drift(conn)
+    print(json.dumps({"unbalanced_transactions": unbalanced, "summary_drift": drift}, indent=2, default=str))
+    return 1 if unbalanced or drift else 0
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
     from totem.seed import seed
 
@@ -142,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply SQL migrations to DATABASE_URL").set_defaults(func=cmd_migrate)
     sub.add_parser("seed", help="create the demo catalog and print it as JSON").set_defaults(func=cmd_seed)
+    lc = sub.add_parser("ledger-check", help="prove the ledger: every transaction balances, derived balances "
+                        "equal the entries (exit 1 on any difference)")
+    lc.add_argument("--rebuild", action="store_true", help="rebuild the derived balances from the entries first")
+    lc.set_defaults(func=cmd_ledger_check)
 
     gw = sub.add_parser("gateway", help="run the HTTP gateway (uvicorn) on $PORT")
     gw.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's gateway serves every interface

@@ -1,5 +1,6 @@
-"""Owner views of money, computed from the ledger: balance, statement (window functions), payouts; and the
-system's reconciliation trigger. The views read the read pool (a replica may trail the primary a moment)."""
+"""Owner views of money, computed from the ledger: balance, statement (opening balance plus the page's running
+sum), payouts; and the system's reconciliation trigger. The views read the read pool (a replica may trail the
+primary a moment)."""
 
 from __future__ import annotations
 
@@ -118,10 +119,11 @@ async def provider_statement(
     opening = {row["currency"]: row["balance"]
                for row in await fetch_rows(state, "statement_opening", params, lag_ok=True)}
     rows = await fetch_rows(state, "provider_statement", params, lag_ok=True)
-    entries = [StatementEntry(**row) for row in rows[:MAX_STATEMENT_ENTRIES]]
     closing = dict(opening)
-    for entry in entries:
-        closing[entry.currency] = entry.running_balance
+    entries = []
+    for row in rows[:MAX_STATEMENT_ENTRIES]:  # the running balance of what we owe, per currency
+        closing[row["currency"]] = closing.get(row["currency"], 0) + row["amount"]
+        entries.append(StatementEntry(**row, running_balance=closing[row["currency"]]))
     return Statement(provider_id=provider_id, from_=start, to=end, opening_balances=opening,
                      closing_balances=closing, entries=entries, truncated=len(rows) > MAX_STATEMENT_ENTRIES)
 

@@ -20,65 +20,108 @@ JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'provider_pending'
 WHERE t.booking_id = %(booking_id)s;
 
 -- provider_balances --
--- A provider's money per currency, computed from entries: pending (not yet matured), available (matured,
--- payable now), in transit (payouts sent, not confirmed) and paid out (confirmed transfers). One pass over
--- the account index; only the in-transit entries are joined to their transactions (paid vs returned).
+-- A provider's money per currency: pending (not yet matured), available (matured, payable now), in transit
+-- (payouts sent, not confirmed) and paid out (confirmed transfers). The account sums come from the derived
+-- totals (kept with the entries, proven equal by ledger_summary_drift); only what depends on the clock is
+-- read from entries: credits on the available account that mature later (available_at after their
+-- posting) and have not matured yet count as pending, over an index of the maturity window alone.
 WITH accounts AS (
   SELECT id, kind, currency FROM ledger_accounts WHERE provider_id = %(provider_id)s
 ), sums AS (
   SELECT a.currency,
-         coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'provider_pending'
-                                            OR (a.kind = 'provider_available' AND e.amount < 0
-                                                AND e.available_at > now())), 0)::bigint AS pending,
-         coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'provider_available'
-                                            AND (e.amount > 0 OR e.available_at <= now())), 0)::bigint AS available,
-         coalesce(-sum(e.amount) FILTER (WHERE a.kind = 'payouts_in_transit'), 0)::bigint AS in_transit
+         coalesce(sum(s.amount) FILTER (WHERE a.kind = 'provider_pending'), 0) AS pending,
+         coalesce(sum(s.amount) FILTER (WHERE a.kind = 'provider_available'), 0) AS available,
+         coalesce(sum(s.amount) FILTER (WHERE a.kind = 'payouts_in_transit'), 0) AS in_transit,
+         coalesce(sum(s.paid_out) FILTER (WHERE a.kind = 'payouts_in_transit'), 0) AS paid_out
+  FROM accounts a JOIN ledger_account_totals s ON s.account_id = a.id
+  GROUP BY a.currency
+), maturing AS (
+  SELECT a.currency, sum(e.amount) AS amount
   FROM accounts a JOIN ledger_entries e ON e.account_id = a.id
+  WHERE a.kind = 'provider_available' AND e.amount < 0 AND e.available_at > e.created_at AND e.available_at > now()
   GROUP BY a.currency
 )
-SELECT s.currency, s.pending, s.available, s.in_transit,
-       coalesce((SELECT sum(e.amount) FROM accounts a
-                 JOIN ledger_entries e ON e.account_id = a.id
-                 JOIN ledger_transactions t ON t.id = e.transaction_id AND t.kind = 'payout_paid'
-                 WHERE a.kind = 'payouts_in_transit' AND a.currency = s.currency), 0)::bigint AS paid_out
-FROM sums s
+SELECT s.currency,
+       (-s.pending - coalesce(m.amount, 0))::bigint AS pending,
+       (-s.available + coalesce(m.amount, 0))::bigint AS available,
+       (-s.in_transit)::bigint AS in_transit,
+       s.paid_out::bigint AS paid_out
+FROM sums s LEFT JOIN maturing m ON m.currency = s.currency
 ORDER BY s.currency;
 
 -- provider_statement --
--- A provider's entries between two instants (first %(limit)s of them) with the running balance of what we
--- owe them (pending + available + in transit) per currency: the opening balance (one indexed sum over the
--- earlier entries) plus a window over the page itself.
-WITH accounts AS (
-  SELECT id, kind FROM ledger_accounts
-  WHERE provider_id = %(provider_id)s AND kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
-), opening AS (
-  SELECT e.currency, -sum(e.amount) AS balance
-  FROM accounts a JOIN ledger_entries e ON e.account_id = a.id
-  WHERE e.created_at < %(from)s
-  GROUP BY e.currency
-), page AS (
-  SELECT e.id, e.created_at, e.available_at, e.amount, e.currency, a.kind AS account, e.transaction_id
-  FROM accounts a JOIN ledger_entries e ON e.account_id = a.id
-  WHERE e.created_at >= %(from)s AND e.created_at < %(to)s
-  ORDER BY e.created_at, e.id
+-- A provider's entries between two instants, the first %(limit)s of them in time order (the route adds the
+-- running balance to statement_opening). Each account's index yields its first %(limit)s in order, so a page
+-- of a long history reads a page per account, not the history.
+SELECT x.id, x.created_at, x.available_at, -x.amount AS amount, x.currency, x.account, x.transaction_id, t.kind,
+       t.booking_id, t.payout_id, t.description
+FROM (
+  SELECT p.*
+  FROM ledger_accounts a,
+       LATERAL (SELECT e.id, e.created_at, e.available_at, e.amount, e.currency, a.kind AS account, e.transaction_id
+                FROM ledger_entries e
+                WHERE e.account_id = a.id AND e.created_at >= %(from)s AND e.created_at < %(to)s
+                ORDER BY e.created_at, e.id
+                LIMIT %(limit)s) p
+  WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
+  ORDER BY p.created_at, p.id
   LIMIT %(limit)s
-)
-SELECT p.id, p.created_at, p.available_at, -p.amount AS amount, p.currency, p.account, p.transaction_id, t.kind,
-       t.booking_id, t.payout_id, t.description,
-       (coalesce(o.balance, 0) - sum(p.amount) OVER (PARTITION BY p.currency ORDER BY p.created_at, p.id))::bigint
-         AS running_balance
-FROM page p
-JOIN ledger_transactions t ON t.id = p.transaction_id
-LEFT JOIN opening o ON o.currency = p.currency
-ORDER BY p.created_at, p.id;
+) x
+-- one primary-key look-up per row of the page (LIMIT 1 keeps it so: a hash join would read every transaction)
+CROSS JOIN LATERAL (SELECT t.kind, t.booking_id, t.payout_id, t.description
+                    FROM ledger_transactions t WHERE t.id = x.transaction_id LIMIT 1) t
+ORDER BY x.created_at, x.id;
 
 -- statement_opening --
--- What we owed a provider per currency just before a statement's start.
-SELECT e.currency, coalesce(-sum(e.amount), 0)::bigint AS balance
-FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id
+-- What we owed a provider per currency just before a statement's start: the derived day sums before its
+-- UTC day, then that day's entries up to the start.
+SELECT a.currency, (-sum(x.amount))::bigint AS balance
+FROM ledger_accounts a,
+     LATERAL (SELECT d.amount FROM ledger_account_days d
+              WHERE d.account_id = a.id AND d.day < (%(from)s::timestamptz AT TIME ZONE 'UTC')::date
+              UNION ALL
+              SELECT e.amount FROM ledger_entries e
+              WHERE e.account_id = a.id AND e.created_at < %(from)s::timestamptz
+                AND e.created_at >= date_trunc('day', %(from)s::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') x
 WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
-  AND e.created_at < %(from)s
-GROUP BY e.currency;
+GROUP BY a.currency;
+
+-- ledger_summary_drift --
+-- Where the derived balances (migration 0014) differ from the entries they sum: per provider account
+-- (sum, paid-out part, count) and per account and UTC day (sum, count). Always none; run by the tests and by
+-- `totem ledger-check`. A pass over every provider entry: an operator's check, not a request's.
+WITH by_account AS (
+  SELECT e.account_id, sum(e.amount) AS amount,
+         coalesce(sum(e.amount) FILTER (WHERE t.kind = 'payout_paid'), 0) AS paid_out, count(*) AS entries
+  FROM ledger_entries e
+  JOIN ledger_accounts a ON a.id = e.account_id AND a.provider_id IS NOT NULL
+  JOIN ledger_transactions t ON t.id = e.transaction_id
+  GROUP BY e.account_id
+), totals AS (
+  SELECT account_id, sum(amount) AS amount, sum(paid_out) AS paid_out, sum(entries) AS entries
+  FROM ledger_account_totals GROUP BY account_id
+), by_day AS (
+  SELECT e.account_id, (e.created_at AT TIME ZONE 'UTC')::date AS day, sum(e.amount) AS amount, count(*) AS entries
+  FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id AND a.provider_id IS NOT NULL
+  GROUP BY 1, 2
+), days AS (
+  SELECT account_id, day, sum(amount) AS amount, sum(entries) AS entries FROM ledger_account_days GROUP BY 1, 2
+)
+SELECT 'account' AS scope, account_id, NULL::date AS day,
+       x.amount::bigint AS entries_amount, y.amount::bigint AS summary_amount,
+       x.paid_out::bigint AS entries_paid_out, y.paid_out::bigint AS summary_paid_out,
+       x.entries::bigint AS entries_count, y.entries::bigint AS summary_count
+FROM by_account x FULL JOIN totals y USING (account_id)
+WHERE (x.amount, x.paid_out, x.entries) IS DISTINCT FROM (y.amount, y.paid_out, y.entries)
+UNION ALL
+SELECT 'day', account_id, day, x.amount::bigint, y.amount::bigint, NULL, NULL, x.entries::bigint, y.entries::bigint
+FROM by_day x FULL JOIN days y USING (account_id, day)
+WHERE (x.amount, x.entries) IS DISTINCT FROM (y.amount, y.entries)
+ORDER BY 1, 2, 3;
+
+-- ledger_rebuild_summary --
+-- Rebuild the derived balances from the entries (migration 0014); returns how many account totals.
+SELECT ledger_rebuild_summary() AS accounts;
 
 -- ledger_trial_balance --
 -- Every transaction balances: the transactions that do not (always none).
