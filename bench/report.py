@@ -197,8 +197,8 @@ def _limit(name: str, s: dict[str, Any], raw: dict[str, Any]) -> str:
     led = s["ledger"]
     if name.startswith(("balance", "statement")):
         return (f"at {led['entries']:,} entries: balance p50 {led['balance_p50_ms']} ms, statement p50 "
-                f"{led['statement_p50_ms']} ms; the read grows with the entries it aggregates "
-                "(sql/queries/ledger.sql provider_balances / provider_statement).")
+                f"{led['statement_p50_ms']} ms (sql/queries/ledger.sql: provider_balances; statement_opening and "
+                "provider_statement, as the route runs them; bench/ledger.py's EXPLAIN shows their plans).")
     if name.startswith("ledger_post"):
         return (f"ledger_post {s['throughput']['ledger_post_tps']:.0f} tps against the same rows inserted "
                 f"directly {s['throughput']['ledger_direct_tps']:.0f} tps: the function's own work per "
