@@ -68,3 +68,58 @@ def percentile(values: Sequence[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
     return ordered[index]
+
+
+async def run_open_loop(host: str, port: int, requests: Sequence[bytes], rate: float,
+                        max_connections: int = 512, warm_connections: int = 16) -> LoadResult:
+    """Open loop: request ``i`` is due at ``start + i / rate`` whatever happened to the earlier ones, and its
+    latency runs from that due time, not from when it was sent. A closed loop (``run_load``) waits for an
+    answer before sending the next request, so a slow server slows the load down and its queueing never
+    shows up in the latencies (coordinated omission); here a stall shows up in every request due during it.
+
+    Keep-alive connections are reused; a request due while every open one is busy opens another (up to
+    ``max_connections``, then it waits for one and that wait counts in its latency)."""
+    result = LoadResult()
+    result.bodies = [b""] * len(requests)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened: list[asyncio.StreamWriter] = []
+    slots = asyncio.Semaphore(max_connections)
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(host, port)
+        opened.append(writer)
+        return reader, writer
+
+    for _ in range(min(warm_connections, max_connections)):  # not counted: a warm client has its connections
+        idle.append(await connect())
+
+    async def send(index: int, raw: bytes, due: float) -> None:
+        async with slots:
+            reader, writer = idle.pop() if idle else await connect()
+            try:
+                writer.write(raw)
+                status, body = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # the server closed this connection while it sat idle (uvicorn's keep-alive timeout) before
+                # reading the request: as an HTTP client does, send it again on a fresh one (late: it counts)
+                reader, writer = await connect()
+                writer.write(raw)
+                status, body = await _read_response(reader)
+            result.latencies.append(time.perf_counter() - due)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+            result.bodies[index] = body
+            idle.append((reader, writer))
+
+    tasks = []
+    result.started = start = time.perf_counter()
+    for index, raw in enumerate(requests):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(index, raw, due)))
+    await asyncio.gather(*tasks)
+    result.finished = time.perf_counter()
+    for writer in opened:
+        writer.close()
+    return result

@@ -1,17 +1,20 @@
-"""`totem bench`: in one run on one Postgres, measure
+"""`totem bench`: every benchmark in one run on one Postgres, one report (bench/report.py):
   (a)  pgbench TPS for the SQL one booking job commits (claim + booking/audit/outbox + finish): the ceiling;
   (a') pgbench TPS for ALL the SQL one booking costs end to end (the gateway's accept transaction too);
-  (b)  our end-to-end bookings/s: N requests posted at concurrency C through the gateway, until every job
-       is terminal;
-and print b/a and b/a', with p50/p99 of accept latency and of accept-to-terminal time. Then what the outbox
-pipeline costs: pgbench of (a)'s SQL with the NOTIFY trigger on vs off (bench/notify.py), and (b) again with
-the relay, the notifications pool and the SMTP sink running, with NOTIFY and without (bench/pipeline.py).
+  (b)  our end-to-end bookings/s: N requests posted at concurrency C through the gateway, until every job is
+       terminal, with CPU per part;
+then the in-request peer baseline (bench/peer.py), what the outbox pipeline costs (pgbench with the NOTIFY
+trigger on and off, bench/notify.py; (b) with the relay, notifications and SMTP sink, bench/pipeline.py),
+accept-only and webhook ingest, the open-loop accept latency curve (bench/openloop.py), availability, a
+py-spy profile (bench/profile.py), bookings pool scaling (bench/scaling.py) and the ledger (bench/ledger.py).
+Each phase is announced as it starts; a run that fails writes what it measured to partial.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -23,6 +26,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,8 +37,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from bench import ledger as ledger_bench
-from bench import notify, pipeline
+from bench import notify, openloop, peer, pgstat, pipeline, profile, scaling
+from bench import report as bench_report
 from bench.bookings import booking_requests, db_now, measure, say, wait_terminal
+from bench.details import figure_lines
 from bench.load import build_post, percentile, run_load
 from bench.pgbench import BENCH_TOKEN_ID, PRESEED_JOBS, REPEAT_SPACES, write_scripts
 from bench.rows import one_row, one_row_async
@@ -51,11 +57,20 @@ from totem.migrate import create_database, drop_database, migrate
 RESOURCES = 64
 # the pools a booking and its payment run on
 BOOKINGS_POOL, PAYMENTS_POOL = JOB_TYPES[BOOKING_CREATE].pool, JOB_TYPES[STRIPE_APPLY_EVENT].pool
+GATEWAY = "web"  # the gateway's name in the fleet
 PGBENCH_CLIENTS = 16
 PIPELINE_BUDGET_SECONDS = 60  # (c') runs only when (c) had all its mail out within this, to bound the run
 
 
+QUICK = {"requests": 300, "pgbench_seconds": 2, "ledger_entries": 20_000, "open_loop_seconds": 2.0,
+         "scaling_requests": 150}  # `--quick`: a smoke run of every phase within 3 minutes
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    args.scaling_requests = getattr(args, "scaling_requests", None) or args.requests
     work = Path(os.environ.get("TOTEM_DATA_DIR", ".totem-data")).resolve() / "bench"
     work.mkdir(parents=True, exist_ok=True)
     servers: list[PrivatePostgres | PrivateRedis] = []
@@ -63,6 +78,7 @@ def main(args: argparse.Namespace) -> int:
     if not admin_url:
         say(f"no DATABASE_URL: private PostgreSQL under {work}")
         pg = PrivatePostgres(work).start()
+        pgstat.preload(pg)
         servers.append(pg)
         admin_url = pg.url()
     if not redis_url:
@@ -73,34 +89,79 @@ def main(args: argparse.Namespace) -> int:
     create_database(admin_url, name)
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     fleet = _fleet(args, url, redis_url, work)
+    phases = Phases()
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                              "params": {k: v for k, v in vars(args).items() if k != "func"},
+                              "phase_seconds": phases.seconds}
     try:
         migrate(url)
+        report["pg_statements_unavailable"] = pgstat.install(url)
         resources = _catalog(url)
-        report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                                  "params": {k: v for k, v in vars(args).items() if k != "func"}}
         scripts = write_scripts(work / "pgbench", resources[0]["service_id"])
         with psycopg.connect(url, autocommit=True) as conn:  # the queued job rows job.sql claims
             conn.execute(PRESEED_JOBS, {"space": 0, "clients": PGBENCH_CLIENTS,
                                         "per_client": 10_000 * args.pgbench_seconds // 10 + 5000})
-        report["pgbench_job"] = _pgbench(url, scripts["job"], args.pgbench_seconds, resources)
-        report["pgbench_full"] = _pgbench(url, scripts["full"], args.pgbench_seconds, resources)
-        report["pgbench_webhook"] = _pgbench(url, scripts["webhook"], args.pgbench_seconds, resources)
-        report["notify_pgbench"] = _notify_pgbench(url, scripts, args.pgbench_seconds, resources,
-                                                   report["pgbench_job"]["tps"])
+        with phases("pgbench ceilings (a), (a'), webhook"):
+            report["pgbench_job"] = _pgbench(url, scripts["job"], args.pgbench_seconds, resources)
+            report["pgbench_full"] = _pgbench(url, scripts["full"], args.pgbench_seconds, resources)
+            report["pgbench_webhook"] = _pgbench(url, scripts["webhook"], args.pgbench_seconds, resources)
+        with phases("pgbench NOTIFY on/off"):
+            report["notify_pgbench"] = _notify_pgbench(url, scripts, args.pgbench_seconds, resources,
+                                                       report["pgbench_job"]["tps"])
         _reset(url)
-        report["e2e"] = asyncio.run(_end_to_end(args, url, resources, fleet, _leaders(servers)))
-        report["ledger"] = _ledger(url, work, args.pgbench_seconds, resources)
-        _print(report)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=str))
-        say(f"results written to {out} (fleet logs: {fleet.log_dir})")
+        report["e2e"] = {}  # filled phase by phase: a run that fails keeps what it measured (partial.json)
+        asyncio.run(_end_to_end(args, url, resources, fleet, _leaders(servers), phases, report["e2e"],
+                                pg_statements=report["pg_statements_unavailable"] is None))
+        fleet.stop()  # the ledger phase is pgbench and reads: nothing else on the cores
+        with phases(f"ledger: posting, then reads at {args.ledger_entries:,} entries"):
+            report["ledger"] = ledger_bench.run(url, work, args.pgbench_seconds, resources,
+                                                entries=args.ledger_entries)
+        report["finished_at"] = datetime.now(UTC).isoformat()
+        details = figure_lines(report)
+        print("\n" + "\n".join(details) + "\n", flush=True)
+        out_dir = Path(args.out_dir)
+        summary = bench_report.write(report, out_dir, details)
+        for row in summary["targets"]:
+            verdict = {True: "met", False: "NOT met", None: "not measured"}[row["met"]]
+            say(f"  {row['name']}: {_shown(row['measured'])} (goal {row['target']}): {verdict}")
+        say(f"results written to {out_dir}/latest.json, report.md and PNG charts (fleet logs: {fleet.log_dir}); "
+            f"{phases.total():.0f}s in all")
         return 0
+    except BaseException as exc:
+        partial = Path(args.out_dir) / "partial.json"
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({**report, "failed": repr(exc)}, indent=2, default=str))
+        say(f"the run stopped ({exc!r}); what it measured is in {partial}")
+        raise
     finally:
         fleet.stop()
         drop_database(admin_url, name)
         for server in servers:
             server.stop()
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+class Phases:
+    """Progress: each phase announced with the time so far, its duration kept for the report."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def total(self) -> float:
+        return time.monotonic() - self.started
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        say(f"== [{self.total():5.0f}s] {name}")
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - began, 1)
 
 
 def _catalog(url: str) -> list[dict[str, str]]:
@@ -166,17 +227,6 @@ def _notify_pgbench(url: str, scripts: dict[str, Path], seconds: int, resources:
                           lambda script: _pgbench(url, script, seconds, resources))
 
 
-def _ledger(url: str, work: Path, seconds: int, resources: list[dict[str, str]]) -> dict[str, Any]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        provider_id = str(one_row(conn, "SELECT id FROM providers WHERE slug = 'bench-salon'")[0])
-    scripts = ledger_bench.write_scripts(work / "pgbench", provider_id, ledger_bench.accounts(url, provider_id))
-    post = _pgbench(url, scripts["ledger_post"], seconds, resources)
-    direct = _pgbench(url, scripts["ledger_direct"], seconds, resources)
-    entries = ledger_bench.fill(url, provider_id, say)
-    return {"post": post, "direct": direct, "provider_entries": entries,
-            "reads": ledger_bench.read_times(url, provider_id)}
-
-
 def _reset(url: str) -> None:
     """Empty what pgbench wrote, its preseeded job rows too: left queued, the scheduler's sweeper would
     re-enqueue a thousand of them every tick through every phase that follows."""
@@ -218,7 +268,7 @@ def _leaders(servers: list[PrivatePostgres | PrivateRedis]) -> dict[str, int]:
 
 
 async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[str, str]], fleet: Fleet,
-                      servers: dict[str, int]) -> dict[str, Any]:
+                      servers: dict[str, int], phases: Phases, result: dict[str, Any], pg_statements: bool) -> None:
     fleet.start_gateway(args.web_workers)
     fleet.start_worker(BOOKINGS_POOL, processes=args.worker_processes, threads=args.worker_threads)
     fleet.start_worker(PAYMENTS_POOL)
@@ -230,16 +280,52 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
     warm_day = datetime(2031, 1, 1, 8, tzinfo=UTC)
     say(f"fleet up: gateway x{args.web_workers}, bookings worker {args.worker_processes}x{args.worker_threads};"
         " warming up")
-    await run_load("127.0.0.1", port, booking_requests(resources, 500, warm_day, host), args.concurrency)
+    warm = min(500, args.requests)
+    await run_load("127.0.0.1", port, booking_requests(resources, warm, warm_day, host), args.concurrency)
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
-        await wait_terminal(conn, "1970-01-01", 500, quiet=True)
-        result = await measure(conn, fleet, servers, resources, args.requests, args.concurrency,
-                               datetime(2032, 1, 1, 8, tzinfo=UTC))
-        result.update(await _with_pipeline(args, url, resources, fleet, servers, conn))
-        result["accept_only"] = await _accept_only(args, port, host, resources, fleet, conn)
-        result["webhooks"] = await _webhook_ingest(args, port, host, fleet, conn)
-        result["availability"] = await _availability(port, resources[-1], conn)
-    return result
+        await wait_terminal(conn, "1970-01-01", warm, quiet=True)
+        with phases(f"(b) end to end: {args.requests} bookings at c={args.concurrency}"):
+            if pg_statements:
+                await conn.execute("SELECT pg_stat_statements_reset()")
+            result.update(await measure(conn, fleet, servers, resources, args.requests, args.concurrency,
+                                        datetime(2032, 1, 1, 8, tzinfo=UTC)))
+            if pg_statements:
+                result["pg_statements"] = pgstat.top(url, result["succeeded"])
+        with phases("peer baseline: the same booking inside one request"):
+            # as many Python processes as our gateway and bookings pool together, as many threads as a worker's
+            result["peer"] = await peer.measure(conn, fleet, servers, resources, args.requests, args.concurrency,
+                                                datetime(2037, 1, 1, 8, tzinfo=UTC),
+                                                processes=args.web_workers + args.worker_processes,
+                                                threads=args.worker_threads)
+        with phases("outbox pipeline (r), (c), (c')"):
+            result.update(await _with_pipeline(args, url, resources, fleet, servers, conn))
+        with phases("accept only, webhook ingest"):
+            result["accept_only"] = await _accept_only(args, port, host, resources, fleet, conn)
+            result["webhooks"] = await _webhook_ingest(args, port, host, fleet, conn)
+        with phases("open-loop accept latency at 25/50/75/90 % of (b)"):
+            result["open_loop"] = await openloop.curve(conn, fleet, servers, resources, result["bookings_per_s"],
+                                                       args.open_loop_seconds, datetime(2039, 1, 1, 8, tzinfo=UTC))
+        with phases("availability"):
+            result["availability"] = await _availability(port, resources[-1], conn)
+        with phases("profile: (b) again, py-spy sampling the gateway and the bookings pool"):
+            result["profile"] = await _profiled(args, conn, fleet, servers, resources)
+        with phases("bookings pool scaling: 1, 2, 4 processes"):
+            result["scaling"] = await scaling.pool_scaling(conn, fleet, servers, resources, args.scaling_requests,
+                                                           args.concurrency, args.worker_threads,
+                                                           datetime(2041, 1, 1, 8, tzinfo=UTC))
+
+
+async def _profiled(args: argparse.Namespace, conn: psycopg.AsyncConnection[Any], fleet: Fleet,
+                    servers: dict[str, int], resources: list[dict[str, str]]) -> dict[str, Any]:
+    """(b) once more, apart from the measured runs (sampling costs CPU on these cores), under py-spy."""
+    if profile.binary() is None:
+        return {"skipped": "py-spy is not installed"}
+    pids = {name: fleet.procs[name].pid for name in (GATEWAY, BOOKINGS_POOL)}
+    with profile.sampling(pids, Path(args.out_dir)) as files:
+        run = await measure(conn, fleet, servers, resources, max(100, args.requests // 2), args.concurrency,
+                            datetime(2040, 1, 1, 8, tzinfo=UTC))
+    return {"bookings_per_s": run["bookings_per_s"], "cpu_ms_per_booking": run["cpu_ms_per_booking"],
+            **{name: {**profile.summarize(path), "file": path.name} for name, path in files.items()}}
 
 
 async def _with_pipeline(args: argparse.Namespace, url: str, resources: list[dict[str, str]], fleet: Fleet,
@@ -263,6 +349,9 @@ async def _with_pipeline(args: argparse.Namespace, url: str, resources: list[dic
         out["pipeline"] = await pipeline.phase(conn, fleet, servers, resources, args.requests, args.concurrency,
                                                 datetime(2035, 1, 1, 8, tzinfo=UTC))
         c = out["pipeline"]
+        if args.quick:
+            out["pipeline_notify_on"] = {"skipped": "--quick"}
+            return out
         if c["seconds"] > PIPELINE_BUDGET_SECONDS or c["undelivered"] or c["published"] < c["events"]:
             why = (f"(c) took {c['seconds']:.0f}s (budget {PIPELINE_BUDGET_SECONDS}s), "
                    f"{c['undelivered']} deliveries and {c['events'] - c['published']} events left")
@@ -379,96 +468,3 @@ async def _availability(port: int, resource: dict[str, str], conn: psycopg.Async
     return {"bookings_on_resource": AVAILABILITY_BOOKINGS, "window_days": 30, "free_slots": free,
             "db_p50_ms": percentile(db_ms, 50), "db_p99_ms": percentile(db_ms, 99),
             "http_p50_ms": percentile(http_ms, 50), "http_p99_ms": percentile(http_ms, 99)}
-
-
-def _print(report: dict[str, Any]) -> None:
-    e2e, job, full, hook = report["e2e"], report["pgbench_job"], report["pgbench_full"], report["pgbench_webhook"]
-    av, wh, ao = e2e["availability"], e2e["webhooks"], e2e["accept_only"]
-    led = report["ledger"]
-    rd = led["reads"]
-    day, whole, balance = rd["statement_last_day"], rd["statement_all_first_page"], rd["balance"]
-    cpu = "  ".join(f"{k} {v}" for k, v in e2e["cpu_ms_per_booking"].items())
-    lines = [
-        "",
-        f"Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)",
-        f"  (a)  pgbench, the booking job's SQL             {job['tps']:8.0f} tps   (avg {job['latency_avg_ms']} ms)",
-        f"  (a') pgbench, all SQL per booking (accept+job)  {full['tps']:8.0f} tps   (avg {full['latency_avg_ms']} ms)",
-        f"  (b)  end-to-end bookings/s through the gateway  {e2e['bookings_per_s']:8.0f} /s    "
-        f"({e2e['succeeded']} succeeded, {e2e['failed']} failed)",
-        f"       accepts/s (202s answered)                  {e2e['accepted_per_s']:8.0f} /s",
-        f"  b / a   = {e2e['bookings_per_s'] / job['tps']:.0%}   (target >= 30%, goal 50%)",
-        f"  b / a'  = {e2e['bookings_per_s'] / full['tps']:.0%}",
-        f"  accept latency        p50 {e2e['accept_p50_ms']:.1f} ms   p99 {e2e['accept_p99_ms']:.1f} ms   "
-        f"(concurrency {e2e['concurrency']}; target p99 < 25 ms)",
-        f"  accept -> terminal    p50 {e2e['accept_to_terminal_p50_ms']:.1f} ms   "
-        f"p99 {e2e['accept_to_terminal_p99_ms']:.1f} ms",
-        f"  CPU ms per booking    {cpu}",
-        *_pipeline_lines(report),
-        f"  accept-only (workers paused)  {ao['accepted_per_s']:.0f} accepts/s   "
-        f"p50 {ao['accept_p50_ms']:.1f} ms   p99 {ao['accept_p99_ms']:.1f} ms",
-        f"  webhook ingest (verify + store + enqueue, payments pool paused)  {wh['ingested_per_s']:.0f} events/s   "
-        f"p50 {wh['p50_ms']:.1f} ms   p99 {wh['p99_ms']:.1f} ms",
-        f"       / accept-only rate = {wh['ingested_per_s'] / ao['accepted_per_s']:.0%}    "
-        f"/ pgbench of its statement ({hook['tps']:.0f} tps) = {wh['ingested_per_s'] / hook['tps']:.0%}",
-        f"  ledger posting (pgbench)  ledger_post {led['post']['tps']:.0f} tps   "
-        f"vs the same rows inserted directly {led['direct']['tps']:.0f} tps   "
-        f"= {led['post']['tps'] / led['direct']['tps']:.0%}",
-        f"  at {led['provider_entries']} entries on one provider: "
-        f"statement (last day) p50 {day['p50_ms']} ms p99 {day['p99_ms']} ms;",
-        f"       statement (all, first 5,000 rows) p50 {whole['p50_ms']} ms p99 {whole['p99_ms']} ms;   "
-        f"balance p50 {balance['p50_ms']} ms p99 {balance['p99_ms']} ms",
-        f"  availability, 30 days, {av['bookings_on_resource']} bookings on the resource "
-        f"({av['free_slots']} free slots):",
-        f"       database p50 {av['db_p50_ms']:.1f} ms  p99 {av['db_p99_ms']:.1f} ms    "
-        f"through the gateway p50 {av['http_p50_ms']:.1f} ms  p99 {av['http_p99_ms']:.1f} ms",
-        "",
-    ]
-    print("\n".join(lines), flush=True)
-
-
-def _pipeline_lines(report: dict[str, Any]) -> list[str]:
-    """The outbox pipeline's figures: NOTIFY's cost to (a), and (c)/(c') against (b)."""
-    nb, b = report["notify_pgbench"], report["e2e"]
-    runs = " / ".join(f"{'on' if r['notify'] else 'off'} {r['tps']:.0f}" for r in nb["runs"])
-    lines = [
-        f"  NOTIFY: pgbench of (a)'s SQL, trigger on {nb['on_tps']:.0f} tps vs off {nb['off_tps']:.0f} tps "
-        f"= {nb['on_over_off']:.0%}   (runs {runs}; a relay LISTENing)",
-    ]
-    for key, label in (("pipeline_relay", "(r)  (b) with the relay alone (no sending)"),
-                       ("pipeline", "(c)  (b) with relay + notifications + SMTP sink"),
-                       ("pipeline_notify_on", "(c') (c) with the NOTIFY trigger on (relay woken)")):
-        c = b.get(key, {"skipped": "not run"})
-        if "skipped" in c:
-            lines.append(f"  {label}  skipped: {c['skipped']}")
-            continue
-        mail = "emails_delivered" in c
-        versus_c = (f", {c['bookings_per_s'] / b['pipeline']['bookings_per_s']:.0%} of (c)"
-                    if key == "pipeline_notify_on" and "bookings_per_s" in b.get("pipeline", {}) else "")
-        if mail and not c["undelivered"]:  # CPU-bound, sustained: the cores shared by more work per booking
-            by_cpu = (f"       sustained, by CPU: {b['system_cpu_ms_per_booking']:.1f} -> "
-                      f"{c['system_cpu_ms_per_booking']:.1f} ms per booking = "
-                      f"{b['system_cpu_ms_per_booking'] / c['system_cpu_ms_per_booking']:.0%} of (b)")
-        else:
-            by_cpu = ""
-        lines += [
-            f"  {label}  {c['bookings_per_s']:6.0f} /s   = {c['bookings_per_s'] / b['bookings_per_s']:.0%} of (b)"
-            f"{versus_c}   ({'target >= 90%; ' if key != 'pipeline_notify_on' else ''}{c['succeeded']} succeeded, "
-            f"{c['failed']} failed)",
-            f"       relay {c['relay_events_per_s']:.0f} events/s ({c['published']}/{c['events']} published, "
-            f"{c['relay_batches']} batches, {_num(c['events_per_batch'], '.1f')} events/batch)   outbox lag "
-            f"p50 {_num(c['outbox_lag_p50_ms'])} ms  p99 {_num(c['outbox_lag_p99_ms'])} ms  "
-            f"max {_num(c['outbox_lag_max_ms'])} ms",
-            (f"       emails {c['emails_per_s']:.0f} /s delivered ({c['emails_delivered']} emails, {c['in_app']} "
-             f"in-app, {c['undelivered']} undelivered)   event -> email p50 {_num(c['event_to_email_p50_ms'])} ms"
-             f"  p99 {_num(c['event_to_email_p99_ms'])} ms") if mail else "       (its mail not waited for)",
-            f"       accept p99 {c['accept_p99_ms']:.1f} ms   accept -> terminal p50 "
-            f"{c['accept_to_terminal_p50_ms']:.1f} ms  p99 {c['accept_to_terminal_p99_ms']:.1f} ms",
-            f"       CPU ms per booking ({'until every email is out' if mail else 'until every event is published'})  "
-            + "  ".join(f"{k} {v}" for k, v in c["cpu_ms_per_booking"].items()),
-            *([by_cpu] if by_cpu else []),
-        ]
-    return lines
-
-
-def _num(value: float | None, spec: str = ".0f") -> str:
-    return "-" if value is None else format(value, spec)

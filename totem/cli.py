@@ -212,14 +212,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--check", action="store_true", help="only report files that differ (exit 1)")
     gen.set_defaults(func=cmd_generate)
 
-    bn = sub.add_parser("bench", help="benchmark: pgbench ceiling vs end-to-end bookings/s")
-    bn.add_argument("--requests", "-n", type=int, default=6000)
+    bn = sub.add_parser("bench", help="every benchmark in one run, one report: bench/results/latest.json, "
+                                      "report.md and PNG charts")
+    bn.add_argument("--quick", action="store_true",
+                    help="a smoke run of every phase within ~3 minutes: small n, short pgbench, 20,000 ledger "
+                         "entries (the report says so)")
+    bn.add_argument("--requests", "-n", type=int, default=3000)
     bn.add_argument("--concurrency", "-c", type=int, default=32)
-    bn.add_argument("--pgbench-seconds", type=int, default=10)
+    bn.add_argument("--pgbench-seconds", type=int, default=5)
     bn.add_argument("--web-workers", type=int, default=1)
     bn.add_argument("--worker-processes", type=int, default=2)
     bn.add_argument("--worker-threads", type=int, default=8)
-    bn.add_argument("--out", default="bench/results/latest.json")
+    bn.add_argument("--open-loop-seconds", type=float, default=10.0,
+                    help="how long each point of the open-loop latency curve offers its load")
+    bn.add_argument("--ledger-entries", type=int, default=1_000_000,
+                    help="ledger entries on one provider when balance and statement reads are timed")
+    bn.add_argument("--out-dir", default="bench/results")
     bn.set_defaults(func=cmd_bench)
 
     ch = sub.add_parser(
