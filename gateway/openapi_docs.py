@@ -1,27 +1,151 @@
-"""What the OpenAPI document says beyond each route's own declaration: the problems the app itself answers
-on every route (``gateway.access`` refuses credentials, the limiter answers 429, validation answers 400)."""
+"""What the OpenAPI document says beyond each route's own declaration, so that it tells the whole truth:
+
+* the problems the app itself answers on every route (``gateway.access`` refuses credentials, the limiter
+  answers 429, validation answers 400, a rule no schema can state answers 422);
+* the headers a route reads by hand rather than through its signature (``Idempotency-Key``,
+  ``Stripe-Signature``), declared next to the route's decorator with ``documented_headers``;
+* ``additionalProperties: false`` on every request body a msgspec Struct with ``forbid_unknown_fields``
+  decodes (Litestar's schema leaves it open, yet the decoder refuses an unknown field);
+* and, not a document but the same promise on the wire, an automatic ``OPTIONS`` whose ``Allow`` names every
+  method of its path (``allow_every_method``).
+
+``tests/test_openapi_fuzz.py`` holds the document to the app with schemathesis."""
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import msgspec
 from litestar import Litestar
 from litestar.handlers.http_handlers import HTTPRouteHandler
+from litestar.openapi.spec import OpenAPI, Operation, Schema
+from litestar.openapi.spec import Parameter as ParameterSpec
+from litestar.routes import HTTPRoute
 
 from gateway.access import Access, declared_access, is_automatic_options
 from gateway.problems import problem_responses
 from shared.errors import Code
 
+HEADERS_OPT = "documented_headers"
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    name: str
+    required: bool
+    description: str
+    pattern: str | None = None
+
+
+# 1-255 printable ASCII characters (gateway.idempotency), not starting or ending with a space: HTTP strips it.
+_KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
+
+
+def idempotency_key(*, required: bool) -> dict[str, Any]:
+    """The ``opt`` entry of a route that reads the Idempotency-Key header (merge it with ``allow(...)``)."""
+    meaning = ("Required: a repeat with the same key replays the first answer" if required else
+               "Optional: with it, a repeat replays the first answer")
+    return {HEADERS_OPT: (Header("Idempotency-Key", required, meaning + " (1-255 printable characters).",
+                                 _KEY_PATTERN),)}
+
+
+KEY_REQUIRED = idempotency_key(required=True)
+KEY_OPTIONAL = idempotency_key(required=False)
+
+
+def signed_by(header: str, description: str) -> dict[str, Any]:
+    """The ``opt`` entry of a route whose body is authenticated by a signature header (a webhook)."""
+    return {HEADERS_OPT: (Header(header, True, description),)}
+
+
+def _handlers(app: Litestar) -> list[tuple[HTTPRoute, HTTPRouteHandler]]:
+    return [(route, handler) for route in app.routes if isinstance(route, HTTPRoute)
+            for handler in route.route_handlers if not is_automatic_options(handler)]
+
+
+def _names_an_id(route: HTTPRoute, handler: HTTPRouteHandler) -> bool:
+    """A path id, or a query parameter that is one (``?provider=``): an unknown one is 404."""
+    if "{" in route.path:
+        return True
+    hints = handler.parsed_fn_signature.parameters
+    return any(name not in ("data", "state", "grant", "request") and field.is_subclass_of(UUID)
+               for name, field in hints.items())
+
+
+def _takes_input(handler: HTTPRouteHandler) -> bool:
+    return any(name not in ("state", "grant", "request") for name in handler.parsed_fn_signature.parameters)
+
 
 def document_problems(app: Litestar) -> None:
     """Every route's OpenAPI entry lists the problems the app itself can answer on it, beside its own: a
-    malformed parameter or body (400), the rate limit (429), a missing or refused credential (401, 403) on
-    any but public routes, and an unknown id (404) wherever the path names one."""
-    for route in app.routes:
-        for handler in getattr(route, "route_handlers", []):
-            if not isinstance(handler, HTTPRouteHandler) or is_automatic_options(handler):
+    malformed parameter or body (400), a well-formed one breaking a rule no schema states (422), the rate
+    limit (429), a missing or refused credential (401, 403) on any but public routes, an unknown id (404)
+    wherever the path or the query names one, and the Idempotency-Key's problems where the route reads it.
+    Then the document itself is amended (headers, closed bodies) and frozen: Litestar serves this object."""
+    for route, handler in _handlers(app):
+        codes = [Code.VALIDATION_FAILED, Code.RATE_LIMITED]
+        if _takes_input(handler):
+            codes.append(Code.REQUEST_UNPROCESSABLE)
+        if declared_access(handler) != Access.PUBLIC:
+            codes += [Code.UNAUTHORIZED, Code.FORBIDDEN]
+        if _names_an_id(route, handler):
+            codes.append(Code.NOT_FOUND)
+        if any(h.name == "Idempotency-Key" for h in handler.opt.get(HEADERS_OPT, ())):
+            codes += [Code.IDEMPOTENCY_KEY_MISSING, Code.IDEMPOTENCY_KEY_INVALID, Code.IDEMPOTENCY_KEY_REUSED,
+                      Code.IDEMPOTENCY_KEY_IN_FLIGHT]
+        handler.responses = {**problem_responses(*codes), **(handler.responses or {})}
+    _amend(app.openapi_schema, app)
+
+
+def _operation(openapi: OpenAPI, route: HTTPRoute, method: str) -> Operation | None:
+    path = "/".join(part.split(":")[0] + "}" if part.startswith("{") else part for part in route.path.split("/"))
+    item = (openapi.paths or {}).get(path)
+    return getattr(item, method.lower(), None) if item is not None else None
+
+
+def _amend(openapi: OpenAPI, app: Litestar) -> None:
+    for route, handler in _handlers(app):
+        for method in handler.http_methods:
+            operation = _operation(openapi, route, method)
+            if operation is None:
                 continue
-            codes = [Code.VALIDATION_FAILED, Code.RATE_LIMITED]
-            if declared_access(handler) != Access.PUBLIC:
-                codes += [Code.UNAUTHORIZED, Code.FORBIDDEN]
-            if "{" in route.path:
-                codes.append(Code.NOT_FOUND)
-            handler.responses = {**problem_responses(*codes), **(handler.responses or {})}
+            for header in handler.opt.get(HEADERS_OPT, ()):
+                operation.parameters = [*(operation.parameters or []), ParameterSpec(
+                    name=header.name, param_in="header", required=header.required, description=header.description,
+                    schema=Schema(type="string", pattern=header.pattern) if header.pattern else Schema(type="string"))]  # type: ignore[arg-type]
+    closed = _closed_structs()
+    for name, schema in ((openapi.components.schemas or {}) if openapi.components else {}).items():
+        if isinstance(schema, Schema) and (schema.title or name) in closed:
+            schema.additional_properties = False
+
+
+def _closed_structs() -> set[str]:
+    """Names of the Structs that refuse unknown fields (msgspec's forbid_unknown_fields)."""
+    names: set[str] = set()
+    pending: list[type[msgspec.Struct]] = [msgspec.Struct]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        config = getattr(cls, "__struct_config__", None)
+        if config is not None and config.forbid_unknown_fields and inspect.isclass(cls):
+            names.add(cls.__name__)
+    return names
+
+
+def allow_every_method(app: Litestar) -> None:
+    """Litestar answers OPTIONS itself, with ``Allow`` read from the route object its handler was made for. A
+    path whose methods are declared by several handlers (a GET and a POST of one resource) is rebuilt as each
+    joins, but keeps the first OPTIONS handler, still bound to the first, smaller route: its ``Allow`` then
+    lists only the first handler's methods. Rebind each to the route that serves it."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if not is_automatic_options(handler):
+                continue
+            for cell in getattr(handler.fn, "__closure__", None) or ():
+                if isinstance(cell.cell_contents, HTTPRoute):
+                    cell.cell_contents = route

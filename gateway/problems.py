@@ -125,8 +125,9 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def handle_constraint(request: Request[Any, Any, Any], exc: ConstraintViolation) -> Response[bytes]:
-    """A constraint shared/db.py names no domain error for: the database refused a value."""
-    return problem_response(request, Problem(Code.VALIDATION_FAILED, f"refused by the database ({exc.constraint})"))
+    """A constraint shared/db.py names no domain error for: the database refused a value the request's schema
+    admitted (a malformed one never reaches it), so the request is unprocessable rather than malformed."""
+    return problem_response(request, Problem(Code.REQUEST_UNPROCESSABLE, f"refused by the database ({exc.constraint})"))
 
 
 def handle_pool_timeout(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[bytes]:

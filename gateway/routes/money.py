@@ -14,7 +14,8 @@ from litestar.params import Parameter
 
 from gateway.access import OWNERS, PLATFORM, Grant, allow
 from gateway.idempotency import keyed_command
-from gateway.pagination import decode_cursor, next_cursor
+from gateway.openapi_docs import KEY_REQUIRED
+from gateway.pagination import Cursor, decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from gateway.reads import fetch_rows, require_provider
 from gateway.state import GatewayState
@@ -112,7 +113,7 @@ async def provider_statement(
     zone = ZoneInfo(rows[0]["time_zone"])
     start, end = _instant(from_, zone, "from"), _instant(to, zone, "to", end_of_day=True)
     if end <= start:
-        raise Problem(Code.VALIDATION_FAILED, "from must be before to",
+        raise Problem(Code.REQUEST_UNPROCESSABLE, "from must be before to",
                       errors=[{"field": "to", "message": "after from"}])
     params = {"provider_id": provider_id, "from": start, "to": end, "limit": MAX_STATEMENT_ENTRIES + 1}
     opening = {row["currency"]: row["balance"]
@@ -130,7 +131,7 @@ async def provider_statement(
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.VALIDATION_FAILED))
 async def list_payouts(
     state: GatewayState, grant: Grant, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> PayoutPage:
     if not grant.covers(provider):
         raise Problem(Code.NOT_FOUND, f"provider {provider} does not exist")
@@ -164,7 +165,7 @@ class ReconcileRequest(msgspec.Struct, forbid_unknown_fields=True):
     note: str | None = None
 
 
-@post("/v1/system/reconciliations", opt=allow(PLATFORM), status_code=202,
+@post("/v1/system/reconciliations", opt={**allow(PLATFORM), **KEY_REQUIRED}, status_code=202,
       summary="Reconcile the ledger with Stripe's balance transactions now (as a job)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.IDEMPOTENCY_KEY_MISSING))
 async def run_reconciliation(request: Request[Any, Any, Any], state: GatewayState,

@@ -27,6 +27,7 @@ from litestar import Request, get, post
 from prometheus_client import Counter
 
 from gateway.access import PLATFORM, PUBLIC_ROUTE, allow
+from gateway.openapi_docs import signed_by
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.broker import build_message
@@ -83,7 +84,8 @@ STRIPE_EVENTS = Counter("totem_stripe_webhook_events", "Stripe webhook deliverie
                         ["type", "outcome"])
 
 
-@post("/v1/webhooks/stripe", status_code=200, opt=PUBLIC_ROUTE, summary="Stripe webhook ingress",
+@post("/v1/webhooks/stripe", status_code=200, summary="Stripe webhook ingress",
+      opt={**PUBLIC_ROUTE, **signed_by("Stripe-Signature", "Stripe's signature of the raw body (`t=...,v1=...`)")},
       description="Verifies the Stripe-Signature (stripe SDK, 300 s tolerance), stores the event once and "
                   "queues it for the payments worker. A duplicate delivery answers 200 with duplicate: true.",
       responses=problem_responses(Code.WEBHOOK_SIGNATURE_INVALID, Code.WEBHOOK_PAYLOAD_INVALID,
