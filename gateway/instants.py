@@ -11,8 +11,12 @@ from datetime import datetime
 from gateway.problems import Problem
 from shared.errors import Code
 
-INSTANT_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+_DATE, _TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+INSTANT_PATTERN = f"^{_DATE}{_TIME}$"
 INSTANT_SCHEMA = {"format": "date-time"}
+# A statement bound: a local date of the provider, or an instant.
+DATE_OR_INSTANT_PATTERN = f"^{_DATE}({_TIME})?$"
+DATE_OR_INSTANT_SCHEMA = {"anyOf": [{"format": "date"}, {"format": "date-time"}]}
 
 
 def parse_instant(text: str | None, name: str) -> datetime | None:

@@ -5,7 +5,8 @@
 * the headers a route reads by hand rather than through its signature (``Idempotency-Key``,
   ``Stripe-Signature``), declared next to the route's decorator with ``documented_headers``;
 * ``additionalProperties: false`` on every request body a msgspec Struct with ``forbid_unknown_fields``
-  decodes (Litestar's schema leaves it open, yet the decoder refuses an unknown field);
+  decodes (Litestar's schema leaves it open, yet the decoder refuses an unknown field), and the numeric
+  bounds of zero Litestar drops (it tests ``if ge:``, so ``Meta(ge=0)`` vanished from the document);
 * and, not a document but the same promise on the wire, an automatic ``OPTIONS`` whose ``Allow`` names every
   method of its path (``allow_every_method``).
 
@@ -13,12 +14,12 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import msgspec
+import msgspec.inspect
 from litestar import Litestar
 from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPI, Operation, Schema
@@ -116,23 +117,47 @@ def _amend(openapi: OpenAPI, app: Litestar) -> None:
                 operation.parameters = [*(operation.parameters or []), ParameterSpec(
                     name=header.name, param_in="header", required=header.required, description=header.description,
                     schema=Schema(type="string", pattern=header.pattern) if header.pattern else Schema(type="string"))]  # type: ignore[arg-type]
-    closed = _closed_structs()
+    structs = _structs()
     for name, schema in ((openapi.components.schemas or {}) if openapi.components else {}).items():
-        if isinstance(schema, Schema) and (schema.title or name) in closed:
+        struct = structs.get(schema.title or name) if isinstance(schema, Schema) else None
+        if struct is None or not isinstance(schema, Schema):
+            continue
+        if struct.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
+        _restore_zero_bounds(schema, struct)
 
 
-def _closed_structs() -> set[str]:
-    """Names of the Structs that refuse unknown fields (msgspec's forbid_unknown_fields)."""
-    names: set[str] = set()
+def _structs() -> dict[str, type[msgspec.Struct]]:
+    """Every msgspec Struct by name (a component's title); a name two Structs share is left out."""
+    found: dict[str, type[msgspec.Struct]] = {}
+    shared: set[str] = set()
     pending: list[type[msgspec.Struct]] = [msgspec.Struct]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        config = getattr(cls, "__struct_config__", None)
-        if config is not None and config.forbid_unknown_fields and inspect.isclass(cls):
-            names.add(cls.__name__)
-    return names
+        if cls is msgspec.Struct:
+            continue
+        if cls.__name__ in found and found[cls.__name__] is not cls:
+            shared.add(cls.__name__)
+        found[cls.__name__] = cls
+    return {name: cls for name, cls in found.items() if name not in shared}
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusive_minimum", "lt": "exclusive_maximum"}
+
+
+def _restore_zero_bounds(schema: Schema, struct: type[msgspec.Struct]) -> None:
+    info = msgspec.inspect.type_info(struct)
+    for field in getattr(info, "fields", ()):
+        prop = (schema.properties or {}).get(field.encode_name)
+        if not isinstance(prop, Schema):
+            continue
+        kinds = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        for kind in kinds:
+            if isinstance(kind, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+                for bound, attribute in _BOUNDS.items():
+                    if getattr(kind, bound) == 0 and getattr(prop, attribute) is None:
+                        setattr(prop, attribute, 0)
 
 
 def allow_every_method(app: Litestar) -> None:

@@ -37,7 +37,7 @@ PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 # Bounded and reproducible: a few cases per operation and phase, one seed, no randomness between runs. The
 # time limit is a safety net far above a normal run (about 2 minutes here), never what ends it.
-RUN_OPTIONS = ["--checks", "all", "--max-examples", "5", "--seed", "16", "--generation-deterministic",
+RUN_OPTIONS = ["--checks", "all", "--max-examples", "3", "--seed", "16", "--generation-deterministic",
                "--workers", "1", "--request-timeout", "10", "--no-color", "--max-time", "400"]
 
 # Schemathesis' defaults, plus 422: a well-formed request refused by a rule the schema cannot state.

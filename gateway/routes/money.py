@@ -14,6 +14,7 @@ from litestar.params import Parameter
 
 from gateway.access import OWNERS, PLATFORM, Grant, allow
 from gateway.idempotency import keyed_command
+from gateway.instants import DATE_OR_INSTANT_PATTERN, DATE_OR_INSTANT_SCHEMA, parse_instant
 from gateway.openapi_docs import KEY_REQUIRED
 from gateway.pagination import Cursor, decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
@@ -102,9 +103,11 @@ async def provider_balance(state: GatewayState, provider_id: UUID) -> ProviderBa
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def provider_statement(
     state: GatewayState, provider_id: UUID,
-    from_: Annotated[str, Parameter(query="from", description="an ISO-8601 instant with an offset, or a local date "
+    from_: Annotated[str, Parameter(query="from", pattern=DATE_OR_INSTANT_PATTERN, schema_extra=DATE_OR_INSTANT_SCHEMA,
+                                    description="an ISO-8601 instant with an offset, or a local date "
                                     "of the provider (YYYY-MM-DD: from its first moment)")],
-    to: Annotated[str, Parameter(query="to", description="an ISO-8601 instant with an offset, or a local date of "
+    to: Annotated[str, Parameter(query="to", pattern=DATE_OR_INSTANT_PATTERN, schema_extra=DATE_OR_INSTANT_SCHEMA,
+                                 description="an ISO-8601 instant with an offset, or a local date of "
                                  "the provider (YYYY-MM-DD: to its end, inclusive)")],
 ) -> Statement:
     rows = await fetch_rows(state, "get_provider", {"id": provider_id}, lag_ok=True)
@@ -153,10 +156,13 @@ def _instant(text: str, zone: ZoneInfo, name: str, *, end_of_day: bool = False) 
         if len(text) == len("YYYY-MM-DD"):
             day = date.fromisoformat(text)
             return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0), zone)
-        moment = datetime.fromisoformat(text)
     except ValueError:
         raise refused from None
-    if moment.tzinfo is None:
+    except OverflowError:  # 9999-12-31 as ``to``: its end is past the last instant Python can hold
+        raise Problem(Code.REQUEST_UNPROCESSABLE, f"{name} is out of range",
+                      errors=[{"field": name, "message": "out of range"}]) from None
+    moment = parse_instant(text, name)
+    if moment is None:
         raise refused
     return moment
 
