@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+import psycopg.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
@@ -130,6 +131,17 @@ def handle_constraint(request: Request[Any, Any, Any], exc: ConstraintViolation)
     return problem_response(request, Problem(Code.REQUEST_UNPROCESSABLE, f"refused by the database ({exc.constraint})"))
 
 
+# Values the schema admits but Postgres cannot hold: a NUL (U+0000) in text or jsonb, an instant or a number
+# beyond its range. The statement failed, so its transaction (a key, a job) rolled back: nothing was changed.
+UNHOLDABLE = (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire,
+              psycopg.errors.DatetimeFieldOverflow, psycopg.errors.NumericValueOutOfRange)
+
+
+def handle_unholdable(request: Request[Any, Any, Any], exc: psycopg.DataError) -> Response[bytes]:
+    return problem_response(request, Problem(Code.REQUEST_UNPROCESSABLE, "a value cannot be stored: text may not "
+                                             "hold U+0000, and instants and numbers must be in range"))
+
+
 def handle_pool_timeout(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[bytes]:
     log.warning("database pool saturated", extra={"request_id": request_id_of(request)})
     return problem_response(request, Problem(Code.SERVICE_UNAVAILABLE, "the server is saturated; retry shortly",
@@ -156,5 +168,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     psycopg.OperationalError: handle_database_down,
     PoolTimeout: handle_pool_timeout,
     ConstraintViolation: handle_constraint,
+    **dict.fromkeys(UNHOLDABLE, handle_unholdable),
     Exception: handle_unexpected,
 }
