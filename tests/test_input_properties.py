@@ -229,3 +229,21 @@ def test_a_booking_body_never_gets_a_5xx_and_a_refused_one_leaves_no_key_and_no_
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] in ("VALIDATION_FAILED", "REQUEST_UNPROCESSABLE", "NOT_FOUND"), response.text
     assert _trace(conn, key) == {"keys": 0, "jobs": 0}, "a refused booking request left a key or a job behind"
+
+
+@pytest.mark.parametrize("customer", [{"name": "Ada\x00", "email": "ada@example.com"},
+                                      {"name": "Ada", "email": "ada@example.com", "phone": "+49 30 1234567"}])
+def test_a_nul_in_a_booking_is_refused_and_leaves_nothing_while_a_clean_twin_is_accepted(
+        gateway: httpx.Client, conn: psycopg.Connection[dict[str, Any]], shop: Catalog,
+        customer: dict[str, str]) -> None:
+    """Postgres text and jsonb cannot hold U+0000, which JSON and the schema admit: 422, not a 500."""
+    key = uuid.uuid4().hex
+    body = {"kind": "slot", "resource_id": shop.resource_id, "service_id": shop.service_id,
+            "start_at": _instant(300, 0), "customer": customer}
+    response = gateway.post("/v1/bookings", json=body, headers={"Idempotency-Key": key, **shop.widget})
+    if "\x00" in customer["name"]:
+        assert response.status_code == 422 and response.json()["code"] == "REQUEST_UNPROCESSABLE", response.text
+        assert _trace(conn, key) == {"keys": 0, "jobs": 0}
+    else:
+        assert response.status_code == 202, response.text
+        assert _trace(conn, key) == {"keys": 1, "jobs": 1}
