@@ -143,7 +143,7 @@ def test_blocks_hours_and_offerings_are_checked(client: httpx.Client, salon: dic
                   {"name": "X", "duration_minutes": 30, "price": 1}).json()
     assert api(client, "PUT", f"/resources/{resource_id}/services/{foreign['id']}").status_code == 404
     stay_without_price = api(client, "POST", f"/providers/{other['id']}/resources", {"kind": "stay", "name": "Loft"})
-    assert stay_without_price.status_code == 400
+    assert stay_without_price.status_code == 422  # well formed: the rule joins two fields
 
 
 def test_catalog_creates_honour_an_idempotency_key(client: httpx.Client, db: Any) -> None:
