@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -85,7 +86,8 @@ def document_problems(app: Litestar) -> None:
     malformed parameter or body (400), a well-formed one breaking a rule no schema states (422), the rate
     limit (429), a missing or refused credential (401, 403) on any but public routes, an unknown id (404)
     wherever the path or the query names one, and the Idempotency-Key's problems where the route reads it.
-    Then the document itself is amended (headers, closed bodies) and frozen: Litestar serves this object."""
+    Then the document itself is amended (headers, closed bodies, zero bounds): Litestar built it once, here,
+    and serves this very object."""
     for route, handler in _handlers(app):
         codes = [Code.VALIDATION_FAILED, Code.RATE_LIMITED]
         if _takes_input(handler):
@@ -101,8 +103,11 @@ def document_problems(app: Litestar) -> None:
     _amend(app.openapi_schema, app)
 
 
+_PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
+
+
 def _operation(openapi: OpenAPI, route: HTTPRoute, method: str) -> Operation | None:
-    path = "/".join(part.split(":")[0] + "}" if part.startswith("{") else part for part in route.path.split("/"))
+    path = _PATH_PARAM.sub(r"{\1}", route.path)  # the document names {id}, Litestar's path {id:uuid}
     item = (openapi.paths or {}).get(path)
     return getattr(item, method.lower(), None) if item is not None else None
 
