@@ -35,7 +35,7 @@ class RefundWindow(msgspec.Struct, forbid_unknown_fields=True):
 # The shape of an IANA name; whether this server knows the zone is checked on use (REQUEST_UNPROCESSABLE).
 TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64,
                                        pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
-                                       description="an IANA time zone name, e.g. Europe/Berlin")]
+                                       description="an IANA time zone name", examples=["Europe/Berlin"])]
 DisputeLiability = Literal["provider", "platform"]
 
 

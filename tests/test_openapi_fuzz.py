@@ -39,7 +39,7 @@ PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 # are fixed by the document), one seed, no randomness between runs. The time limit is a safety net above a
 # normal run (about 2 minutes on an idle 2-core box), reached only on a box busy with other work.
 RUN_OPTIONS = ["--checks", "all", "--max-examples", "2", "--seed", "16", "--generation-deterministic",
-               "--workers", "1", "--request-timeout", "10", "--no-color", "--max-time", "300"]
+               "--workers", "1", "--request-timeout", "30", "--no-color", "--max-time", "300"]
 
 # Schemathesis' defaults, plus 422: a well-formed request refused by a rule the schema cannot state.
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
