@@ -123,6 +123,7 @@ def _amend(openapi: OpenAPI, app: Litestar) -> None:
                     name=header.name, param_in="header", required=header.required, description=header.description,
                     schema=Schema(type="string", pattern=header.pattern) if header.pattern else Schema(type="string"))]  # type: ignore[arg-type]
     structs = _structs()
+    _close_response_alternatives(openapi, structs, _request_structs(app))
     for name, schema in ((openapi.components.schemas or {}) if openapi.components else {}).items():
         struct = structs.get(schema.title or name) if isinstance(schema, Schema) else None
         if struct is None or not isinstance(schema, Schema):
@@ -130,6 +131,52 @@ def _amend(openapi: OpenAPI, app: Litestar) -> None:
         if struct.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
         _restore_zero_bounds(schema, struct)
+
+
+def _close_response_alternatives(openapi: OpenAPI, structs: dict[str, type[msgspec.Struct]],
+                                 requests: set[str]) -> None:
+    """An answer that is one of several Structs (``ProviderView | ProviderPublicView``) is a ``oneOf``: with
+    open objects a full view also matches the smaller one, and ``oneOf`` is then false. msgspec encodes a
+    Struct's own fields and nothing else, so the alternatives are closed (unless a request body also uses the
+    Struct: a body that does not forbid unknown fields must stay open)."""
+    components = (openapi.components.schemas or {}) if openapi.components else {}
+    for item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "patch", "delete"):
+            operation = getattr(item, method, None)
+            for response in ((operation.responses or {}).values() if operation is not None else ()):
+                for media in (getattr(response, "content", None) or {}).values():
+                    schema = media.schema
+                    for ref in (schema.one_of or []) if isinstance(schema, Schema) else []:
+                        name = getattr(ref, "ref", "").rsplit("/", 1)[-1]
+                        component = components.get(name)
+                        if isinstance(component, Schema) and name in structs and name not in requests:
+                            component.additional_properties = False
+
+
+def _request_structs(app: Litestar) -> set[str]:
+    """Names of the Structs a request body holds, at any depth."""
+    names: set[str] = set()
+    pending: list[msgspec.inspect.Type] = []
+    for _, handler in _handlers(app):
+        body = handler.parsed_fn_signature.parameters.get("data")
+        if body is not None:
+            try:
+                pending.append(msgspec.inspect.type_info(body.annotation))
+            except TypeError:  # not a type msgspec knows (a form, raw bytes)
+                continue
+    while pending:
+        kind = pending.pop()
+        if isinstance(kind, msgspec.inspect.StructType):
+            if kind.cls.__name__ not in names:
+                names.add(kind.cls.__name__)
+                pending.extend(field.type for field in kind.fields)
+        elif isinstance(kind, msgspec.inspect.UnionType):
+            pending.extend(kind.types)
+        elif isinstance(kind, msgspec.inspect.ListType | msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
+            pending.append(kind.item_type)
+        elif isinstance(kind, msgspec.inspect.DictType):
+            pending.append(kind.value_type)
+    return names
 
 
 def _structs() -> dict[str, type[msgspec.Struct]]:
