@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge
 from gateway.access import PUBLIC_ROUTE, authorize, current_grant
 from gateway.cors import cors_middleware
 from gateway.idempotency import CommandAcceptor
-from gateway.openapi_docs import document_problems
+from gateway.openapi_docs import allow_every_method, document_problems
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import RateLimiter, Verdict
 from gateway.routes import (
@@ -185,4 +185,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     document_problems(app)
+    allow_every_method(app)
     return app

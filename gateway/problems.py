@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+import psycopg.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
@@ -100,11 +101,36 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Re
 
 
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
-    errors = [
-        {key: str(value) for key, value in item.items()} for item in (exc.extra or []) if isinstance(item, dict)
-    ]
+    aliases = _public_names(request)
+    errors = [_with_field({key: str(value) for key, value in item.items()}, aliases)
+              for item in (exc.extra or []) if isinstance(item, dict)]
     detail = "; ".join(_describe(e) for e in errors) or str(exc.detail)
     return problem_response(request, Problem(Code.VALIDATION_FAILED, detail, errors=errors or None))
+
+
+def _public_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """A handler's Python parameter names (``from_``) by the names callers use (``from``)."""
+    handler = request.scope.get("route_handler")
+    signature = getattr(handler, "parsed_fn_signature", None)
+    names: dict[str, str] = {}
+    for name, field in (signature.parameters.items() if signature is not None else ()):
+        kwarg = field.kwarg_definition
+        public = getattr(kwarg, "query", None) or getattr(kwarg, "header", None) if kwarg is not None else None
+        if isinstance(public, str) and public != name:
+            names[name] = public
+    return names
+
+
+def _with_field(error: dict[str, str], aliases: dict[str, str]) -> dict[str, str]:
+    """Litestar names the parameter or body field at fault ``key`` (by its Python name: ``from_``); our own
+    problems say ``field``, by the name callers use: both, public."""
+    if error.get("key") in aliases:
+        key = aliases[error["key"]]
+        error = {**error, "key": key, "message": error.get("message", "").replace(f"`{error['key']}`", f"`{key}`")}
+    key = error.get("key", "")
+    if key == "data" and error.get("message") == "'data'":  # Litestar's KeyError for a request without a body
+        return {**error, "message": "this request needs a JSON body"}
+    return {**error, "field": key} if key and key != "data" and "field" not in error else error
 
 
 def _describe(error: dict[str, str]) -> str:
@@ -125,8 +151,20 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def handle_constraint(request: Request[Any, Any, Any], exc: ConstraintViolation) -> Response[bytes]:
-    """A constraint shared/db.py names no domain error for: the database refused a value."""
-    return problem_response(request, Problem(Code.VALIDATION_FAILED, f"refused by the database ({exc.constraint})"))
+    """A constraint shared/db.py names no domain error for: the database refused a value the request's schema
+    admitted (a malformed one never reaches it), so the request is unprocessable rather than malformed."""
+    return problem_response(request, Problem(Code.REQUEST_UNPROCESSABLE, f"refused by the database ({exc.constraint})"))
+
+
+# Values the schema admits but Postgres cannot hold: a NUL (U+0000) in text or jsonb, an instant or a number
+# beyond its range. The statement failed, so its transaction (a key, a job) rolled back: nothing was changed.
+UNHOLDABLE = (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire,
+              psycopg.errors.DatetimeFieldOverflow, psycopg.errors.NumericValueOutOfRange)
+
+
+def handle_unholdable(request: Request[Any, Any, Any], exc: psycopg.DataError) -> Response[bytes]:
+    return problem_response(request, Problem(Code.REQUEST_UNPROCESSABLE, "a value cannot be stored: text may not "
+                                             "hold U+0000, and instants and numbers must be in range"))
 
 
 def handle_pool_timeout(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[bytes]:
@@ -155,5 +193,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     psycopg.OperationalError: handle_database_down,
     PoolTimeout: handle_pool_timeout,
     ConstraintViolation: handle_constraint,
+    **dict.fromkeys(UNHOLDABLE, handle_unholdable),
     Exception: handle_unexpected,
 }

@@ -32,13 +32,17 @@ class RefundWindow(msgspec.Struct, forbid_unknown_fields=True):
     refund_percent: Annotated[int, msgspec.Meta(ge=0, le=100)]
 
 
+# The shape of an IANA name; whether this server knows the zone is checked on use (REQUEST_UNPROCESSABLE).
+TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64,
+                                       pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+                                       description="an IANA time zone name", examples=["Europe/Berlin"])]
 DisputeLiability = Literal["provider", "platform"]
 
 
 class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
     slug: Slug
     name: Name
-    time_zone: str
+    time_zone: TimeZone
     currency: Currency
     commission_bps: Bps = 1000
     hold_ttl_seconds: HoldTtl | None = None
@@ -54,7 +58,7 @@ class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | None = None
-    time_zone: str | None = None
+    time_zone: TimeZone | None = None
     commission_bps: Bps | None = None
     hold_ttl_seconds: HoldTtl | None = None
     cancellation_policy: list[RefundWindow] | None = None

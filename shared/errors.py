@@ -20,6 +20,7 @@ from typing import ClassVar
 
 class Code(StrEnum):
     VALIDATION_FAILED = "VALIDATION_FAILED"
+    REQUEST_UNPROCESSABLE = "REQUEST_UNPROCESSABLE"
     IDEMPOTENCY_KEY_MISSING = "IDEMPOTENCY_KEY_MISSING"
     IDEMPOTENCY_KEY_INVALID = "IDEMPOTENCY_KEY_INVALID"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
@@ -58,6 +59,10 @@ class CodeSpec:
 VOCABULARY: dict[Code, CodeSpec] = {
     Code.VALIDATION_FAILED: CodeSpec(400, "The body, a query parameter or a path parameter is malformed or "
                                           "out of range; `errors` says where. Nothing was changed."),
+    Code.REQUEST_UNPROCESSABLE: CodeSpec(422, "The request is well formed (the OpenAPI document admits it) but "
+                                              "breaks a rule no schema can state: a date in the past, a window "
+                                              "reversed or too long, an unknown time zone, a cursor this server "
+                                              "did not issue. `errors` says where. Nothing was changed."),
     Code.IDEMPOTENCY_KEY_MISSING: CodeSpec(400, "This call changes state and needs an `Idempotency-Key` header."),
     Code.IDEMPOTENCY_KEY_INVALID: CodeSpec(400, "The `Idempotency-Key` header is empty, too long (255) or "
                                                 "not printable ASCII."),
@@ -159,9 +164,9 @@ class ProviderSlugTaken(DomainError):
 
 
 class InvalidValue(DomainError):
-    """A value the database's CHECK constraints refuse (the gateway validates most before)."""
+    """A well-formed value the database's CHECK constraints refuse (the gateway validates most before)."""
 
-    code = Code.VALIDATION_FAILED
+    code = Code.REQUEST_UNPROCESSABLE
 
 
 class PaymentProviderRefused(DomainError):

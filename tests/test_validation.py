@@ -51,8 +51,15 @@ def test_malformed_json_is_400(client: httpx.Client, content: bytes) -> None:
     assert_problem(post_raw(client, content), 400, "VALIDATION_FAILED")
 
 
+def test_a_missing_body_is_named_as_such(client: httpx.Client) -> None:
+    doc = assert_problem(post_raw(client, b""), 400, "VALIDATION_FAILED")
+    assert doc["detail"] == "this request needs a JSON body"
+
+
 def test_start_in_the_past_is_refused(client: httpx.Client, catalog: Catalog) -> None:
-    doc = assert_problem(post_raw(client, json.dumps(catalog.slot_body(future(days=-2)))), 400, "VALIDATION_FAILED")
+    # well formed (the schema cannot say "future"), so unprocessable rather than malformed
+    doc = assert_problem(post_raw(client, json.dumps(catalog.slot_body(future(days=-2)))), 422,
+                         "REQUEST_UNPROCESSABLE")
     assert "future" in doc["detail"]
 
 

@@ -151,7 +151,9 @@ def _page(title: str, body: str, status: int = 200) -> Response[str]:
     return Response(document, status_code=status, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
-@get("/auth/magic", opt=PUBLIC, tags=["auth"], media_type=MediaType.HTML,
+# The two pages an emailed link opens are for a browser (HTML, friendly errors), not operations of the API,
+# like the widget and the console: the OpenAPI document leaves them out; API clients use /v1/auth/sessions.
+@get("/auth/magic", opt=PUBLIC, tags=["auth"], media_type=MediaType.HTML, include_in_schema=False,
      summary="The page an emailed link opens (it does not use the link up)")
 async def magic_link_page(token: Annotated[str | None, Parameter(max_length=200)] = None) -> Response[str]:
     if not token:
@@ -167,7 +169,7 @@ async def magic_link_page(token: Annotated[str | None, Parameter(max_length=200)
                  '<script type="module" src="/static/console/magic.js"></script>')
 
 
-@post("/auth/magic", opt=PUBLIC, status_code=200, tags=["auth"], media_type=MediaType.HTML,
+@post("/auth/magic", opt=PUBLIC, status_code=200, tags=["auth"], media_type=MediaType.HTML, include_in_schema=False,
       summary="The sign-in page's button: use the link up and show the session token")
 async def magic_link_sign_in(request: Request[Any, Any, Any], state: GatewayState,
                              data: Annotated[MagicForm, Body(media_type=RequestEncodingType.URL_ENCODED)]

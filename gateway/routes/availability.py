@@ -36,7 +36,7 @@ async def slot_availability(
 ) -> SlotAvailability | NightAvailability:
     chosen = service_id or service
     if to_date < from_date or (to_date - from_date).days >= MAX_WINDOW_DAYS:
-        raise Problem(Code.VALIDATION_FAILED, f"need from <= to and a window of at most {MAX_WINDOW_DAYS} days")
+        raise Problem(Code.REQUEST_UNPROCESSABLE, f"need from <= to and a window of at most {MAX_WINDOW_DAYS} days")
     params = {"resource_id": resource_id, "service_id": chosen, "from": from_date, "to": to_date,
               "step_minutes": step_minutes, "scope": grant.scope_param}
 
@@ -51,7 +51,7 @@ async def slot_availability(
                 nights = [row["night"] for row in await cur.fetchall()]
                 return NightAvailability(resource_id=resource_id, time_zone=resource["time_zone"], nights=nights)
             if chosen is None:
-                raise Problem(Code.VALIDATION_FAILED, "service_id is required for a slot resource",
+                raise Problem(Code.REQUEST_UNPROCESSABLE, "service_id is required for a slot resource",
                               errors=[{"field": "service_id", "message": "required"}])
             cur = await conn.execute(QUERIES["get_offer_time_zone"], params)
             zone = await cur.fetchone()

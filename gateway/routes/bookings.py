@@ -12,7 +12,9 @@ from litestar.params import Parameter
 
 from gateway.access import MEMBERS, OWNERS, Access, Grant, allow
 from gateway.idempotency import Check, KeyedCommand, keyed_command
-from gateway.pagination import decode_cursor, next_cursor
+from gateway.instants import INSTANT_PATTERN, INSTANT_SCHEMA, parse_instant
+from gateway.openapi_docs import KEY_REQUIRED
+from gateway.pagination import Cursor, decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.booking import read_booking
@@ -34,7 +36,7 @@ from shared.schemas import (
 @post("/v1/bookings", status_code=202, summary="Request a booking",
       description="Validates and records the request as a job, then answers 202 at once. Needs an "
                   "Idempotency-Key header. Poll the job at `status_url` until it is terminal.",
-      opt=allow(Access.PUBLIC_TOKEN | OWNERS),
+      opt={**allow(Access.PUBLIC_TOKEN | OWNERS), **KEY_REQUIRED},
       responses=problem_responses(Code.VALIDATION_FAILED, Code.IDEMPOTENCY_KEY_MISSING, Code.NOT_FOUND,
                                   Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.IDEMPOTENCY_KEY_REUSED,
                                   Code.UNAUTHORIZED, Code.FORBIDDEN, Code.RATE_LIMITED, Code.SERVICE_UNAVAILABLE))
@@ -44,7 +46,7 @@ async def create_booking(request: Request[Any, Any, Any], state: GatewayState, g
     if isinstance(data, StayBookingRequest):
         return await _accept_stay(request, state, grant, command, data)
     if data.start_at <= datetime.now(UTC):
-        raise Problem(Code.VALIDATION_FAILED, "start_at must be in the future",
+        raise Problem(Code.REQUEST_UNPROCESSABLE, "start_at must be in the future",
                       errors=[{"field": "start_at", "message": "must be in the future"}])
 
     offer = Check("check_slot_offer", {"resource_id": data.resource_id, "service_id": data.service_id,
@@ -62,10 +64,10 @@ async def _accept_stay(request: Request[Any, Any, Any], state: GatewayState, gra
                        data: StayBookingRequest) -> Response[Accepted]:
     nights = (data.check_out - data.check_in).days
     if not 1 <= nights <= MAX_NIGHTS:
-        raise Problem(Code.VALIDATION_FAILED, f"check_out must be 1 to {MAX_NIGHTS} nights after check_in",
+        raise Problem(Code.REQUEST_UNPROCESSABLE, f"check_out must be 1 to {MAX_NIGHTS} nights after check_in",
                       errors=[{"field": "check_out", "message": f"1 to {MAX_NIGHTS} nights after check_in"}])
     if data.check_in < datetime.now(UTC).date() - timedelta(days=1):
-        raise Problem(Code.VALIDATION_FAILED, "check_in is in the past",
+        raise Problem(Code.REQUEST_UNPROCESSABLE, "check_in is in the past",
                       errors=[{"field": "check_in", "message": "in the past"}])
     listing = Check("check_stay_listing", {"resource_id": data.resource_id, "scope": grant.scope_param},
                     Problem(Code.NOT_FOUND, f"listing {data.resource_id} does not exist"))
@@ -81,13 +83,16 @@ async def list_bookings(
     provider: Annotated[UUID | None, Parameter(query="provider")] = None,
     resource: Annotated[UUID | None, Parameter(query="resource")] = None,
     status: Annotated[BookingStatus | None, Parameter(query="status")] = None,
-    from_: Annotated[datetime | None, Parameter(query="from")] = None,
-    to: Annotated[datetime | None, Parameter(query="to")] = None,
+    from_: Annotated[str | None, Parameter(query="from", pattern=INSTANT_PATTERN, schema_extra=INSTANT_SCHEMA,
+                                           description="bookings ending after (RFC 3339)")] = None,
+    to: Annotated[str | None, Parameter(query="to", pattern=INSTANT_PATTERN, schema_extra=INSTANT_SCHEMA,
+                                        description="bookings starting before (RFC 3339)")] = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> BookingPage:
     after_created_at, after_id = decode_cursor(cursor)
-    params = {"provider_id": provider, "resource_id": resource, "status": status, "from": from_, "to": to,
+    params = {"provider_id": provider, "resource_id": resource, "status": status,
+              "from": parse_instant(from_, "from"), "to": parse_instant(to, "to"),
               "limit": limit + 1, "after_created_at": after_created_at, "after_id": after_id, **grant.booking_filter()}
 
     async def read() -> list[dict[str, Any]]:

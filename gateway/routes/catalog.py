@@ -19,7 +19,8 @@ from psycopg.types.json import Jsonb
 from gateway.access import MEMBERS, OWNERS, PLATFORM, WIDGET, Grant, allow
 from gateway.access import record_action as _audit
 from gateway.idempotency import optional_keyed_command
-from gateway.pagination import decode_cursor, next_cursor
+from gateway.openapi_docs import KEY_OPTIONAL
+from gateway.pagination import Cursor, decode_cursor, next_cursor
 from gateway.problems import Problem
 from gateway.state import GatewayState
 from shared.catalog import (
@@ -76,7 +77,7 @@ def _found(row: dict[str, Any] | None, view: type[V], what: str) -> V:
 
 def _zone(name: str | None) -> None:
     if name is not None and not is_time_zone(name):
-        raise Problem(Code.VALIDATION_FAILED, f"unknown time zone {name!r}",
+        raise Problem(Code.REQUEST_UNPROCESSABLE, f"unknown time zone {name!r}",
                       errors=[{"field": "time_zone", "message": "not an IANA time zone"}])
 
 
@@ -99,7 +100,8 @@ IDEMPOTENT = "Takes an optional Idempotency-Key: a repeat replays the first answ
 Req = Request[Any, Any, Any]
 
 
-@post("/providers", summary="Create a provider (platform)", description=IDEMPOTENT, opt=allow(PLATFORM))
+@post("/providers", summary="Create a provider (platform)", description=IDEMPOTENT,
+      opt={**allow(PLATFORM), **KEY_OPTIONAL})
 async def create_provider(request: Req, state: GatewayState, grant: Grant,
                           data: ProviderCreate) -> Response[ProviderView]:
     _zone(data.time_zone)
@@ -114,7 +116,7 @@ async def create_provider(request: Req, state: GatewayState, grant: Grant,
 
 
 @get("/providers", summary="List the providers the caller may see", opt=allow(WIDGET))
-async def list_providers(state: GatewayState, grant: Grant, limit: Limit = 50, cursor: str | None = None) -> Page:
+async def list_providers(state: GatewayState, grant: Grant, limit: Limit = 50, cursor: Cursor = None) -> Page:
     page = await _page(state, "list_providers", {"scope": grant.scope_param}, limit, cursor, ProviderView)
     return Page(items=[_as_seen_by(grant, p) for p in page.items], next_cursor=page.next_cursor)
 
@@ -187,11 +189,11 @@ async def _change_resource(request: Req, state: GatewayState, grant: Grant, reso
 
 
 @post("/providers/{provider_id:uuid}/resources", summary="Create a resource (a master's time, a listing)",
-      description=IDEMPOTENT, opt=allow(OWNERS))
+      description=IDEMPOTENT, opt={**allow(OWNERS), **KEY_OPTIONAL})
 async def create_resource(request: Req, state: GatewayState, grant: Grant, provider_id: UUID,
                           data: ResourceCreate) -> Response[ResourceView]:
     if (data.kind == "stay") != (data.nightly_price is not None):
-        raise Problem(Code.VALIDATION_FAILED, "a stay listing needs nightly_price; a slot resource has none",
+        raise Problem(Code.REQUEST_UNPROCESSABLE, "a stay listing needs nightly_price; a slot resource has none",
                       errors=[{"field": "nightly_price", "message": "required for stay, absent for slot"}])
     if data.kind != "stay" and data.security_deposit is not None:
         raise _deposit_on_slot()
@@ -208,7 +210,7 @@ async def create_resource(request: Req, state: GatewayState, grant: Grant, provi
 @get("/resources", summary="List resources", opt=allow(WIDGET))
 async def list_resources(state: GatewayState, grant: Grant, provider: UUID | None = None,
                          kind: Literal["slot", "stay"] | None = None, limit: Limit = 50,
-                         cursor: str | None = None) -> Page:
+                         cursor: Cursor = None) -> Page:
     return await _page(state, "list_resources", {"provider_id": provider, "kind": kind, "scope": grant.scope_param},
                        limit, cursor, ResourceView)
 
@@ -219,7 +221,7 @@ async def get_resource(state: GatewayState, grant: Grant, resource_id: UUID) -> 
 
 
 def _deposit_on_slot() -> Problem:
-    return Problem(Code.VALIDATION_FAILED, "only a stay listing takes a security deposit",
+    return Problem(Code.REQUEST_UNPROCESSABLE, "only a stay listing takes a security deposit",
                    errors=[{"field": "security_deposit", "message": "stays only"}])
 
 
@@ -276,11 +278,11 @@ async def set_hours(request: Req, state: GatewayState, grant: Grant, resource_id
 
 
 @post("/resources/{resource_id:uuid}/blocks", summary="Block a period (no new bookings overlap it)",
-      description=IDEMPOTENT, opt=allow(OWNERS))
+      description=IDEMPOTENT, opt={**allow(OWNERS), **KEY_OPTIONAL})
 async def create_block(request: Req, state: GatewayState, grant: Grant, resource_id: UUID,
                        data: BlockCreate) -> Response[BlockView]:
     if data.end_at <= data.start_at:
-        raise Problem(Code.VALIDATION_FAILED, "end_at must be after start_at")
+        raise Problem(Code.REQUEST_UNPROCESSABLE, "end_at must be after start_at")
     await _read_resource(state, grant, resource_id)
 
     async def create(conn: psycopg.AsyncConnection[Any]) -> BlockView:
@@ -321,7 +323,7 @@ async def _service(conn: psycopg.AsyncConnection[Any], grant: Grant, service_id:
 
 
 @post("/providers/{provider_id:uuid}/services", summary="Create a service (priced in the provider's currency)",
-      description=IDEMPOTENT, opt=allow(OWNERS))
+      description=IDEMPOTENT, opt={**allow(OWNERS), **KEY_OPTIONAL})
 async def create_service(request: Req, state: GatewayState, grant: Grant, provider_id: UUID,
                          data: ServiceCreate) -> Response[ServiceView]:
     async def create(conn: psycopg.AsyncConnection[Any]) -> ServiceView:
@@ -335,7 +337,7 @@ async def create_service(request: Req, state: GatewayState, grant: Grant, provid
 
 @get("/services", summary="List services", opt=allow(WIDGET))
 async def list_services(state: GatewayState, grant: Grant, provider: UUID | None = None, limit: Limit = 50,
-                        cursor: str | None = None) -> Page:
+                        cursor: Cursor = None) -> Page:
     return await _page(state, "list_services", {"provider_id": provider, "scope": grant.scope_param}, limit, cursor,
                        ServiceView)
 

@@ -13,6 +13,7 @@ from litestar import Request, Response, post
 
 from gateway.access import OWNERS, Grant, allow, request_ip
 from gateway.idempotency import Check, keyed_command
+from gateway.openapi_docs import KEY_REQUIRED
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.connect import ONBOARDING_RETURN_PATH, OnboardJob
@@ -25,7 +26,7 @@ class StripeAccountRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Nothing to give: the account is the provider's. Its body is ``{}``."""
 
 
-@post("/v1/providers/{provider_id:uuid}/stripe-account", status_code=202, opt=allow(OWNERS),
+@post("/v1/providers/{provider_id:uuid}/stripe-account", status_code=202, opt={**allow(OWNERS), **KEY_REQUIRED},
       summary="Create the provider's Stripe Express account (once) and an onboarding link",
       description="Accepted as a job (Idempotency-Key required); the job's result is {provider_id, account_id, "
                   "created, url, expires_at}: open url to finish onboarding in Stripe, which returns to the "

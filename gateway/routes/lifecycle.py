@@ -11,6 +11,7 @@ from litestar import Request, Response, post
 
 from gateway.access import MEMBERS, Access, Grant, allow, request_ip
 from gateway.idempotency import Check, keyed_command
+from gateway.openapi_docs import KEY_REQUIRED
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.db import QUERIES
@@ -110,14 +111,14 @@ def _refused(booking_id: UUID, row: dict[str, Any] | None, to_status: BookingSta
 @post("/v1/bookings/{booking_id:uuid}/cancel", status_code=202, summary="Cancel a booking",
       description="From pending_payment or paid, by its customer (customer token), the public token that made "
                   "it, or the provider's staff and owners. Accepted as a job; needs an Idempotency-Key header.",
-      opt=allow(Access.CUSTOMER | Access.PUBLIC_TOKEN | MEMBERS), responses=COMMAND_PROBLEMS)
+      opt={**allow(Access.CUSTOMER | Access.PUBLIC_TOKEN | MEMBERS), **KEY_REQUIRED}, responses=COMMAND_PROBLEMS)
 async def cancel_booking(request: Request[Any, Any, Any], state: GatewayState, grant: Grant, booking_id: UUID,
                          data: CancelRequest) -> Response[Accepted]:
     return await _accept_transition(request, state, grant, booking_id, data, BOOKING_CANCEL, "cancelled",
                                     data.reason or "cancelled on request")
 
 
-@post("/v1/bookings/{booking_id:uuid}/complete", status_code=202, opt=allow(MEMBERS),
+@post("/v1/bookings/{booking_id:uuid}/complete", status_code=202, opt={**allow(MEMBERS), **KEY_REQUIRED},
       summary="Mark a paid booking completed (staff, owners)", responses=COMMAND_PROBLEMS)
 async def complete_booking(request: Request[Any, Any, Any], state: GatewayState, grant: Grant, booking_id: UUID,
                            data: CompleteRequest) -> Response[Accepted]:
@@ -125,7 +126,7 @@ async def complete_booking(request: Request[Any, Any, Any], state: GatewayState,
                                     data.note or "service delivered")
 
 
-@post("/v1/system/bookings/{booking_id:uuid}/mark-paid", status_code=202, opt=allow(Access.SYSTEM),
+@post("/v1/system/bookings/{booking_id:uuid}/mark-paid", status_code=202, opt={**allow(Access.SYSTEM), **KEY_REQUIRED},
       summary="Mark a booking paid (system; until payments arrive)", responses=COMMAND_PROBLEMS)
 async def mark_booking_paid(request: Request[Any, Any, Any], state: GatewayState, grant: Grant,
                             booking_id: UUID) -> Response[Accepted]:
@@ -133,7 +134,8 @@ async def mark_booking_paid(request: Request[Any, Any, Any], state: GatewayState
                                     "marked paid by the system")
 
 
-@post("/v1/bookings/{booking_id:uuid}/approve", status_code=202, opt=allow(MEMBERS), responses=COMMAND_PROBLEMS,
+@post("/v1/bookings/{booking_id:uuid}/approve", status_code=202, opt={**allow(MEMBERS), **KEY_REQUIRED},
+      responses=COMMAND_PROBLEMS,
       summary="Approve a booking request (staff, owners)",
       description="requested → pending_payment: the job opens the PaymentIntent (its result carries "
                   "payment_intent_id and client_secret) and the payment hold starts. A request that lapsed "
@@ -144,7 +146,8 @@ async def approve_booking(request: Request[Any, Any, Any], state: GatewayState, 
                                     data.note)
 
 
-@post("/v1/bookings/{booking_id:uuid}/decline", status_code=202, opt=allow(MEMBERS), responses=COMMAND_PROBLEMS,
+@post("/v1/bookings/{booking_id:uuid}/decline", status_code=202, opt={**allow(MEMBERS), **KEY_REQUIRED},
+      responses=COMMAND_PROBLEMS,
       summary="Decline a booking request (staff, owners)",
       description="requested → declined (final); the dates are free again and the customer is told, with the "
                   "reason if given. Needs an Idempotency-Key header.")
@@ -154,7 +157,8 @@ async def decline_booking(request: Request[Any, Any, Any], state: GatewayState, 
                                     data.reason or "declined by the host")
 
 
-@post("/v1/bookings/{booking_id:uuid}/check-in", status_code=202, opt=allow(MEMBERS), responses=CHECK_IN_PROBLEMS,
+@post("/v1/bookings/{booking_id:uuid}/check-in", status_code=202, opt={**allow(MEMBERS), **KEY_REQUIRED},
+      responses=CHECK_IN_PROBLEMS,
       summary="Check a paid stay in (staff, owners), from its first day")
 async def check_in_booking(request: Request[Any, Any, Any], state: GatewayState, grant: Grant, booking_id: UUID,
                            data: NoteRequest) -> Response[Accepted]:
@@ -162,7 +166,8 @@ async def check_in_booking(request: Request[Any, Any, Any], state: GatewayState,
                                     data.note or "guest arrived")
 
 
-@post("/v1/bookings/{booking_id:uuid}/check-out", status_code=202, opt=allow(MEMBERS), responses=COMMAND_PROBLEMS,
+@post("/v1/bookings/{booking_id:uuid}/check-out", status_code=202, opt={**allow(MEMBERS), **KEY_REQUIRED},
+      responses=COMMAND_PROBLEMS,
       summary="Check a stay out (staff, owners)",
       description="checked_in → checked_out. With a security deposit held, the claim window opens "
                   "(DEPOSIT_CLAIM_WINDOW_HOURS); otherwise the stay completes at once.")
@@ -200,7 +205,7 @@ async def _accept_deposit(request: Request[Any, Any, Any], state: GatewayState, 
     return await state.acceptor.accept(request, command, job_type=job_type, payload=payload, check=check)
 
 
-@post("/v1/bookings/{booking_id:uuid}/deposit/claim", status_code=202, opt=allow(MEMBERS),
+@post("/v1/bookings/{booking_id:uuid}/deposit/claim", status_code=202, opt={**allow(MEMBERS), **KEY_REQUIRED},
       responses=DEPOSIT_PROBLEMS, summary="Claim part or all of a stay's security deposit (staff, owners)",
       description="After check-out, within DEPOSIT_CLAIM_WINDOW_HOURS: captures `amount` (minor units, at most "
                   "the deposit) of the held authorisation, posts it to the provider's payable, and completes the "
@@ -210,7 +215,7 @@ async def claim_deposit(request: Request[Any, Any, Any], state: GatewayState, gr
     return await _accept_deposit(request, state, grant, booking_id, data, DEPOSIT_CLAIM, data.amount, data.reason)
 
 
-@post("/v1/bookings/{booking_id:uuid}/deposit/release", status_code=202, opt=allow(MEMBERS),
+@post("/v1/bookings/{booking_id:uuid}/deposit/release", status_code=202, opt={**allow(MEMBERS), **KEY_REQUIRED},
       responses=DEPOSIT_PROBLEMS, summary="Release a stay's security deposit (staff, owners)",
       description="After check-out: cancels the authorisation (nothing is charged) and completes the stay. "
                   "Needs an Idempotency-Key header.")

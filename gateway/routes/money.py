@@ -16,7 +16,9 @@ from psycopg.rows import tuple_row
 
 from gateway.access import OWNERS, PLATFORM, Grant, allow
 from gateway.idempotency import keyed_command
-from gateway.pagination import decode_cursor, next_cursor
+from gateway.instants import DATE_OR_INSTANT_PATTERN, DATE_OR_INSTANT_SCHEMA, parse_instant
+from gateway.openapi_docs import KEY_REQUIRED
+from gateway.pagination import Cursor, decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from gateway.reads import fetch_rows, require_provider
 from gateway.state import GatewayState
@@ -104,9 +106,11 @@ async def provider_balance(state: GatewayState, provider_id: UUID) -> ProviderBa
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def provider_statement(
     state: GatewayState, provider_id: UUID,
-    from_: Annotated[str, Parameter(query="from", description="an ISO-8601 instant with an offset, or a local date "
+    from_: Annotated[str, Parameter(query="from", pattern=DATE_OR_INSTANT_PATTERN, schema_extra=DATE_OR_INSTANT_SCHEMA,
+                                    description="an ISO-8601 instant with an offset, or a local date "
                                     "of the provider (YYYY-MM-DD: from its first moment)")],
-    to: Annotated[str, Parameter(query="to", description="an ISO-8601 instant with an offset, or a local date of "
+    to: Annotated[str, Parameter(query="to", pattern=DATE_OR_INSTANT_PATTERN, schema_extra=DATE_OR_INSTANT_SCHEMA,
+                                 description="an ISO-8601 instant with an offset, or a local date of "
                                  "the provider (YYYY-MM-DD: to its end, inclusive)")],
 ) -> Statement:
     rows = await fetch_rows(state, "get_provider", {"id": provider_id}, lag_ok=True)
@@ -115,7 +119,7 @@ async def provider_statement(
     zone = ZoneInfo(rows[0]["time_zone"])
     start, end = _instant(from_, zone, "from"), _instant(to, zone, "to", end_of_day=True)
     if end <= start:
-        raise Problem(Code.VALIDATION_FAILED, "from must be before to",
+        raise Problem(Code.REQUEST_UNPROCESSABLE, "from must be before to",
                       errors=[{"field": "to", "message": "after from"}])
     params = {"provider_id": provider_id, "from": start, "to": end, "limit": MAX_STATEMENT_ENTRIES + 1}
     opening_rows, page = await with_reconnect(lambda: _statement_rows(state, params))
@@ -150,7 +154,7 @@ async def _statement_rows(state: GatewayState, params: dict[str, Any]) -> tuple[
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.VALIDATION_FAILED))
 async def list_payouts(
     state: GatewayState, grant: Grant, provider: UUID, limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> PayoutPage:
     if not grant.covers(provider):
         raise Problem(Code.NOT_FOUND, f"provider {provider} does not exist")
@@ -172,10 +176,13 @@ def _instant(text: str, zone: ZoneInfo, name: str, *, end_of_day: bool = False) 
         if len(text) == len("YYYY-MM-DD"):
             day = date.fromisoformat(text)
             return datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0), zone)
-        moment = datetime.fromisoformat(text)
     except ValueError:
         raise refused from None
-    if moment.tzinfo is None:
+    except OverflowError:  # 9999-12-31 as ``to``: its end is past the last instant Python can hold
+        raise Problem(Code.REQUEST_UNPROCESSABLE, f"{name} is out of range",
+                      errors=[{"field": name, "message": "out of range"}]) from None
+    moment = parse_instant(text, name)
+    if moment is None:
         raise refused
     return moment
 
@@ -184,7 +191,7 @@ class ReconcileRequest(msgspec.Struct, forbid_unknown_fields=True):
     note: str | None = None
 
 
-@post("/v1/system/reconciliations", opt=allow(PLATFORM), status_code=202,
+@post("/v1/system/reconciliations", opt={**allow(PLATFORM), **KEY_REQUIRED}, status_code=202,
       summary="Reconcile the ledger with Stripe's balance transactions now (as a job)",
       responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.IDEMPOTENCY_KEY_MISSING))
 async def run_reconciliation(request: Request[Any, Any, Any], state: GatewayState,

@@ -12,7 +12,7 @@ from litestar import Request, get, post
 from litestar.params import Parameter
 
 from gateway.access import MEMBERS, OWNERS, Grant, allow, record_action
-from gateway.pagination import decode_cursor, next_cursor
+from gateway.pagination import Cursor, decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from gateway.reads import fetch_rows, require_provider
 from gateway.state import GatewayState
@@ -88,7 +88,7 @@ def _page(cursor: str | None, limit: int) -> dict[str, Any]:
      summary="A provider's in-app notifications, newest first",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def list_notifications(state: GatewayState, provider_id: UUID, unread: bool = False, limit: Limit = 50,
-                             cursor: str | None = None) -> NotificationPage:
+                             cursor: Cursor = None) -> NotificationPage:
     await require_provider(state, provider_id)
     rows = await fetch_rows(state, "list_notifications",
                        {"provider_id": provider_id, "unread": unread, **_page(cursor, limit)})
@@ -110,7 +110,7 @@ async def mark_notification_read(state: GatewayState, provider_id: UUID, notific
              "?status=dead)",
      responses=problem_responses(Code.UNAUTHORIZED, Code.FORBIDDEN, Code.NOT_FOUND, Code.VALIDATION_FAILED))
 async def list_deliveries(state: GatewayState, provider_id: UUID, status: DeliveryStatus | None = None,
-                          limit: Limit = 50, cursor: str | None = None) -> DeliveryPage:
+                          limit: Limit = 50, cursor: Cursor = None) -> DeliveryPage:
     await require_provider(state, provider_id)
     rows = await fetch_rows(state, "list_deliveries", {"provider_id": provider_id, "status": status,
                                                   **_page(cursor, limit)})

@@ -21,7 +21,8 @@ from litestar.params import Parameter
 
 from gateway.access import OWNERS, Grant, allow, record_action
 from gateway.idempotency import optional_keyed_command
-from gateway.pagination import decode_cursor, next_cursor
+from gateway.openapi_docs import KEY_OPTIONAL
+from gateway.pagination import Cursor, decode_cursor, next_cursor
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.db import QUERIES, translate_errors
@@ -91,6 +92,7 @@ def _found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
 
 
 @post(PATH, summary="Register a webhook endpoint (its signing secret is shown once)", description=IDEMPOTENT,
+      opt=KEY_OPTIONAL,
       responses=problem_responses(*AUTH, Code.VALIDATION_FAILED, Code.NOT_FOUND, Code.WEBHOOK_TARGET_REFUSED,
                                   Code.IDEMPOTENCY_KEY_INVALID, Code.IDEMPOTENCY_KEY_REUSED,
                                   Code.IDEMPOTENCY_KEY_IN_FLIGHT))
@@ -115,7 +117,7 @@ async def create_webhook_endpoint(request: Request[Any, Any, Any], state: Gatewa
 @get(PATH, summary="List a provider's webhook endpoints (without secrets)",
      responses=problem_responses(*AUTH, Code.VALIDATION_FAILED))
 async def list_webhook_endpoints(state: GatewayState, provider_id: UUID, limit: Limit = 50,
-                                 cursor: str | None = None) -> EndpointPage:
+                                 cursor: Cursor = None) -> EndpointPage:
     after_created_at, after_id = decode_cursor(cursor)
     params = {"provider_id": provider_id, "limit": limit + 1, "after_created_at": after_created_at,
               "after_id": after_id}
@@ -137,7 +139,7 @@ async def delete_webhook_endpoint(request: Request[Any, Any, Any], state: Gatewa
                             ("webhook_endpoint", endpoint_id))
 
 
-@post(PATH + "/{endpoint_id:uuid}/rotate-secret", status_code=200, description=IDEMPOTENT,
+@post(PATH + "/{endpoint_id:uuid}/rotate-secret", status_code=200, description=IDEMPOTENT, opt=KEY_OPTIONAL,
       summary="Replace the signing secret; the previous one keeps signing for 24 hours",
       responses=problem_responses(*AUTH, Code.NOT_FOUND, Code.IDEMPOTENCY_KEY_INVALID, Code.IDEMPOTENCY_KEY_REUSED,
                                   Code.IDEMPOTENCY_KEY_IN_FLIGHT))

@@ -17,6 +17,7 @@ read the fields of our version, and another version's payload may name or shape 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from litestar import Request, get, post
 from prometheus_client import Counter
 
 from gateway.access import PLATFORM, PUBLIC_ROUTE, allow
+from gateway.openapi_docs import signed_by
 from gateway.problems import Problem, problem_responses
 from gateway.state import GatewayState
 from shared.broker import build_message
@@ -40,8 +42,14 @@ log = logging.getLogger("totem.webhooks")
 
 
 
+# Stripe's ids and type names never hold a NUL, which Postgres text cannot store: such a payload is not an event.
+StripeName = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]*$")]
+# Unix seconds up to 9999-12-31: what Postgres (to_timestamp) and Python can hold
+UnixTime = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799)]
+
+
 class StripeObject(msgspec.Struct):
-    id: str | None = None
+    id: StripeName | None = None
 
 
 class StripeEventData(msgspec.Struct):
@@ -51,9 +59,9 @@ class StripeEventData(msgspec.Struct):
 class StripeEventEnvelope(msgspec.Struct):
     """The part of an event the ingress reads; the whole payload is stored as received."""
 
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    type: str
-    created: int
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00]*$")]
+    type: StripeName
+    created: UnixTime
     data: StripeEventData
     api_version: str | None = None
 
@@ -83,7 +91,8 @@ STRIPE_EVENTS = Counter("totem_stripe_webhook_events", "Stripe webhook deliverie
                         ["type", "outcome"])
 
 
-@post("/v1/webhooks/stripe", status_code=200, opt=PUBLIC_ROUTE, summary="Stripe webhook ingress",
+@post("/v1/webhooks/stripe", status_code=200, summary="Stripe webhook ingress",
+      opt={**PUBLIC_ROUTE, **signed_by("Stripe-Signature", "Stripe's signature of the raw body (`t=...,v1=...`)")},
       description="Verifies the Stripe-Signature (stripe SDK, 300 s tolerance), stores the event once and "
                   "queues it for the payments worker. A duplicate delivery answers 200 with duplicate: true.",
       responses=problem_responses(Code.WEBHOOK_SIGNATURE_INVALID, Code.WEBHOOK_PAYLOAD_INVALID,
@@ -113,7 +122,7 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
         log.warning("stripe event in another API version: stored, not applied",
                     extra={"event_id": event.id, "api_version": event.api_version, "expected": STRIPE_API_VERSION})
     params = {"event_id": event.id, "event_type": event.type, "object_id": event.data.object.id,
-              "created": event.created, "payload": payload.decode(), "handled": handled,
+              "created": event.created, "payload": _storable(payload.decode()), "handled": handled,
               "ignored_reason": ignored_reason, "job_id": uuid.uuid4(),
               **job_route(STRIPE_APPLY_EVENT), "max_attempts": settings.job_max_attempts,
               "request_id": request.scope.get("state", {}).get("request_id")}
@@ -130,6 +139,17 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: GatewayState) -
         else "version_mismatch"
     STRIPE_EVENTS.labels(event.type if event.type in HANDLED_EVENTS else "other", outcome).inc()
     return WebhookReceived(received=True, duplicate=stored is None)
+
+
+# A JSON escape of U+0000 not itself escaped (preceded by an even number of backslashes).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _storable(payload: str) -> str:
+    """The payload as jsonb can hold it. jsonb refuses the escape \\u0000, which a customer's metadata may
+    carry; refusing the event would only make Stripe resend it for three days, so it is stored with U+FFFD in
+    its place (the signature was verified over the payload as received)."""
+    return _NUL_ESCAPE.sub(lambda m: m.group(1) + "\\ufffd", payload) if "\\u0000" in payload else payload
 
 
 def _verify(payload: bytes, header: str | None, secret: str, connect_secret: str | None, tolerance: int) -> None:
