@@ -138,6 +138,17 @@ def client(fleet: Fleet) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
+def fake(fleet: Fleet) -> Iterator[httpx.Client]:
+    """The shared fleet's fake Stripe, left as the next test expects it whatever this one armed: webhooks
+    sent at once and once each, any it held delivered, every fault disarmed."""
+    with httpx.Client(base_url=fleet.stripe_url, timeout=10) as client:
+        yield client
+        client.post("/_fake/webhooks", json={"hold": False, "copies": 1, "delay_seconds": 0}).raise_for_status()
+        client.post("/_fake/webhooks/release", json={"order": "in_order"}).raise_for_status()
+        client.delete("/_fake/faults").raise_for_status()
+
+
+@pytest.fixture
 def db(database_url: str) -> Iterator[psycopg.Connection[dict]]:  # type: ignore[type-arg]
     with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
         yield conn

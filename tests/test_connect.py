@@ -39,13 +39,6 @@ def platform(fleet: Fleet) -> stripe.StripeClient:
 
 
 @pytest.fixture
-def fake(fleet: Fleet) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fleet.stripe_url, timeout=10) as client:
-        yield client
-        client.post("/_fake/webhooks", json={"hold": False, "copies": 1, "delay_seconds": 0})
-
-
-@pytest.fixture
 def conn(database_url: str) -> Iterator[Any]:
     use_msgspec_json()
     with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as c:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,15 +27,6 @@ SECRET = "whsec_totem_dev"
 def customer(fleet: Fleet) -> stripe.StripeClient:
     """The customer's side of Stripe (what Stripe.js does in a browser), via the SDK against the fake."""
     return stripe.StripeClient("sk_test_customer", base_addresses={"api": fleet.stripe_url}, max_network_retries=0)
-
-
-@pytest.fixture
-def fake(fleet: Fleet) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fleet.stripe_url, timeout=10) as client:
-        yield client
-        client.post("/_fake/webhooks", json={"hold": False, "copies": 1, "delay_seconds": 0})
-        for operation in ("payment_intents.create", "payment_intents.cancel", "refunds.create"):
-            client.post("/_fake/faults", json={"operation": operation, "times": 0})
 
 
 def book(client: httpx.Client, catalog: Catalog, *, days: int = 30, hours: float | None = None) -> dict[str, Any]:

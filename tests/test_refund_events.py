@@ -6,7 +6,6 @@ refund is recorded once whether Stripe's answer or its event comes first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,15 +21,6 @@ from totem.fleet import Fleet
 @pytest.fixture
 def customer(fleet: Fleet) -> stripe.StripeClient:
     return stripe.StripeClient("sk_test_customer", base_addresses={"api": fleet.stripe_url}, max_network_retries=0)
-
-
-@pytest.fixture
-def fake(fleet: Fleet) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fleet.stripe_url, timeout=10) as client:
-        yield client
-        client.post("/_fake/webhooks", json={"hold": False, "copies": 1, "delay_seconds": 0})
-        client.post("/_fake/webhooks/release", json={"order": "in_order"})
-        client.post("/_fake/faults", json={"operation": "refunds.create", "times": 0})
 
 
 def postings(db: Any, booking_id: str) -> list[tuple[str, int]]:

@@ -37,11 +37,6 @@ def customer(fleet: Fleet) -> stripe.StripeClient:
 
 
 @pytest.fixture
-def fake(fleet: Fleet) -> httpx.Client:
-    return httpx.Client(base_url=fleet.stripe_url, timeout=10)
-
-
-@pytest.fixture
 def listing(database_url: str, client: httpx.Client) -> dict[str, Any]:
     """A request-mode listing with a security deposit, set up through the API as its owner would."""
     with psycopg.connect(database_url, row_factory=dict_row) as conn:

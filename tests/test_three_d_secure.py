@@ -6,7 +6,6 @@ completes or fails it, and our side pays the booking, keeps it waiting for anoth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,12 +28,6 @@ RETURN_URL = "https://shop.example/booking/return?step=pay"
 def customer(fleet: Fleet) -> stripe.StripeClient:
     """The customer's side of Stripe (what Stripe.js does in a browser), via the SDK against the fake."""
     return stripe.StripeClient("sk_test_customer", base_addresses={"api": fleet.stripe_url}, max_network_retries=0)
-
-
-@pytest.fixture
-def fake(fleet: Fleet) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fleet.stripe_url, timeout=10) as client:
-        yield client
 
 
 def confirm_3ds(customer: stripe.StripeClient, intent_id: str, return_url: str | None = RETURN_URL) -> Any:

@@ -136,18 +136,20 @@ class Injector:
 
     # --- the fake Stripe's webhooks ------------------------------------------------------------------
     def _webhook_duplicate(self) -> None:
-        self._fake("/_fake/webhooks", {"copies": self.rng.randint(2, 3)})
-        time.sleep(self.rng.uniform(2, 4))
-        self._fake("/_fake/webhooks", {"copies": 1})
-        self.counts["webhook_duplicate"] += 1
-        self.say("chaos: fault: Stripe webhooks sent several times each for a while")
+        self._webhooks_for_a_while({"copies": self.rng.randint(2, 3)}, {"copies": 1}, "webhook_duplicate",
+                                   "sent several times each")
 
     def _webhook_delay(self) -> None:
-        self._fake("/_fake/webhooks", {"delay_seconds": self.rng.uniform(2, 6)})
+        self._webhooks_for_a_while({"delay_seconds": self.rng.uniform(2, 6)}, {"delay_seconds": 0},
+                                   "webhook_delay", "delivered late")
+
+    def _webhooks_for_a_while(self, setting: dict[str, object], normal: dict[str, object], fault: str,
+                              what: str) -> None:
+        self._fake("/_fake/webhooks", setting)
         time.sleep(self.rng.uniform(2, 4))
-        self._fake("/_fake/webhooks", {"delay_seconds": 0})
-        self.counts["webhook_delay"] += 1
-        self.say("chaos: fault: Stripe webhooks delivered late for a while")
+        self._fake("/_fake/webhooks", normal)
+        self.counts[fault] += 1
+        self.say(f"chaos: fault: Stripe webhooks {what} for a while")
 
     def _webhook_reorder(self) -> None:
         self._fake("/_fake/webhooks", {"hold": True})
@@ -161,8 +163,7 @@ class Injector:
 
     def calm(self) -> None:
         """Back to a well-behaved Stripe: nothing armed, nothing held, one copy each, on time."""
-        for operation in STRIPE_OPERATIONS:
-            self._fake("/_fake/faults", {"operation": operation, "times": 0})
+        self.stripe.delete("/_fake/faults").raise_for_status()
         self._fake("/_fake/webhooks", {"hold": False, "copies": 1, "delay_seconds": 0})
         self._fake("/_fake/webhooks/release", {"order": "in_order"})
 

@@ -26,7 +26,7 @@ Misbehaviour on demand, for tests (``/_fake/...``, JSON):
   ``payment_intents.create`` / ``retrieve`` / ``confirm`` / ``capture`` / ``cancel``, ``charges.retrieve``,
   ``refunds.create``, ``refunds.retrieve``,
   ``transfers.create``, ``balance_transactions.list``, ``accounts.create`` / ``retrieve``,
-  ``account_links.create`` (a read fails on any armed fault).
+  ``account_links.create`` (a read fails on any armed fault). ``DELETE /_fake/faults`` disarms them all.
 * ``POST /_fake/webhooks {"hold": true, "copies": 1, "delay_seconds": 0, "attempts": 6}``: hold events instead
   of sending them, send each one ``copies`` times, send late, or retry an unanswered one more times;
   ``GET /_fake/webhooks`` reads these with ``held`` and ``in_flight`` (deliveries not finished).

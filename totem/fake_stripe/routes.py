@@ -20,7 +20,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Redirect
@@ -217,6 +217,11 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
         fake.faults.arm(str(data["operation"]), Fault.from_request(data))
         return {"ok": True}
 
+    @delete("/_fake/faults", status_code=200)
+    async def clear_faults() -> dict[str, Any]:
+        fake.faults.armed.clear()
+        return {"ok": True}
+
     def webhook_settings() -> dict[str, Any]:
         webhooks = fake.webhooks
         return {"hold": webhooks.hold, "copies": webhooks.copies, "delay_seconds": webhooks.delay_seconds,
@@ -299,6 +304,6 @@ def fake_controls(fake: FakeStripe) -> list[HTTPRouteHandler]:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    return [set_fault, set_webhooks, get_webhooks, release_webhooks, expire_authorization, dashboard_refund,
-            succeed_refund, fail_refund, open_dispute, close_dispute, move_dispute_due_by, list_requests, list_events,
-            list_deliveries, list_objects, health]
+    return [set_fault, clear_faults, set_webhooks, get_webhooks, release_webhooks, expire_authorization,
+            dashboard_refund, succeed_refund, fail_refund, open_dispute, close_dispute, move_dispute_due_by,
+            list_requests, list_events, list_deliveries, list_objects, health]
