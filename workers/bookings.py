@@ -35,9 +35,7 @@ def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.H
     job finds the hold it placed before (bookings.created_by_job is unique) and goes on with it."""
     request: BookingRequest = msgspec.convert(job.payload, BookingRequest)
     try:
-        # pipelined: BEGIN, the resource lock, the lapsed-hold sweep and the insert go out together and are
-        # answered in one round trip (the insert's row is the first result read), COMMIT in a second
-        with conn.pipeline(), conn.transaction():
+        with conn.transaction():
             # only a rerun can find one (a first attempt is the job's first claim): no extra query per booking
             row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone() if job.attempts > 1 else None
             if row is not None:
