@@ -39,7 +39,7 @@ from bench.load import percentile, run_load
 from bench.rows import one_row_async
 from shared import tokens
 from shared.db import QUERIES, Pool, expect_row, open_pool
-from shared.jobs import run_job
+from shared.jobs import Finish, run_job
 from shared.registry import BOOKING_CREATE, job_route
 from shared.schemas import BookingCreated, BookingRequest, SlotBookingRequest
 from totem.embedded import free_port
@@ -106,15 +106,19 @@ def create_app() -> Litestar:
         created: list[BookingCreated] = []
 
         def prepare(conn: Any, job: Any) -> Any:
-            handler = worker.prepare_create_booking(conn, job)
+            work = worker.prepare_create_booking(conn, job)
+            if isinstance(work, Finish):  # the hold's payment and the job's result, one statement
+                if isinstance(work.result, BookingCreated):
+                    created.append(work.result)
+                return work
 
-            def work(conn: Any, job: Any) -> Any:
-                result = handler(conn, job)
+            def handle(conn: Any, job: Any) -> Any:
+                result = work(conn, job)
                 if isinstance(result, BookingCreated):
                     created.append(result)
                 return result
 
-            return work
+            return handle
 
         ran = run_job(pool, job_id, None, lease_seconds=settings.job_lease_seconds, prepare=prepare)
         if ran != "succeeded" or not created:

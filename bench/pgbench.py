@@ -42,21 +42,20 @@ def _job_bindings(space: int, service_id: str) -> dict[str, dict[str, str]]:
     cancel = job_route(PAYMENT_CANCEL_INTENT)
     return {
         "claim_job": {"id": job, "token": token, "lease_seconds": "30"},
-        "lock_resource_for_hold": {"resource_id": resource},
-        "expire_overdue_holds": {"limit": "100", "actor": "'system'", "resource_id": resource, "max_attempts": "5",
-                                 "cancel_type": f"'{cancel['type']}'", "cancel_queue": f"'{cancel['queue']}'",
-                                 "cancel_actor": f"'{cancel['actor']}'"},
         "insert_slot_booking": {
+            "max_attempts": "5", "cancel_type": f"'{cancel['type']}'", "cancel_queue": f"'{cancel['queue']}'",
+            "cancel_actor": f"'{cancel['actor']}'",
             "id": "gen_random_uuid()", "job_id": job, "actor": "'public_token'", "actor_id": _TOKEN_ID,
             "actor_role": "NULL", "actor_roles": "'{}'::jsonb",
             "customer_token_sha256": "sha256(gen_random_uuid()::text::bytea)",
             "created_by_token_id": f"{_TOKEN_ID}::uuid", "resource_id": resource,
             "service_id": f"'{service_id}'::uuid", "start_at": _START.format(space=space // 1000),
             "customer": _CUSTOMER, "default_hold_ttl_seconds": "900", "request_ttl_seconds": "NULL"},
-        "insert_payment": {
+        "finish_job_with_payment": {
+            "id": job, "token": token, "result": _RESULT,
             "booking_id": "CAST(:hold_id AS uuid)", "payment_intent_id": f"('pi_{space}_' || :client_id || '_' || :n)",
-            "client_secret": "'pi_secret'", "amount": "CAST(:hold_amount AS bigint)", "currency": "'EUR'"},
-        "finish_job": {"id": job, "token": token, "status": "'succeeded'", "result": _RESULT, "error": "NULL"},
+            "client_secret": "'pi_secret'", "amount": "CAST(:hold_amount AS bigint)", "currency": "'EUR'",
+            "customer_id": "NULL"},
     }
 
 

@@ -32,16 +32,12 @@ from shared.schemas import (
     StayBookingRequest,
 )
 
-# What a booking job commits on its first attempt, in order (the ``transaction`` markers are BEGIN/COMMIT):
-# claim; the hold in a transaction of its own; the Stripe call (outside SQL); the payment and the job's
-# result together. The bench's pgbench ceiling is rendered from this list, and a test traces a real
-# booking job through the worker and fails if what it executes differs from it.
+# What a booking job commits on its first attempt, in order, each statement its own transaction (BEGIN and
+# COMMIT would be listed where a transaction spans several): the claim; the hold; the Stripe call (outside
+# SQL); the payment and the job's result together. The bench's pgbench ceiling is rendered from this list, and
+# a test traces a real booking job through the worker and fails if what it executes differs from it.
 BEGIN, COMMIT = "BEGIN", "COMMIT"
-CREATE_SLOT_BOOKING_STATEMENTS: tuple[str, ...] = (
-    "claim_job",
-    BEGIN, "lock_resource_for_hold", "expire_overdue_holds", "insert_slot_booking", COMMIT,
-    BEGIN, "insert_payment", "finish_job", COMMIT,
-)
+CREATE_SLOT_BOOKING_STATEMENTS: tuple[str, ...] = ("claim_job", "insert_slot_booking", "finish_job_with_payment")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +90,10 @@ def create_slot_booking(
 
 def _place_hold(conn: psycopg.Connection[Any], kind: str, params: dict[str, Any], *, gone: str,
                 outside: str, max_attempts: int) -> Hold:
-    """Run insert_<kind>_booking; if it placed nothing, say why (explain_refused_<kind>). Lapsed holds on the
-    resource are expired first, in the same transaction, so they never block the new booking."""
-    conn.execute(QUERIES["lock_resource_for_hold"], {"resource_id": params["resource_id"]})
-    conn.execute(QUERIES["expire_overdue_holds"],
-                 expiry_params(limit=100, resource_id=params["resource_id"], actor="system",
-                               max_attempts=max_attempts))
+    """Run insert_<kind>_booking, one statement (its own transaction unless the caller opened one): the
+    resource's lock and the sweep of its lapsed holds first, so they never block the new booking, then the
+    insert. If it placed nothing, say why (explain_refused_<kind>)."""
+    params = {**params, **sweep_params(max_attempts)}
     with translate_errors():
         row = conn.execute(QUERIES[f"insert_{kind}_booking"], params).fetchone()
     if row is None:
@@ -155,12 +149,12 @@ def transition_booking(
     return BookingTransitioned(booking_id=row["id"], from_status=row["from_status"], status=row["to_status"])
 
 
-def expiry_params(*, limit: int, resource_id: uuid.UUID | None, actor: str, max_attempts: int) -> dict[str, Any]:
-    """Parameters of ``expire_overdue_holds``: which holds, who expires them, and the cancel-intent job
-    it stages for each open PaymentIntent (routed by the registry)."""
+def sweep_params(max_attempts: int) -> dict[str, Any]:
+    """What a sweep of lapsed holds stages for each open PaymentIntent: a cancel-intent job (routed by the
+    registry) with ``max_attempts``."""
     cancel = job_route(PAYMENT_CANCEL_INTENT)
-    return {"limit": limit, "resource_id": resource_id, "actor": actor, "max_attempts": max_attempts,
-            "cancel_type": cancel["type"], "cancel_queue": cancel["queue"], "cancel_actor": cancel["actor"]}
+    return {"max_attempts": max_attempts, "cancel_type": cancel["type"], "cancel_queue": cancel["queue"],
+            "cancel_actor": cancel["actor"]}
 
 
 def expire_overdue_holds(conn: psycopg.Connection[Any], *, max_attempts: int,
@@ -169,8 +163,8 @@ def expire_overdue_holds(conn: psycopg.Connection[Any], *, max_attempts: int,
     staged for their open PaymentIntents (for the caller to enqueue)."""
     with conn.transaction():
         row = conn.execute(QUERIES["expire_overdue_holds"],
-                           expiry_params(limit=limit, resource_id=None, actor="scheduler",
-                                         max_attempts=max_attempts)).fetchone()
+                           {"limit": limit, "resource_id": None, "actor": "scheduler",
+                            **sweep_params(max_attempts)}).fetchone()
     return (int(row["expired"]), list(row["cancel_jobs"] or [])) if row else (0, [])
 
 

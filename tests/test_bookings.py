@@ -177,3 +177,62 @@ def test_a_lapsed_hold_never_blocks_a_new_booking_even_before_the_scheduler_runs
             create_slot_booking(conn, request, job_id=uuid.uuid4(), default_hold_ttl_seconds=900, max_attempts=5,
                                 created=creation_params(None, "s"))
         assert getattr(taken.value, "code", "") == "BOOKING_SLOT_TAKEN"
+
+
+def test_holds_racing_on_a_resource_with_lapsed_holds_neither_deadlock_nor_expire_twice(
+    isolated_database_url: str,
+) -> None:
+    """A hold is one statement: the resource's lock, the sweep of its lapsed holds, then the insert. Many at once
+    on one resource, each slot overlapping a lapsed hold: every hold either lands or is refused as taken (no
+    deadlock, which two sweeps and inserts without the lock would meet), one per slot lands, and each lapsed
+    hold is expired once."""
+    import threading
+
+    from psycopg.rows import dict_row
+
+    from shared.booking import create_slot_booking, creation_params
+    from shared.db import use_msgspec_json
+    from shared.errors import DomainError
+    from shared.schemas import Customer, SlotBookingRequest
+    from tests.support import make_catalog
+
+    use_msgspec_json()
+    catalog = make_catalog(isolated_database_url)
+    slots = [future(days=19) + timedelta(minutes=30 * i) for i in range(6)]
+
+    def request(start: Any) -> SlotBookingRequest:
+        return SlotBookingRequest(resource_id=uuid.UUID(catalog.resource_id),
+                                  service_id=uuid.UUID(catalog.service_id), start_at=start,
+                                  customer=Customer(name="Ada", email="ada@example.com"))
+
+    def hold(conn: psycopg.Connection[Any], start: Any) -> uuid.UUID:
+        return create_slot_booking(conn, request(start), job_id=uuid.uuid4(), default_hold_ttl_seconds=900,
+                                   max_attempts=5, created=creation_params(None, "s")).booking_id
+
+    with psycopg.connect(isolated_database_url, row_factory=dict_row, autocommit=True) as conn:
+        lapsed = [hold(conn, start) for start in slots]
+        conn.execute("UPDATE bookings SET hold_expires_at = now() - interval '1 second' WHERE id = ANY(%s)", (lapsed,))
+
+    racers = 4 * len(slots)
+    start_together = threading.Barrier(racers)
+
+    def race(i: int) -> str:
+        with psycopg.connect(isolated_database_url, row_factory=dict_row, autocommit=True) as conn:
+            start_together.wait(timeout=30)
+            try:
+                hold(conn, slots[i % len(slots)] + timedelta(minutes=10 * (i // len(slots) % 2)))
+                return "held"
+            except DomainError as exc:
+                return exc.code
+
+    with ThreadPoolExecutor(max_workers=racers) as pool:
+        outcomes = list(pool.map(race, range(racers)))
+    assert set(outcomes) <= {"held", "BOOKING_SLOT_TAKEN"}, outcomes  # a deadlock would raise DeadlockDetected
+    with psycopg.connect(isolated_database_url, row_factory=dict_row) as conn:
+        live = conn.execute("SELECT count(*) AS n FROM bookings WHERE resource_id = %s AND status = 'pending_payment'",
+                            (catalog.resource_id,)).fetchone()
+        expiries = conn.execute("SELECT a.booking_id, count(*) AS n FROM booking_audit_log a JOIN bookings b "
+                                "ON b.id = a.booking_id WHERE b.resource_id = %s AND a.to_status = 'expired' "
+                                "GROUP BY a.booking_id", (catalog.resource_id,)).fetchall()
+    assert outcomes.count("held") == live["n"] >= len(slots) // 2  # slots 10 minutes apart overlap their neighbours
+    assert {row["booking_id"]: row["n"] for row in expiries} == dict.fromkeys(lapsed, 1)

@@ -101,6 +101,41 @@ def test_run_job_rolls_back_the_work_of_a_lost_lease(pool: Pool, db: Any) -> Non
     assert job_row(db, job_id)["status"] == "queued"
 
 
+def test_a_finish_statement_applies_its_work_only_with_the_lease(pool: Pool, db: Any,
+                                                                  isolated_database_url: str) -> None:
+    """A prepare step's Finish (one statement: the job closed and its work done) records the payment while the
+    job is ours, and nothing at all once the lease was taken over."""
+    from shared.booking import create_slot_booking, creation_params
+    from shared.jobs import Finish
+    from shared.schemas import Customer, SlotBookingRequest
+    from tests.support import future, make_catalog
+
+    catalog = make_catalog(isolated_database_url)
+    with pool.connection() as conn:
+        hold = create_slot_booking(conn, SlotBookingRequest(
+            resource_id=uuid.UUID(catalog.resource_id), service_id=uuid.UUID(catalog.service_id),
+            start_at=future(days=21), customer=Customer(name="Ada", email="ada@example.com")),
+            job_id=uuid.uuid4(), default_hold_ttl_seconds=900, max_attempts=5, created=creation_params(None, "s"))
+
+    def pay(intent: str, *, lose_lease: bool) -> Any:
+        def prepare(conn: psycopg.Connection[Any], job: ClaimedJob) -> Finish:
+            if lose_lease:  # the lease ran out meanwhile and the sweeper handed the job to someone else
+                db.execute("UPDATE jobs SET status = 'queued', claim_token = NULL, claimed_until = NULL "
+                           "WHERE id = %s", (job.id,))
+            return Finish("finish_job_with_payment", {
+                "booking_id": hold.booking_id, "payment_intent_id": intent, "client_secret": f"{intent}_secret",
+                "amount": hold.amount, "currency": hold.currency, "customer_id": None}, Done(ok=True))
+        return prepare
+
+    lost, kept = new_job(db), new_job(db)
+    assert run_job(pool, lost, None, lease_seconds=30, prepare=pay("pi_lost", lose_lease=True)) == "lease_lost"
+    assert run_job(pool, kept, None, lease_seconds=30, prepare=pay("pi_kept", lose_lease=False)) == "succeeded"
+    payments = db.execute("SELECT payment_intent_id FROM payments WHERE booking_id = %s", (hold.booking_id,))
+    assert [row["payment_intent_id"] for row in payments] == ["pi_kept"]
+    assert job_row(db, lost)["status"] == "queued"
+    assert job_row(db, kept)["status"] == "succeeded" and job_row(db, kept)["result"] == {"ok": True}
+
+
 def test_a_domain_error_fails_the_job_with_its_code(pool: Pool, db: Any) -> None:
     job_id = new_job(db)
 

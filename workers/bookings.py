@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 from shared import booking, deposits, ledger, payments
 from shared.db import QUERIES, ConstraintViolation, expect_row
-from shared.jobs import ClaimedJob, Handler
+from shared.jobs import ClaimedJob, Finish, Handler
 from shared.registry import (
     BOOKING_APPROVE,
     BOOKING_CANCEL,
@@ -31,19 +31,18 @@ settings = runtime.boot()
 
 
 def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.Hold:
-    """The job's hold, placed in a transaction of its own (committed before Stripe is called). A retried
-    job finds the hold it placed before (bookings.created_by_job is unique) and goes on with it."""
+    """The job's hold, placed by one statement, its own transaction (committed before Stripe is called). A
+    retried job finds the hold it placed before (bookings.created_by_job is unique) and goes on with it."""
     request: BookingRequest = msgspec.convert(job.payload, BookingRequest)
     try:
-        with conn.transaction():
-            # only a rerun can find one (a first attempt is the job's first claim): no extra query per booking
-            row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone() if job.attempts > 1 else None
-            if row is not None:
-                return booking.Hold.from_row(row)
-            return booking.create_booking(conn, request, job_id=job.id, max_attempts=job.max_attempts,
-                                          default_hold_ttl_seconds=settings.booking_hold_ttl_seconds,
-                                          request_ttl_seconds=settings.booking_request_ttl_seconds,
-                                          created=booking.creation_params(job.caller, settings.token_secret))
+        # only a rerun can find one (a first attempt is the job's first claim): no extra query per booking
+        row = conn.execute(QUERIES["booking_of_job"], {"job_id": job.id}).fetchone() if job.attempts > 1 else None
+        if row is not None:
+            return booking.Hold.from_row(row)
+        return booking.create_booking(conn, request, job_id=job.id, max_attempts=job.max_attempts,
+                                      default_hold_ttl_seconds=settings.booking_hold_ttl_seconds,
+                                      request_ttl_seconds=settings.booking_request_ttl_seconds,
+                                      created=booking.creation_params(job.caller, settings.token_secret))
     except ConstraintViolation as exc:  # a second worker holding an expired lease placed it meanwhile
         if exc.constraint != "bookings_created_by_job_key":
             raise
@@ -51,9 +50,9 @@ def place_hold_once(conn: psycopg.Connection[Any], job: ClaimedJob) -> booking.H
         return booking.Hold.from_row(row)
 
 
-def prepare_create_booking(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
-    """Hold (own transaction) → PaymentIntent (Stripe, idempotency key from the booking id) → the work
-    transaction records the payment and the job result together."""
+def prepare_create_booking(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler | Finish:
+    """Hold (own transaction) → PaymentIntent (Stripe, idempotency key from the booking id) → one statement
+    records the payment and the job result together."""
     hold = place_hold_once(conn, job)
     if hold.status != "pending_payment":  # requested (the owner answers first), or the hold ran out on a retry
         return lambda conn, job: _created(hold)
@@ -66,7 +65,7 @@ def _email(payload: dict[str, Any]) -> str | None:
     return email if isinstance(email, str) else None
 
 
-def _open_payment(hold: booking.Hold, email: str | None) -> Handler:
+def _open_payment(hold: booking.Hold, email: str | None) -> Handler | Finish:
     """The PaymentIntent of a booking on hold (Stripe, idempotency key from the booking id), recorded with the
     job's result. A stay with a security deposit saves the card to a Stripe Customer, to hold the deposit on
     it later without the guest (off-session)."""
@@ -79,16 +78,10 @@ def _open_payment(hold: booking.Hold, email: str | None) -> Handler:
                                                   currency=hold.currency,
                                                   description=f"Totem booking {hold.booking_id}", customer=customer,
                                                   setup_future_usage="off_session" if customer else None)
-
-    def record_payment(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingCreated:
-        conn.execute(QUERIES["insert_payment"], {
-            "booking_id": hold.booking_id, "payment_intent_id": intent.id, "client_secret": intent.client_secret,
-            "amount": hold.amount, "currency": hold.currency})
-        if customer:
-            conn.execute(QUERIES["save_deposit_customer"], {"booking_id": hold.booking_id, "customer_id": customer})
-        return _created(hold, payment_intent_id=intent.id, client_secret=intent.client_secret)
-
-    return record_payment
+    return Finish("finish_job_with_payment", {
+        "booking_id": hold.booking_id, "payment_intent_id": intent.id, "client_secret": intent.client_secret,
+        "amount": hold.amount, "currency": hold.currency, "customer_id": customer,
+    }, _created(hold, payment_intent_id=intent.id, client_secret=intent.client_secret))
 
 
 def _created(hold: booking.Hold, **payment: str) -> BookingCreated:
@@ -134,7 +127,7 @@ def handle_complete(conn: psycopg.Connection[Any], job: ClaimedJob) -> BookingTr
     return transitioned
 
 
-def prepare_approve(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler:
+def prepare_approve(conn: psycopg.Connection[Any], job: ClaimedJob) -> Handler | Finish:
     """requested → pending_payment in a transaction of its own (the payment hold starts now; the database
     refuses a request that lapsed meanwhile), then the PaymentIntent as for an instant booking. A retried job
     finds its own approval in the audit trail and goes on to the payment."""

@@ -11,8 +11,13 @@ WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r
 -- insert_slot_booking --
 -- Create a slot booking on hold (or, on a request-mode resource, requested: it waits for the owner) with its
 -- snapshot, its audit row and its outbox event, in one statement. Overlap with a booking that holds time is
--- refused by bookings_no_overlap (no read-then-insert).
-WITH offer AS (
+-- refused by bookings_no_overlap (no read-then-insert). Its first step is the resource's: its lock, then its
+-- lapsed holds expired, so they never block this one (sweep_resource_for_hold, migration 0016; the offer
+-- waits for it, a one-time filter).
+WITH swept AS MATERIALIZED (
+  SELECT sweep_resource_for_hold(%(resource_id)s, %(max_attempts)s, %(cancel_type)s, %(cancel_queue)s,
+                                 %(cancel_actor)s) AS expired
+), offer AS (
   SELECT r.id AS resource_id, r.provider_id, p.hold_ttl_seconds, p.commission_bps, r.booking_mode,
          CASE r.booking_mode WHEN 'request' THEN coalesce(p.request_cancellation_policy, p.cancellation_policy)
               ELSE p.cancellation_policy END AS cancellation_policy,
@@ -25,6 +30,7 @@ WITH offer AS (
   JOIN resource_services rs ON rs.resource_id = r.id
   JOIN services s ON s.id = rs.service_id AND s.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND s.id = %(service_id)s AND r.kind = 'slot' AND r.deleted_at IS NULL
+    AND EXISTS (SELECT 1 FROM swept)
     -- inside one of the day's opening windows, in the provider's time zone
     AND EXISTS (
       SELECT 1 FROM resource_hours h, LATERAL (SELECT %(start_at)s AT TIME ZONE p.time_zone AS local_start) l
@@ -77,8 +83,12 @@ WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
 
 -- insert_stay_booking --
 -- Hold a listing's nights: [check_in, check_out) local midnights in the provider's time zone, so a
--- check-out day is free for the next check-in. Price = nights x nightly price, snapshotted.
-WITH listing AS (
+-- check-out day is free for the next check-in. Price = nights x nightly price, snapshotted. First the
+-- resource's lock and sweep, as insert_slot_booking's.
+WITH swept AS MATERIALIZED (
+  SELECT sweep_resource_for_hold(%(resource_id)s, %(max_attempts)s, %(cancel_type)s, %(cancel_queue)s,
+                                 %(cancel_actor)s) AS expired
+), listing AS (
   SELECT r.id AS resource_id, r.provider_id, r.name, r.nightly_price, p.currency, p.commission_bps,
          r.booking_mode, r.security_deposit,
          CASE r.booking_mode WHEN 'request' THEN coalesce(p.request_cancellation_policy, p.cancellation_policy)
@@ -92,6 +102,7 @@ WITH listing AS (
   JOIN providers p ON p.id = r.provider_id AND p.deleted_at IS NULL
   WHERE r.id = %(resource_id)s AND r.kind = 'stay' AND r.deleted_at IS NULL
     AND %(check_in)s::date >= (now() AT TIME ZONE p.time_zone)::date
+    AND EXISTS (SELECT 1 FROM swept)
 ), clear AS (
   SELECT * FROM listing l
   WHERE NOT EXISTS (SELECT 1 FROM resource_blocks k
@@ -232,49 +243,10 @@ FROM bookings WHERE id = %(id)s
 SELECT actor, actor_id, actor_role, from_status, to_status, reason, job_id, created_at, detail
 FROM booking_audit_log WHERE booking_id = %(id)s ORDER BY id;
 
--- lock_resource_for_hold --
--- A hold transaction first takes its resource's advisory lock (two-int key space: never the idempotency
--- keys' bigint locks). Two holds on one resource then run one after the other instead of deadlocking:
--- each expires the resource's lapsed holds and inserts, and an exclusion check waits on the other's
--- uncommitted rows, so two at once could each wait for the other.
-SELECT pg_advisory_xact_lock(7001, hashtext(%(resource_id)s::text));
-
 -- expire_overdue_holds --
--- Holds past hold_expires_at become expired (freeing the time at once), with audit and outbox rows: all of
--- them (the scheduler) or one resource's (a new booking there, so a lapsed hold never blocks it). An
--- unanswered request lapses the same way. SKIP LOCKED: a hold being paid (a request being approved) right
--- now is left to whichever transaction commits first.
--- Each expired booking's open PaymentIntent gets a cancel-intent job (its type, queue and actor come from
--- the registry as %(cancel_*)s), so the customer can no longer pay for it; the caller enqueues the returned
--- job ids (else the sweeper). A deposit never held is released with its booking.
-WITH lapsed AS (
-  SELECT id, status FROM bookings
-  WHERE status IN ('requested', 'pending_payment') AND hold_expires_at <= now()
-    AND (%(resource_id)s::uuid IS NULL OR resource_id = %(resource_id)s::uuid)
-  ORDER BY hold_expires_at LIMIT %(limit)s
-  FOR UPDATE SKIP LOCKED
-), expired AS (
-  UPDATE bookings b SET status = 'expired' FROM lapsed l WHERE b.id = l.id
-  RETURNING b.id, b.provider_id, l.status AS from_status
-), audit AS (
-  INSERT INTO booking_audit_log (booking_id, actor, from_status, to_status, reason)
-  SELECT id, %(actor)s, from_status, 'expired',
-         CASE from_status WHEN 'requested' THEN 'request not answered in time' ELSE 'payment hold expired' END
-  FROM expired
-), event AS (
-  INSERT INTO outbox (topic, aggregate_id, payload)
-  SELECT 'booking_expired', id,
-         jsonb_build_object('booking_id', id, 'provider_id', provider_id, 'status', 'expired',
-                            'from_status', from_status, 'link', '/booking/' || id)
-  FROM expired
-), deposits AS (
-  UPDATE booking_deposits d SET status = 'released' FROM expired e
-  WHERE d.booking_id = e.id AND d.status = 'pending'
-), cancel_intents AS (
-  INSERT INTO jobs (id, type, queue, actor, payload, max_attempts)
-  SELECT gen_random_uuid(), %(cancel_type)s, %(cancel_queue)s, %(cancel_actor)s,
-         jsonb_build_object('payment_intent_id', p.payment_intent_id), %(max_attempts)s
-  FROM expired e JOIN payments p ON p.booking_id = e.id AND p.status IN ('requires_payment', 'failed')
-  RETURNING id
-)
-SELECT (SELECT count(*) FROM expired) AS expired, (SELECT array_agg(id) FROM cancel_intents) AS cancel_jobs;
+-- Holds past hold_expires_at expired, with audit, outbox and a cancel-intent job for each open PaymentIntent:
+-- all of them (the scheduler: %(resource_id)s NULL) or one resource's. The sweep is the function of the same
+-- name (migration 0016), so a hold can run it as the first step of its one statement.
+SELECT expired, cancel_jobs
+FROM expire_overdue_holds(%(resource_id)s, %(limit)s, %(actor)s, %(max_attempts)s, %(cancel_type)s,
+                          %(cancel_queue)s, %(cancel_actor)s);

@@ -12,11 +12,6 @@ UPDATE booking_deposits SET payment_method_id = coalesce(payment_method_id, %(pa
 WHERE booking_id = %(booking_id)s AND status = 'pending'
 RETURNING booking_id;
 
--- save_deposit_customer --
--- The Stripe Customer the booking's PaymentIntent saves its card to.
-UPDATE booking_deposits SET stripe_customer_id = coalesce(stripe_customer_id, %(customer_id)s)
-WHERE booking_id = %(booking_id)s;
-
 -- stage_due_deposit_authorizations --
 -- Deposits whose stay begins within DEPOSIT_AUTHORIZE_BEFORE_HOURS (card authorisations last about 7 days,
 -- so not earlier), paid for with a saved card: one deposit.authorize job each, staged once (authorize_job).

@@ -4,11 +4,27 @@ SELECT id, status, hold_expires_at, amount, currency,
        (SELECT d.amount FROM booking_deposits d WHERE d.booking_id = bookings.id) AS deposit
 FROM bookings WHERE created_by_job = %(job_id)s;
 
--- insert_payment --
--- The PaymentIntent created for a booking, waiting for the customer.
-INSERT INTO payments (booking_id, payment_intent_id, client_secret, amount, currency, status)
-VALUES (%(booking_id)s, %(payment_intent_id)s, %(client_secret)s, %(amount)s, %(currency)s, 'requires_payment')
-ON CONFLICT (payment_intent_id) DO NOTHING;
+-- finish_job_with_payment --
+-- A booking job's last step, ONE statement (no BEGIN/COMMIT round trips): the job closed as finish_job closes
+-- it, only while we still hold its claim (shared/jobs.py: Finish), and the PaymentIntent created for the
+-- booking recorded, waiting for the customer, only if it was (its row comes FROM finished: a lost lease
+-- records nothing); a stay's deposit keeps the Stripe Customer its card is saved to, when there is one.
+WITH finished AS (
+  UPDATE jobs
+  SET status = 'succeeded', result = %(result)s, error = NULL, claim_token = NULL, claimed_until = NULL,
+      updated_at = now()
+  WHERE id = %(id)s AND claim_token = %(token)s
+  RETURNING id
+), payment AS (
+  INSERT INTO payments (booking_id, payment_intent_id, client_secret, amount, currency, status)
+  SELECT %(booking_id)s, %(payment_intent_id)s, %(client_secret)s, %(amount)s, %(currency)s, 'requires_payment'
+  FROM finished
+  ON CONFLICT (payment_intent_id) DO NOTHING
+), deposit_customer AS (
+  UPDATE booking_deposits SET stripe_customer_id = coalesce(stripe_customer_id, %(customer_id)s)
+  WHERE booking_id = %(booking_id)s AND %(customer_id)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM finished)
+)
+SELECT id FROM finished;
 
 -- lock_booking --
 -- A booking's row, locked: every payment change locks its booking first (booking -> payment -> refund),
