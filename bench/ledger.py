@@ -2,9 +2,9 @@
 
 * posting: ``ledger_post`` (idempotency key, fingerprint, accounts, entries, balance check at commit)
   against the same rows inserted directly (the same triggers apply), both with pgbench;
-* reads at ``entries`` ledger entries on one provider's accounts: the balance, and a statement page (the
-  opening balance and the page, the two statements the route runs) for one-day windows spread over the
-  history and for the first page of the whole history.
+* reads at ``entries`` ledger entries on one provider's accounts: the balance, and a statement page of the
+  most entries a page holds (the opening balance and the page, the two statements the route runs) for
+  one-day windows spread over the history, for the first page of the whole history and for the last day.
 
 The history is generated set-based in SQL (a few seconds per million entries): bookings paid, matured,
 paid out, as the workers post them. Per-row triggers are skipped while it is written (the bench's own
@@ -38,6 +38,7 @@ from psycopg.types.json import Jsonb
 
 from bench.pgbench import render
 from bench.rows import one_row
+from gateway.routes.money import MAX_STATEMENT_PAGE
 from shared.db import QUERIES
 from totem.migrate import create_database, drop_database, migrate
 
@@ -249,7 +250,8 @@ def read_times(url: str, provider_id: str, runs: int = 200, seed_: int = 16) -> 
         lo, hi = span["lo"], span["hi"]
 
         def statement(start: datetime, end: datetime) -> None:
-            params = {"provider_id": provider_id, "from": start, "to": end, "limit": 5001}
+            params = {"provider_id": provider_id, "from": start, "from_id": 0, "to": end,
+                      "limit": MAX_STATEMENT_PAGE + 1}
             conn.execute(QUERIES["statement_opening"], params).fetchall()
             conn.cursor(row_factory=tuple_row, binary=True).execute(QUERIES["provider_statement"], params).fetchall()
 
@@ -277,8 +279,8 @@ def explain(url: str, provider_id: str) -> dict[str, str]:
     out = {}
     with psycopg.connect(url, autocommit=True) as conn:
         hi = one_row(conn, "SELECT max(created_at) FROM ledger_entries")[0]
-        params = {"provider_id": provider_id, "from": hi - timedelta(days=120), "to": hi - timedelta(days=119),
-                  "limit": 5001}
+        params = {"provider_id": provider_id, "from": hi - timedelta(days=120), "from_id": 0,
+                  "to": hi - timedelta(days=119), "limit": MAX_STATEMENT_PAGE + 1}
         for name in ("provider_balances", "statement_opening", "provider_statement"):
             rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + QUERIES[name], params).fetchall()
             out[name] = "\n".join(r[0] for r in rows)

@@ -1,4 +1,5 @@
-"""Keyset pagination: an opaque cursor naming the (created_at, id) of the last row of a page.
+"""Keyset pagination: an opaque cursor naming the (created_at, id) of the last row of a page (the id a uuid,
+or a ledger entry's number).
 
 The OpenAPI document states the cursor's alphabet (unpadded base64url, ``Cursor``): anything else is a
 malformed request (400). A cursor of that alphabet this server did not issue is well formed but
@@ -22,7 +23,7 @@ Cursor = Annotated[str | None, Parameter(
     pattern=CURSOR_PATTERN, description="the `next_cursor` of the previous page, as given (opaque)")]
 
 
-def encode_cursor(created_at: datetime, row_id: UUID) -> str:
+def encode_cursor(created_at: datetime, row_id: UUID | int) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
 
 
@@ -34,13 +35,31 @@ def unissued_cursor() -> Problem:
 def decode_cursor(cursor: str | None) -> tuple[datetime | None, UUID | None]:
     if not cursor:
         return None, None
+    moment, row_id = _decode(cursor)
+    try:
+        return moment, UUID(row_id)
+    except ValueError as exc:
+        raise unissued_cursor() from exc
+
+
+def decode_entry_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    """A cursor naming a ledger entry (its created_at and number)."""
+    if not cursor:
+        return None
+    moment, entry_id = _decode(cursor)
+    if not entry_id.isascii() or not entry_id.isdigit():
+        raise unissued_cursor()
+    return moment, int(entry_id)
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, row_id = raw.split("|")
         moment = datetime.fromisoformat(created_at)
         if moment.tzinfo is None:  # an issued cursor always carries the row's offset
             raise ValueError(created_at)
-        return moment, UUID(row_id)
+        return moment, row_id
     except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
         raise unissued_cursor() from exc
 

@@ -52,7 +52,7 @@ REFERENCE_OPENING = """
 SELECT e.currency, coalesce(-sum(e.amount), 0)::bigint AS balance
 FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id
 WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
-  AND e.created_at < %(from)s
+  AND (e.created_at, e.id) < (%(from)s, %(from_id)s)
 GROUP BY e.currency"""
 # the page as it was before the entries carried copies (migration 0015): each row's transaction looked up
 REFERENCE_PAGE = """
@@ -61,7 +61,7 @@ SELECT e.id, e.created_at, e.available_at, -e.amount AS amount, e.currency, a.ki
 FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id
 JOIN ledger_transactions t ON t.id = e.transaction_id
 WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
-  AND e.created_at >= %(from)s AND e.created_at < %(to)s
+  AND (e.created_at, e.id) >= (%(from)s, %(from_id)s) AND e.created_at < %(to)s
 ORDER BY e.created_at, e.id LIMIT %(limit)s"""
 
 
@@ -136,10 +136,17 @@ def test_a_statement_opens_with_the_sum_of_the_entries_before_it_and_pages_them_
                          (txn["id"], account["id"], -100 * day, at, txn["id"], cash["id"], 100 * day, at))
     rng = random.Random(7)
     now = datetime.now(UTC)
-    for _ in range(25):
-        start = now - timedelta(days=6) + timedelta(seconds=rng.randint(0, 6 * 86400))
-        params = {"provider_id": provider, "from": start, "to": start + timedelta(days=rng.choice([1, 3])),
-                  "limit": rng.choice([3, 50, 5001])}
+    entries = conn.execute("SELECT created_at, id FROM ledger_entries WHERE provider_id = %s", (provider,)).fetchall()
+    for i in range(50):
+        # a period's start (from_id 0), or the position just past an entry, as the next page starts (entries of
+        # one transaction share their created_at: the id orders them)
+        if i % 2:
+            start, from_id = now - timedelta(days=6) + timedelta(seconds=rng.randint(0, 6 * 86400)), 0
+        else:
+            entry = rng.choice(entries)
+            start, from_id = entry["created_at"], entry["id"] + 1
+        params = {"provider_id": provider, "from": start, "from_id": from_id,
+                  "to": start + timedelta(days=rng.choice([1, 3])), "limit": rng.choice([3, 50, 1001])}
         assert conn.execute(QUERIES["statement_opening"], params).fetchall() == \
             conn.execute(REFERENCE_OPENING, params).fetchall()
         assert conn.execute(QUERIES["provider_statement"], params).fetchall() == \
@@ -290,6 +297,6 @@ def test_the_statement_page_columns_are_the_route_entry_fields_in_order(
 
     provider = _provider(isolated_database_url)
     cur = conn.execute(QUERIES["provider_statement"], {"provider_id": provider, "from": datetime.now(UTC),
-                                                       "to": datetime.now(UTC), "limit": 1})
+                                                       "from_id": 0, "to": datetime.now(UTC), "limit": 1})
     assert [c.name for c in cur.description or []] == list(StatementEntry.__struct_fields__[:-1])
     assert StatementEntry.__struct_fields__[-1] == "running_balance"

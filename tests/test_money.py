@@ -4,6 +4,7 @@ returned to available, reconciliation, and the owner views."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -141,6 +142,27 @@ def test_a_completed_booking_is_settled_paid_out_once_and_shows_in_the_owner_vie
                      ("payout_initiated", "payouts_in_transit", 2250, 2250),
                      ("payout_paid", "payouts_in_transit", -2250, 0)]
     assert statement["opening_balances"] == {} and statement["closing_balances"] == {"EUR": 0}
+    assert statement["next_cursor"] is None and statement["truncated"] is False
+    # the same period two entries a page: the same entries and running balances, each page opening where the
+    # one before closed (a page may end between two entries of one transaction, which share their instant)
+    period = {"from": started.isoformat(), "to": (datetime.now(UTC) + timedelta(days=2)).isoformat(), "limit": 2}
+    pages, cursor = [], None
+    while True:
+        page = client.get(f"/v1/providers/{catalog.provider_id}/statement", headers=SYSTEM,
+                          params={**period, **({"cursor": cursor} if cursor else {})}).json()
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [e for page in pages for e in page["entries"]] == statement["entries"]
+    assert [len(page["entries"]) for page in pages] == [2, 2, 2]
+    assert all(page["truncated"] for page in pages[:-1]) and not pages[-1]["truncated"]
+    for before, after in itertools.pairwise(pages):
+        assert after["opening_balances"] == before["closing_balances"]
+    # a cursor of another period (its entry outside this one) is not this statement's
+    elsewhere = client.get(f"/v1/providers/{catalog.provider_id}/statement", headers=SYSTEM, params={
+        "from": "2030-01-01", "to": "2030-01-31", "cursor": pages[0]["next_cursor"]})
+    assert elsewhere.status_code == 422 and elsewhere.json()["code"] == "REQUEST_UNPROCESSABLE"
     assert trial_balance(conn) == []
 
 

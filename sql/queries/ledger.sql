@@ -50,26 +50,29 @@ FROM sums s LEFT JOIN maturing m ON m.currency = s.currency
 ORDER BY s.currency;
 
 -- provider_statement --
--- A provider's entries between two instants, the first %(limit)s of them in time order (the route adds the
--- running balance to statement_opening): one range of the provider's index, in order, each row carrying
--- its transaction's kind, booking, payout and description (copied at insert, migration 0015).
+-- A provider's entries in time order from a position up to an instant, the first %(limit)s of them (the route
+-- adds the running balance to statement_opening at the same position). A position is (%(from)s, %(from_id)s):
+-- the entries at or after it in (created_at, id) order; a period's start is (its first instant, 0), the page
+-- after one ending with entry (t, n) starts at (t, n + 1). One range of the provider's index, in order, each
+-- row carrying its transaction's kind, booking, payout and description (copied at insert, migration 0015).
 SELECT e.id, e.created_at, e.available_at, -e.amount AS amount, e.currency, a.kind AS account, e.transaction_id,
        e.transaction_kind AS kind, e.booking_id, e.payout_id, e.description
 FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
-WHERE e.provider_id = %(provider_id)s AND e.created_at >= %(from)s AND e.created_at < %(to)s
+WHERE e.provider_id = %(provider_id)s AND (e.created_at, e.id) >= (%(from)s::timestamptz, %(from_id)s::bigint)
+  AND e.created_at < %(to)s
 ORDER BY e.created_at, e.id
 LIMIT %(limit)s;
 
 -- statement_opening --
--- What we owed a provider per currency just before a statement's start: the derived day sums before its
--- UTC day, then that day's entries up to the start.
+-- What we owed a provider per currency just before a position of its statement (provider_statement): the
+-- derived day sums before the position's UTC day, then that day's entries before the position.
 SELECT a.currency, (-sum(x.amount))::bigint AS balance
 FROM ledger_accounts a,
      LATERAL (SELECT d.amount FROM ledger_account_days d
               WHERE d.account_id = a.id AND d.day < (%(from)s::timestamptz AT TIME ZONE 'UTC')::date
               UNION ALL
               SELECT e.amount FROM ledger_entries e
-              WHERE e.account_id = a.id AND e.created_at < %(from)s::timestamptz
+              WHERE e.account_id = a.id AND (e.created_at, e.id) < (%(from)s::timestamptz, %(from_id)s::bigint)
                 AND e.created_at >= date_trunc('day', %(from)s::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') x
 WHERE a.provider_id = %(provider_id)s AND a.kind IN ('provider_pending', 'provider_available', 'payouts_in_transit')
 GROUP BY a.currency;

@@ -148,6 +148,26 @@ def test_approve_from_the_email_then_check_in_and_out_and_claim_the_deposit_move
     expect(page.locator("#statement tbody tr").first).to_be_visible()
     shot(page, "money-after")
 
+    # the statement in pages of two (each request's limit rewritten on its way): "Show more" appends the next page
+    # until the period ends, and the closing balance follows the last page loaded
+    period = {name: page.locator(f"#statement input[name={name}]").input_value() for name in ("from", "to")}
+    whole = client.get(f"/v1/providers/{shop.provider_id}/statement", params={**period, "limit": 1000},
+                       headers={"Authorization": f"Bearer {shop.owner_token}"}).json()
+    assert len(whole["entries"]) > 2 and whole["next_cursor"] is None
+    page.route(re.compile(r".*/statement\?.*"),
+               lambda route: route.continue_(url=re.sub(r"limit=\d+", "limit=2", route.request.url)))
+    page.get_by_role("button", name="Show statement").click()
+    rows = page.locator("#statement tbody tr")
+    expect(rows).to_have_count(2)
+    while page.get_by_role("button", name="Show more").count():
+        shown = rows.count()
+        page.get_by_role("button", name="Show more").click()
+        expect(rows).not_to_have_count(shown)
+    expect(rows).to_have_count(len(whole["entries"]))
+    closing = page.locator("#statement [data-field=closing]").inner_text()
+    assert int(re.sub(r"\D", "", closing)) == abs(sum(whole["closing_balances"].values())), closing
+    shot(page, "statement-paged")
+
 
 def test_cancel_shows_the_refund_the_policy_gives_before_confirming_on_a_phone_with_the_keyboard(
         phone_page: Page, fleet: Fleet, shop: Shop, client: httpx.Client, shot: Shot) -> None:

@@ -16,15 +16,33 @@ function balances(balance) {
     h("p", { class: "muted" }, "Pending matures for payout after the service; available goes out with the next settlement."));
 }
 
-function statementView(statement) {
-  const opening = Object.entries(statement.opening_balances).map(([c, v]) => money(v, c)).join(", ") || "nothing";
-  const closing = Object.entries(statement.closing_balances).map(([c, v]) => money(v, c)).join(", ") || "nothing";
-  return h("div", {}, h("p", {}, `Opening: ${opening} · Closing: ${closing}`),
-    table(["When", "What", "Amount", "Balance"], statement.entries.map((e) => h("tr", {},
-      h("td", {}, when(e.created_at)),
-      h("td", {}, e.description || label(e.kind), e.booking_id ? [" · ", h("a", { href: `/console/bookings/${e.booking_id}` }, "booking")] : ""),
-      h("td", { class: "num" }, money(e.amount, e.currency)), h("td", { class: "num" }, money(e.running_balance, e.currency))))),
-    statement.truncated && h("p", { class: "notice" }, "Only the first entries are shown; choose a shorter period."));
+const STATEMENT_PAGE = 500; // entries a page loads (the API gives at most 1,000)
+
+const balancesText = (balances) => Object.entries(balances).map(([c, v]) => money(v, c)).join(", ") || "nothing";
+
+function entryRow(e) {
+  return h("tr", {},
+    h("td", {}, when(e.created_at)),
+    h("td", {}, e.description || label(e.kind), e.booking_id ? [" · ", h("a", { href: `/console/bookings/${e.booking_id}` }, "booking")] : ""),
+    h("td", { class: "num" }, money(e.amount, e.currency)), h("td", { class: "num" }, money(e.running_balance, e.currency)));
+}
+
+/** A statement's first page; "Show more" appends the next (the running balance carries on across pages). */
+function statementView(first, nextPage) {
+  const closing = h("span", { "data-field": "closing" }, balancesText(first.closing_balances));
+  const rows = table(["When", "What", "Amount", "Balance"], first.entries.map(entryRow));
+  const more = h("p", {});
+  const offer = (cursor) => more.replaceChildren(...(cursor ? [h("button", { type: "button", onclick: async (event) => {
+    event.target.disabled = true;
+    try {
+      const page = await nextPage(cursor);
+      rows.querySelector("tbody").append(...page.entries.map(entryRow));
+      closing.textContent = balancesText(page.closing_balances);
+      offer(page.next_cursor);
+    } catch (error) { more.replaceChildren(errorBox(error)); }
+  } }, "Show more")] : []));
+  offer(first.next_cursor);
+  return h("div", {}, h("p", {}, `Opening: ${balancesText(first.opening_balances)} · Closing: `, closing), rows, more);
 }
 
 function statementSection(ctx) {
@@ -33,9 +51,10 @@ function statementSection(ctx) {
   const out = h("div", { "aria-live": "polite" });
   const load = async () => {
     out.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    const page = (cursor) => api("GET", `/v1/providers/${ctx.providerId}/statement`,
+      { query: { from: from.value, to: to.value, limit: STATEMENT_PAGE, ...(cursor ? { cursor } : {}) } });
     try {
-      out.replaceChildren(statementView(await api("GET", `/v1/providers/${ctx.providerId}/statement`,
-        { query: { from: from.value, to: to.value } })));
+      out.replaceChildren(statementView(await page(null), page));
     } catch (error) { out.replaceChildren(errorBox(error)); }
   };
   const form = h("form", { class: "filters", onsubmit: (event) => { event.preventDefault(); load(); } },
