@@ -118,12 +118,14 @@ class CommandAcceptor:
         self.pool = pool
         self.enqueuer = enqueuer
         self.settings = settings
-        self._statements: dict[str, sql.Composed] = {}
+        self._statements: dict[str, bytes] = {}
 
-    def _statement(self, check_query: str) -> sql.Composed:
+    def _statement(self, check_query: str) -> bytes:
+        """accept_command with the check's query in it, composed once (as bytes: psycopg would compose a
+        Composed again at every execute)."""
         if check_query not in self._statements:
             self._statements[check_query] = sql.SQL(QUERIES["accept_command"]).format(
-                check=sql.SQL(QUERIES[check_query]))
+                check=sql.SQL(QUERIES[check_query])).as_bytes(None)
         return self._statements[check_query]
 
     async def _record(self, command: KeyedCommand, key_params: dict[str, Any], params: dict[str, Any],
