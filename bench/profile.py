@@ -1,8 +1,9 @@
 """Where our processes' CPU goes: py-spy samples the gateway and the bookings pool (every process of each,
 from outside, non-blocking) while a booking phase runs, and each profile is reduced to the share of samples
 by library and the functions on top of the stack most often. The report cites it for the targets that CPU
-limits. Idle threads are not sampled (py-spy's default), so the shares are of threads running or runnable:
-on a saturated box a thread woken from a socket wait and queued for a core counts too (psycopg's ``wait``)."""
+limits. Only the thread holding the GIL is sampled (``--gil``), so the shares are of Python's CPU time: without
+it py-spy counted every thread the OS did not show asleep, and a worker's eight threads woken from a round trip
+and queued for a core filled the profile with psycopg's ``Connection.wait``."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def sampling(pids: dict[str, int], out_dir: Path, rate: int = 200) -> Iterator[d
         raise RuntimeError("py-spy is not installed (pip install 'totem[bench]')")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: out_dir / f"profile-{name}.txt" for name in pids}
-    procs = [subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--format", "raw",
-                               "--rate", str(rate), "--output", str(files[name])],
+    procs = [subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--gil", "--nonblocking",
+                               "--format", "raw", "--rate", str(rate), "--output", str(files[name])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for name, pid in pids.items()]
     try:
         yield files

@@ -264,12 +264,10 @@ def markdown(s: dict[str, Any], details: list[str]) -> str:
               "| processes | bookings/s | × one process | system CPU ms/booking |", "|---|---|---|---|"]
     lines += [f"| {r['processes']} × {r['threads']} threads | {r['bookings_per_s']:.0f} | "
               f"{r['over_one_process']:.2f} | {r['system_cpu_ms_per_booking']:.2f} |" for r in s["scaling"]["runs"]]
-    lines += ["", "## Profile (py-spy during (b) run again; threads running or waiting for a core, idle excluded)",
-              ""]
-    lines += ["py-spy counts a thread unless the OS shows it sleeping: functions that wait on a socket "
-              "(psycopg's `Connection.wait`, `SocketIO.readinto`, the Redis consumer) show the threads woken from a "
-              "round trip and waiting for a core on a busy box, so they measure round trips more than computing.",
-              ""]
+    lines += ["", "## Profile (py-spy during (b) run again; the thread holding the GIL: Python at work)", ""]
+    lines += ["py-spy samples only the thread that holds the GIL (`--gil`), so the shares are of the Python CPU "
+              "time: a thread waiting for a socket, a lock or a core is not counted, and neither is the time in "
+              "system calls and C code that let the GIL go (the kernel's part of the CPU table).", ""]
     lines += _profile_md(s["profile"])
     lines += ["", "## Postgres during (b) (pg_stat_statements)", ""]
     lines += _statements_md(s["postgres_statements"])
