@@ -47,8 +47,9 @@ def reset(conn: psycopg.Connection[Any]) -> None:
 
 def _shape(text: str) -> str:
     """A statement with its parameters, constants and whitespace made uniform (pg_stat_statements shows
-    constants as $n too), to match the text it recorded to the query of QUERIES it came from."""
-    text = re.sub(r"%\(\w+\)s|\$\d+|E?'(?:[^']|'')*'|\b\d+\b", "?", text)
+    constants as $n too, NULL among them, unless the statement was prepared before its last reset: then it
+    keeps the text as sent), to match the text it recorded to the query of QUERIES it came from."""
+    text = re.sub(r"%\(\w+\)s|\$\d+|E?'(?:[^']|'')*'|\b\d+\b|\bnull\b", "?", text, flags=re.IGNORECASE)
     return re.sub(r"\s+", " ", text).strip().lower()[:120]
 
 
