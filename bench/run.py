@@ -212,8 +212,9 @@ def _pgbench(url: str, script: Path, seconds: int, resources: list[dict[str, str
 
 def _ceilings(url: str, scripts: dict[str, Path], seconds: int,
               resources: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
-    """(a), (a') and the webhook's statement, CEILING_ROUNDS times interleaved, each round on emptied tables
-    with the job rows job.sql claims preseeded; each ceiling is its median run, every run's tps kept beside it.
+    """(a), (a') and the webhook's statement, CEILING_ROUNDS rounds of the three in turn, each round starting on
+    emptied tables with the job rows job.sql claims preseeded (so (a') runs on what (a) wrote, every round
+    alike); each ceiling is its median run, every run's tps kept beside it.
     One run is not enough on a shared box: the same 5-second job.sql gave 495 to 965 tps within one bench."""
     runs: dict[str, list[dict[str, Any]]] = {"job": [], "full": [], "webhook": []}
     for _ in range(CEILING_ROUNDS):

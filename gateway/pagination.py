@@ -47,7 +47,7 @@ def decode_entry_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     if not cursor:
         return None
     moment, entry_id = _decode(cursor)
-    if not entry_id.isascii() or not entry_id.isdigit():
+    if not entry_id.isascii() or not entry_id.isdigit() or int(entry_id) >= 2**63 - 1:  # the page after: number + 1
         raise unissued_cursor()
     return moment, int(entry_id)
 

@@ -162,6 +162,7 @@ def _claim_and_run(pool: Pool, job_id: uuid.UUID, handler: Handler | None, lease
             if isinstance(work, Finish):
                 if not _finish_with(conn, job, work):
                     raise LeaseLost(str(job.id))
+                _enqueue_follow_ups(job, enqueue)  # any the prepare step staged in steps of its own
                 return "succeeded"
             if work is None:
                 raise TypeError("run_job needs a handler or a prepare step")

@@ -117,6 +117,9 @@ def test_a_finish_statement_applies_its_work_only_with_the_lease(pool: Pool, db:
             start_at=future(days=21), customer=Customer(name="Ada", email="ada@example.com")),
             job_id=uuid.uuid4(), default_hold_ttl_seconds=900, max_attempts=5, created=creation_params(None, "s"))
 
+    db.execute("INSERT INTO booking_deposits (booking_id, provider_id, amount, currency) "  # the card is saved for
+               "VALUES (%s, %s, 10000, 'EUR')", (hold.booking_id, catalog.provider_id))  # a deposit: its Customer
+
     def pay(intent: str, *, lose_lease: bool) -> Any:
         def prepare(conn: psycopg.Connection[Any], job: ClaimedJob) -> Finish:
             if lose_lease:  # the lease ran out meanwhile and the sweeper handed the job to someone else
@@ -124,7 +127,7 @@ def test_a_finish_statement_applies_its_work_only_with_the_lease(pool: Pool, db:
                            "WHERE id = %s", (job.id,))
             return Finish("finish_job_with_payment", {
                 "booking_id": hold.booking_id, "payment_intent_id": intent, "client_secret": f"{intent}_secret",
-                "amount": hold.amount, "currency": hold.currency, "customer_id": None}, Done(ok=True))
+                "amount": hold.amount, "currency": hold.currency, "customer_id": f"cus_{intent}"}, Done(ok=True))
         return prepare
 
     lost, kept = new_job(db), new_job(db)
@@ -132,6 +135,9 @@ def test_a_finish_statement_applies_its_work_only_with_the_lease(pool: Pool, db:
     assert run_job(pool, kept, None, lease_seconds=30, prepare=pay("pi_kept", lose_lease=False)) == "succeeded"
     payments = db.execute("SELECT payment_intent_id FROM payments WHERE booking_id = %s", (hold.booking_id,))
     assert [row["payment_intent_id"] for row in payments] == ["pi_kept"]
+    deposit = db.execute("SELECT stripe_customer_id FROM booking_deposits WHERE booking_id = %s",
+                         (hold.booking_id,)).fetchone()
+    assert deposit["stripe_customer_id"] == "cus_pi_kept"
     assert job_row(db, lost)["status"] == "queued"
     assert job_row(db, kept)["status"] == "succeeded" and job_row(db, kept)["result"] == {"ok": True}
 

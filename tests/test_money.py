@@ -16,6 +16,7 @@ import pytest
 import stripe
 from psycopg.rows import dict_row
 
+from gateway.pagination import encode_cursor
 from shared import ledger
 from shared.db import QUERIES, ConstraintViolation, translate_errors, use_msgspec_json
 from shared.registry import PAYOUT_SEND, job_route
@@ -163,6 +164,11 @@ def test_a_completed_booking_is_settled_paid_out_once_and_shows_in_the_owner_vie
     elsewhere = client.get(f"/v1/providers/{catalog.provider_id}/statement", headers=SYSTEM, params={
         "from": "2030-01-01", "to": "2030-01-31", "cursor": pages[0]["next_cursor"]})
     assert elsewhere.status_code == 422 and elsewhere.json()["code"] == "REQUEST_UNPROCESSABLE"
+    # nor is one naming an entry number no entry can have (past bigint)
+    forged = encode_cursor(datetime.fromisoformat(statement["entries"][0]["created_at"]), 2**63 - 1)
+    beyond = client.get(f"/v1/providers/{catalog.provider_id}/statement", headers=SYSTEM,
+                        params={**period, "cursor": forged})
+    assert beyond.status_code == 422 and beyond.json()["code"] == "REQUEST_UNPROCESSABLE"
     assert trial_balance(conn) == []
 
 

@@ -29,7 +29,7 @@ from shared.ledger import Balance
 from shared.registry import LEDGER_RECONCILE
 from shared.schemas import Accepted
 
-STATEMENT_PAGE, MAX_STATEMENT_PAGE = 100, 1000  # entries per statement page: by default, at most
+MAX_STATEMENT_PAGE = 1000  # entries per statement page, at most and by default
 
 
 class ProviderBalance(msgspec.Struct):
@@ -117,7 +117,8 @@ async def provider_statement(
     to: Annotated[str, Parameter(query="to", pattern=DATE_OR_INSTANT_PATTERN, schema_extra=DATE_OR_INSTANT_SCHEMA,
                                  description="an ISO-8601 instant with an offset, or a local date of "
                                  "the provider (YYYY-MM-DD: to its end, inclusive)")],
-    limit: Annotated[int, Parameter(ge=1, le=MAX_STATEMENT_PAGE, description="entries on this page")] = STATEMENT_PAGE,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_STATEMENT_PAGE,
+                                    description="entries on this page")] = MAX_STATEMENT_PAGE,
     cursor: Cursor = None,
 ) -> Statement:
     rows = await fetch_rows(state, "get_provider", {"id": provider_id}, lag_ok=True)

@@ -11,7 +11,10 @@
 --   what the hold that held the lock before committed. The insert that follows in the calling statement
 --   reads the catalog in the statement's own snapshot; the exclusion constraint is checked against every
 --   committed row and sees the holds this transaction has just expired as gone, as it did when they were
---   separate statements of one transaction.
+--   separate statements of one transaction. (The catalog read, opening hours and blocked periods included, is
+--   as of the statement's start, before any wait for the lock; a block committed during that wait of
+--   milliseconds is not seen, as one committed just after the hold's insert never was: blocks are checked,
+--   not constrained.)
 
 -- Holds past hold_expires_at become expired (freeing the time at once), with audit and outbox rows: all of
 -- them (the scheduler) or one resource's (a new booking there, so a lapsed hold never blocks it). An

@@ -32,15 +32,16 @@ function statementView(first, nextPage) {
   const closing = h("span", { "data-field": "closing" }, balancesText(first.closing_balances));
   const rows = table(["When", "What", "Amount", "Balance"], first.entries.map(entryRow));
   const more = h("p", {});
-  const offer = (cursor) => more.replaceChildren(...(cursor ? [h("button", { type: "button", onclick: async (event) => {
-    event.target.disabled = true;
-    try {
-      const page = await nextPage(cursor);
-      rows.querySelector("tbody").append(...page.entries.map(entryRow));
-      closing.textContent = balancesText(page.closing_balances);
-      offer(page.next_cursor);
-    } catch (error) { more.replaceChildren(errorBox(error)); }
-  } }, "Show more")] : []));
+  const offer = (cursor, failed) => more.replaceChildren(...(cursor ? [failed && errorBox(failed),
+    h("button", { type: "button", onclick: async (event) => {
+      event.target.disabled = true;
+      try {
+        const page = await nextPage(cursor);
+        rows.querySelector("tbody").append(...page.entries.map(entryRow));
+        closing.textContent = balancesText(page.closing_balances);
+        offer(page.next_cursor);
+      } catch (error) { offer(cursor, error); } // the error shown, and the button again to retry
+    } }, "Show more")] : []));
   offer(first.next_cursor);
   return h("div", {}, h("p", {}, `Opening: ${balancesText(first.opening_balances)} · Closing: `, closing), rows, more);
 }
@@ -51,8 +52,9 @@ function statementSection(ctx) {
   const out = h("div", { "aria-live": "polite" });
   const load = async () => {
     out.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    const period = { from: from.value, to: to.value }; // "Show more" continues this period, whatever the inputs say now
     const page = (cursor) => api("GET", `/v1/providers/${ctx.providerId}/statement`,
-      { query: { from: from.value, to: to.value, limit: STATEMENT_PAGE, ...(cursor ? { cursor } : {}) } });
+      { query: { ...period, limit: STATEMENT_PAGE, ...(cursor ? { cursor } : {}) } });
     try {
       out.replaceChildren(statementView(await page(null), page));
     } catch (error) { out.replaceChildren(errorBox(error)); }
