@@ -60,6 +60,7 @@ BOOKINGS_POOL, PAYMENTS_POOL = JOB_TYPES[BOOKING_CREATE].pool, JOB_TYPES[STRIPE_
 GATEWAY = "web"  # the gateway's name in the fleet
 PGBENCH_CLIENTS = 16
 CEILING_ROUNDS = 3  # each pgbench ceiling is the median of this many interleaved runs
+PAIRS = 3  # (b) and the in-request peer back to back this many times; their ratio is the median pair's
 PIPELINE_BUDGET_SECONDS = 60  # (c') runs only when (c) had all its mail out within this, to bound the run
 
 
@@ -307,11 +308,14 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
             if pg_statements:
                 result["pg_statements"] = pgstat.top(url, result["succeeded"])
         with phases("peer baseline: the same booking inside one request"):
-            # as many Python processes as our gateway and bookings pool together, as many threads as a worker's
-            result["peer"] = await peer.measure(conn, fleet, servers, resources, args.requests, args.concurrency,
-                                                datetime(2037, 1, 1, 8, tzinfo=UTC),
-                                                processes=args.web_workers + args.worker_processes,
-                                                threads=args.worker_threads)
+            result["peer"] = await _peer(args, conn, fleet, servers, resources, datetime(2037, 1, 1, 8, tzinfo=UTC))
+        with phases(f"(b) and the peer baseline again, {PAIRS - 1} more pairs (their ratio: the median pair's)"):
+            result["pairs"] = [_pair(result, result["peer"])]
+            for k in range(PAIRS - 1):
+                again = await measure(conn, fleet, servers, resources, args.requests, args.concurrency,
+                                      datetime(2050 + 2 * k, 1, 1, 8, tzinfo=UTC))
+                result["pairs"].append(_pair(again, await _peer(args, conn, fleet, servers, resources,
+                                                                datetime(2060 + 2 * k, 1, 1, 8, tzinfo=UTC))))
         with phases("outbox pipeline (r), (c), (c')"):
             result.update(await _with_pipeline(args, url, resources, fleet, servers, conn))
         with phases("accept only, webhook ingest"):
@@ -328,6 +332,24 @@ async def _end_to_end(args: argparse.Namespace, url: str, resources: list[dict[s
             result["scaling"] = await scaling.pool_scaling(conn, fleet, servers, resources, args.scaling_requests,
                                                            args.concurrency, args.worker_threads,
                                                            datetime(2041, 1, 1, 8, tzinfo=UTC))
+
+
+async def _peer(args: argparse.Namespace, conn: psycopg.AsyncConnection[Any], fleet: Fleet, servers: dict[str, int],
+                resources: list[dict[str, str]], first_day: datetime) -> dict[str, Any]:
+    """The peer app: as many Python processes as our gateway and bookings pool together, as many threads as a
+    worker's."""
+    return await peer.measure(conn, fleet, servers, resources, args.requests, args.concurrency, first_day,
+                              processes=args.web_workers + args.worker_processes, threads=args.worker_threads)
+
+
+def _pair(e2e: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """(b) and the peer run back to back: on a box whose speed drifts between phases (the fake Stripe's CPU per
+    booking, the same work every time, varied by 45 % between two runs), a ratio of two runs minutes apart
+    measures the drift as much as the designs; the report takes the median of PAIRS such pairs."""
+    return {"e2e_bookings_per_s": e2e["bookings_per_s"], "peer_bookings_per_s": baseline["bookings_per_s"],
+            "e2e_cpu_ms_per_booking": e2e["system_cpu_ms_per_booking"],
+            "peer_cpu_ms_per_booking": baseline["system_cpu_ms_per_booking"],
+            "ratio": e2e["bookings_per_s"] / baseline["bookings_per_s"] if baseline["bookings_per_s"] else None}
 
 
 async def _profiled(args: argparse.Namespace, conn: psycopg.AsyncConnection[Any], fleet: Fleet,
