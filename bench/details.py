@@ -14,9 +14,9 @@ def figure_lines(report: dict[str, Any]) -> list[str]:
     out = [
         f"Totem bench ({report['machine']['cpus']} CPUs, everything on this machine)",
         f"  (a)  pgbench, the booking job's SQL             {job['tps']:8.0f} tps   (avg {job['latency_avg_ms']} ms)"
-        f"{_runs(job)}",
+        f"{median_of(job.get('runs_tps') or [])}",
         f"  (a') pgbench, all SQL per booking (accept+job)  {full['tps']:8.0f} tps   (avg {full['latency_avg_ms']} ms)"
-        f"{_runs(full)}",
+        f"{median_of(full.get('runs_tps') or [])}",
         f"  (b)  end-to-end bookings/s through the gateway  {e2e['bookings_per_s']:8.0f} /s    "
         f"({e2e['succeeded']} succeeded, {e2e['failed']} failed)",
         f"       accepts/s (202s answered)                  {e2e['accepted_per_s']:8.0f} /s",
@@ -118,7 +118,6 @@ def _new_phase_lines(report: dict[str, Any]) -> list[str]:
     return out
 
 
-def _runs(ceiling: dict[str, Any]) -> str:
-    """The runs a ceiling is the median of (older reports have one run only)."""
-    runs = ceiling.get("runs_tps") or []
-    return f"   median of {' / '.join(f'{tps:.0f}' for tps in runs)}" if len(runs) > 1 else ""
+def median_of(runs: list[float]) -> str:
+    """The runs a ceiling is the median of, as the report shows them (older reports have one run only)."""
+    return f" (median of {' / '.join(f'{tps:.0f}' for tps in runs)})" if len(runs) > 1 else ""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import charts
+from bench.details import median_of
 from bench.scaling import BOOKINGS_POOL
 
 SCHEMA_VERSION = 1
@@ -249,9 +250,9 @@ def markdown(s: dict[str, Any], details: list[str]) -> str:
     lines += [
         "", "## Throughput", "",
         "| what | per second |", "|---|---|",
-        f"| (a) pgbench, the booking job's SQL{_median_of(t['pgbench_job_sql_runs_tps'])} | "
+        f"| (a) pgbench, the booking job's SQL{median_of(t['pgbench_job_sql_runs_tps'])} | "
         f"{t['pgbench_job_sql_tps']:.0f} |",
-        f"| (a') pgbench, all SQL per booking (accept + job){_median_of(t['pgbench_all_sql_runs_tps'])} | "
+        f"| (a') pgbench, all SQL per booking (accept + job){median_of(t['pgbench_all_sql_runs_tps'])} | "
         f"{t['pgbench_all_sql_tps']:.0f} |",
         "| in-request peer baseline (same SQL + Stripe call, one request) | "
         f"{_fmt(t['in_request_baseline_bookings_per_s'], '.0f')} |",
@@ -348,7 +349,3 @@ def write(raw: dict[str, Any], out_dir: Path, details: list[str]) -> dict[str, A
     (out_dir / "report.md").write_text(markdown(summary, details))
     charts.draw(summary, out_dir)
     return summary
-
-
-def _median_of(runs: list[float]) -> str:
-    return f" (median of {' / '.join(f'{tps:.0f}' for tps in runs)})" if len(runs) > 1 else ""

@@ -160,11 +160,9 @@ def sweep_params(max_attempts: int) -> dict[str, Any]:
 def expire_overdue_holds(conn: psycopg.Connection[Any], *, max_attempts: int,
                          limit: int = 500) -> tuple[int, list[uuid.UUID]]:
     """The scheduler's sweep: every lapsed hold. Returns how many expired and the cancel-intent jobs
-    staged for their open PaymentIntents (for the caller to enqueue)."""
-    with conn.transaction():
-        row = conn.execute(QUERIES["expire_overdue_holds"],
-                           {"limit": limit, "resource_id": None, "actor": "scheduler",
-                            **sweep_params(max_attempts)}).fetchone()
+    staged for their open PaymentIntents (for the caller to enqueue). One statement, its own transaction."""
+    row = conn.execute(QUERIES["expire_overdue_holds"], {"limit": limit, "resource_id": None, "actor": "scheduler",
+                                                         **sweep_params(max_attempts)}).fetchone()
     return (int(row["expired"]), list(row["cancel_jobs"] or [])) if row else (0, [])
 
 
